@@ -1,0 +1,49 @@
+//! The crate's one error type. The gRPC layer (a later issue) maps each variant to one status code.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be opened or read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A MeCab dictionary file exists but is not what MeCab 0.996 would accept.
+    #[error("MeCab dictionary file {path} is unusable: {reason}")]
+    Dictionary { path: PathBuf, reason: String },
+
+    /// No dictionary directory was found anywhere we looked.
+    #[error(
+        "MeCab dictionary (unidic-lite 1.0.8) not found; looked in: {searched}. \
+         Fetch it with `scripts/fetch-unidic.sh` (installs the PyPI package unidic-lite into \
+         .deps/python), or `pip install unidic-lite==1.0.8`, then pass `--mecab-dic DIR` or set \
+         JACOLBERT_MECAB_DIC to its `unidic_lite/dicdir`"
+    )]
+    DictionaryNotFound { searched: String },
+
+    /// The model directory's tokenizer files (vocab.txt, tokenizer_config.json, ...) are unusable.
+    #[error("tokenizer files in {path} are unusable: {reason}")]
+    Vocab { path: PathBuf, reason: String },
+}
+
+impl Error {
+    pub(crate) fn dictionary(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Dictionary {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! The encoder node: text to token ids (`tokenizer`), and later ids to ColBERT vectors.
+
+pub mod error;
+pub mod tokenizer;
+
+pub use error::{Error, Result};

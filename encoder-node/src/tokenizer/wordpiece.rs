@@ -1,0 +1,174 @@
+//! The vocabulary and the WordPiece step of BertJapaneseTokenizer.
+//!
+//! The vocab is read the way transformers' `load_vocab` reads it (one token a line, only the
+//! line break removed, later duplicates winning; line 16 of bert-base-japanese-v3 is an empty
+//! token and keeps id 15). The greedy longest-match itself is the `tokenizers` crate's
+//! `WordPiece` model, which behaves as transformers' `WordpieceTokenizer` (100-character limit,
+//! whole word to [UNK] when any part has no match).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use tokenizers::models::wordpiece::WordPiece;
+use tokenizers::Model;
+
+use crate::error::{Error, Result};
+
+/// Longest word (in characters) WordPiece splits; longer words become [UNK].
+pub const MAX_INPUT_CHARS_PER_WORD: usize = 100;
+pub const UNK_TOKEN: &str = "[UNK]";
+
+/// Token ↔ id table of a model, as vocab.txt defines it.
+pub struct Vocab {
+    ids: HashMap<String, u32>,
+    tokens: Vec<String>,
+}
+
+impl Vocab {
+    pub fn from_file(path: &Path) -> Result<Vocab> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let text = String::from_utf8(bytes).map_err(|e| Error::Vocab {
+            path: path.to_path_buf(),
+            reason: format!("vocab.txt is not UTF-8: {e}"),
+        })?;
+        Vocab::from_text(&text).map_err(|reason| Error::Vocab { path: path.to_path_buf(), reason })
+    }
+
+    /// Parses vocab.txt text: Python's text mode turns `\r\n` and `\r` into `\n`, `readlines`
+    /// splits after each `\n`, and `rstrip("\n")` removes it.
+    pub fn from_text(text: &str) -> std::result::Result<Vocab, String> {
+        let text = text.replace("\r\n", "\n").replace('\r', "\n");
+        let mut lines: Vec<&str> = text.split('\n').collect();
+        if text.ends_with('\n') {
+            lines.pop();
+        }
+        if lines.is_empty() {
+            return Err("vocab.txt is empty".into());
+        }
+        let tokens: Vec<String> = lines.into_iter().map(str::to_owned).collect();
+        let ids = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+        let vocab = Vocab { ids, tokens };
+        if vocab.id(UNK_TOKEN).is_none() {
+            return Err(format!("vocab has no {UNK_TOKEN} token"));
+        }
+        Ok(vocab)
+    }
+
+    pub fn id(&self, token: &str) -> Option<u32> {
+        self.ids.get(token).copied()
+    }
+
+    pub fn token(&self, id: u32) -> Option<&str> {
+        self.tokens.get(id as usize).map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+}
+
+/// transformers' `WordpieceTokenizer` over one vocab.
+pub struct WordPieceSplitter {
+    model: WordPiece,
+    unk_id: u32,
+}
+
+impl WordPieceSplitter {
+    pub fn new(vocab: &Vocab) -> Result<WordPieceSplitter> {
+        let model = WordPiece::builder()
+            .vocab(vocab.ids.iter().map(|(t, &i)| (t.clone(), i)).collect::<ahash::AHashMap<_, _>>())
+            .unk_token(UNK_TOKEN.into())
+            .continuing_subword_prefix("##".into())
+            .max_input_chars_per_word(MAX_INPUT_CHARS_PER_WORD)
+            .build()
+            .map_err(|e| Error::Vocab { path: "vocab.txt".into(), reason: e.to_string() })?;
+        let unk_id = vocab.id(UNK_TOKEN).unwrap_or(0);
+        Ok(WordPieceSplitter { model, unk_id })
+    }
+
+    /// Appends the ids of one MeCab surface: split on Python whitespace, then WordPiece.
+    pub fn push_ids(&self, surface: &str, ids: &mut Vec<u32>) {
+        for word in surface.split(is_python_whitespace).filter(|w| !w.is_empty()) {
+            match self.model.tokenize(word) {
+                Ok(tokens) => ids.extend(tokens.iter().map(|t| t.id)),
+                // Only fails when [UNK] is missing, which Vocab::from_text rules out.
+                Err(_) => ids.push(self.unk_id),
+            }
+        }
+    }
+}
+
+/// Python's `str.isspace()` as `str.split()` uses it: Unicode White_Space plus the four
+/// information separators U+001C..U+001F, which Rust's `char::is_whitespace` leaves out.
+pub fn is_python_whitespace(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vocab(tokens: &[&str]) -> Vocab {
+        Vocab::from_text(&(tokens.join("\n") + "\n")).unwrap()
+    }
+
+    fn ids(v: &Vocab, surface: &str) -> Vec<u32> {
+        let mut out = vec![];
+        WordPieceSplitter::new(v).unwrap().push_ids(surface, &mut out);
+        out
+    }
+
+    #[test]
+    fn empty_line_keeps_its_id_and_crlf_is_a_line_break() {
+        let v = Vocab::from_text("[PAD]\r\n[UNK]\n\nfoo\n").unwrap();
+        assert_eq!(v.len(), 4);
+        assert_eq!(v.id(""), Some(2));
+        assert_eq!(v.id("foo"), Some(3));
+        assert_eq!(v.token(1), Some("[UNK]"));
+    }
+
+    #[test]
+    fn later_duplicates_win_like_python_dicts() {
+        let v = vocab(&["[UNK]", "a", "a"]);
+        assert_eq!(v.id("a"), Some(2));
+    }
+
+    #[test]
+    fn vocab_without_unk_is_an_error() {
+        assert!(Vocab::from_text("a\nb\n").is_err());
+        assert!(Vocab::from_text("").is_err());
+    }
+
+    #[test]
+    fn greedy_longest_match_with_continuation_prefix() {
+        let v = vocab(&["[UNK]", "東京", "東", "##京", "##都", "都"]);
+        assert_eq!(ids(&v, "東京都"), vec![1, 4]);
+        assert_eq!(ids(&v, "東都"), vec![2, 4]);
+    }
+
+    #[test]
+    fn a_word_with_an_unmatched_piece_is_one_unk() {
+        let v = vocab(&["[UNK]", "東"]);
+        assert_eq!(ids(&v, "東京"), vec![0]);
+    }
+
+    #[test]
+    fn words_over_100_chars_are_unk_and_100_is_not() {
+        let v = vocab(&["[UNK]", "a", "##a"]);
+        assert_eq!(ids(&v, &"a".repeat(101)), vec![0]);
+        assert_eq!(ids(&v, &"a".repeat(100)).len(), 100);
+    }
+
+    #[test]
+    fn splits_on_python_whitespace_including_separators() {
+        let v = vocab(&["[UNK]", "a", "b"]);
+        assert_eq!(ids(&v, "a\u{1c}b"), vec![1, 2]);
+        assert_eq!(ids(&v, " a\u{2028}b "), vec![1, 2]);
+        assert!(ids(&v, "\u{1f}").is_empty());
+        assert!(!is_python_whitespace('\u{200b}')); // zero-width space is not whitespace
+    }
+}
