@@ -1,1 +1,35 @@
-fn main(){}
+//! `jacolbert`: the one binary. Each subcommand lives in its own module; this file only parses
+//! the command line and sets up logging.
+
+mod bench_tokenizer;
+mod tokenize;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "jacolbert", version, about = "Japanese ColBERT (JaColBERT) retrieval cluster")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Tokenize texts from stdin (one per line) and print one JSON object per line.
+    Tokenize(tokenize::Args),
+    /// Measure tokenizer throughput on the JSQuAD paragraphs.
+    BenchTokenizer(bench_tokenizer::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Tokenize(args) => tokenize::run(args),
+        Command::BenchTokenizer(args) => bench_tokenizer::run(args),
+    }
+}

@@ -138,7 +138,7 @@ impl Mecab {
     }
 
     /// `Tokenizer::lookup`: the candidates starting at `pos`, in creation order.
-    fn lookup(&self, bytes: &[u8], pos: usize, out: &mut Vec<Candidate>) {
+    pub(crate) fn lookup(&self, bytes: &[u8], pos: usize, out: &mut Vec<Candidate>) {
         let end = bytes.len().min(pos + MAX_LOOKAHEAD);
         let (begin2, cinfo, mblen, _) = self.seek_other_type(bytes, pos, end, self.space);
         let span = |surface_end: usize| (begin2 as u32, (surface_end - begin2) as u32, (surface_end - pos) as u32);

@@ -13,6 +13,13 @@ mod mecab;
 mod special;
 mod wordpiece;
 
+#[cfg(test)]
+mod reader_tests;
+#[cfg(test)]
+mod segment_tests;
+#[cfg(test)]
+mod testdic;
+
 use std::borrow::Cow;
 use std::ops::Range;
 use std::path::Path;
