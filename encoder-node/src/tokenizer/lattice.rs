@@ -47,6 +47,8 @@ pub(crate) struct Lattice {
     /// Best predecessor per left context id at the current position: (stamp, node, cost).
     memo: Vec<(u64, u32, i64)>,
     stamp: u64,
+    /// The nodes ending at the current position as (cost, node, right context), scan order.
+    left: Vec<(i64, u32, u16)>,
     pub(crate) candidates: Vec<Candidate>,
 }
 
@@ -75,33 +77,37 @@ impl Lattice {
         self.end_head.get(pos).is_some_and(|&h| h != NONE)
     }
 
-    /// Starts the connections of the nodes that begin at `pos`.
-    pub fn begin_position(&mut self) {
+    /// Starts the connections of the nodes that begin at `pos`: copies the nodes ending there,
+    /// in MeCab's scan order, into flat arrays that every right node's scan then walks.
+    pub fn begin_position(&mut self, pos: usize) {
         self.stamp += 1;
+        self.left.clear();
+        let mut at = self.end_head.get(pos).copied().unwrap_or(NONE);
+        while at != NONE {
+            let l = &self.nodes[at as usize];
+            self.left.push((l.cost, at, l.rc));
+            at = l.next_end;
+        }
     }
 
-    /// MeCab's inner loop: the best node ending at `pos` to put before a node with left context
-    /// `lc`, and the path cost through it (without the right node's word cost). Memoised per
-    /// `lc`, since homographs share context ids.
-    fn best_left(&mut self, pos: usize, lc: u16, matrix: &Connector) -> (u32, i64) {
+    /// MeCab's inner loop: the best node ending at the current position to put before a node
+    /// with left context `lc`, and the path cost through it (without the right node's word
+    /// cost). Memoised per `lc`, since homographs share context ids.
+    fn best_left(&mut self, lc: u16, matrix: &Connector) -> (u32, i64) {
         if let Some(&(stamp, node, cost)) = self.memo.get(lc as usize) {
             if stamp == self.stamp {
                 return (node, cost);
             }
         }
-        let costs = matrix.costs();
-        let row = matrix.lsize() * lc as usize;
+        let row_start = matrix.lsize() * lc as usize;
+        let row = matrix.costs().get(row_start..row_start + matrix.lsize()).unwrap_or(&[]);
         let (mut best, mut best_cost) = (NONE, i64::MAX);
-        let mut at = self.end_head[pos];
-        while at != NONE {
-            let l = &self.nodes[at as usize];
-            let connect = costs.get(row + l.rc as usize).copied().unwrap_or(0) as i64;
-            let cost = l.cost + connect;
+        for &(cost, id, rc) in &self.left {
+            let cost = cost + row.get(rc as usize).copied().unwrap_or(0) as i64;
             if cost < best_cost {
                 best_cost = cost;
-                best = at;
+                best = id;
             }
-            at = l.next_end;
         }
         if let Some(slot) = self.memo.get_mut(lc as usize) {
             *slot = (self.stamp, best, best_cost);
@@ -118,7 +124,7 @@ impl Lattice {
             // follow it and EOS only looks at positions within the text.
             return;
         }
-        let (prev, cost) = self.best_left(pos, c.lc, matrix);
+        let (prev, cost) = self.best_left(c.lc, matrix);
         if prev == NONE {
             return;
         }
@@ -160,8 +166,8 @@ impl Lattice {
         let Some(last) = (0..self.end_head.len()).rev().find(|&p| self.has_end_at(p)) else {
             return;
         };
-        self.begin_position();
-        let (mut at, _) = self.best_left(last, 0, matrix);
+        self.begin_position(last);
+        let (mut at, _) = self.best_left(0, matrix);
         while at != NONE && at != 0 {
             let n = &self.nodes[at as usize];
             out.push(n.begin as usize..(n.begin + n.len) as usize);

@@ -127,7 +127,7 @@ impl Mecab {
             let mut candidates = std::mem::take(&mut lattice.candidates);
             candidates.clear();
             self.lookup(bytes, pos, &mut candidates);
-            lattice.begin_position();
+            lattice.begin_position(pos);
             // MeCab prepends each new node to its list: connect the newest first.
             for &c in candidates.iter().rev() {
                 lattice.connect(pos, c, &self.matrix);

@@ -6,8 +6,12 @@
 //! `WordPiece` model, which behaves as transformers' `WordpieceTokenizer` (100-character limit,
 //! whole word to [UNK] when any part has no match).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ahash::AHashMap;
 
 use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::Model;
@@ -71,10 +75,21 @@ impl Vocab {
     }
 }
 
+/// Words cached per thread before the cache is emptied (a few MB at most).
+const CACHE_WORDS: usize = 1 << 16;
+
+thread_local! {
+    /// Word → ids, per splitter: Japanese text repeats a small set of words (particles,
+    /// endings), and a hash probe is cheaper than WordPiece's substring probes and allocations.
+    static CACHE: RefCell<AHashMap<u64, AHashMap<Box<str>, Box<[u32]>>>> = RefCell::new(AHashMap::new());
+}
+
 /// transformers' `WordpieceTokenizer` over one vocab.
 pub struct WordPieceSplitter {
     model: WordPiece,
     unk_id: u32,
+    /// Tells this splitter's cache entries from another vocab's.
+    cache_key: u64,
 }
 
 impl WordPieceSplitter {
@@ -87,17 +102,38 @@ impl WordPieceSplitter {
             .build()
             .map_err(|e| Error::Vocab { path: "vocab.txt".into(), reason: e.to_string() })?;
         let unk_id = vocab.id(UNK_TOKEN).unwrap_or(0);
-        Ok(WordPieceSplitter { model, unk_id })
+        static NEXT_KEY: AtomicU64 = AtomicU64::new(0);
+        let cache_key = NEXT_KEY.fetch_add(1, Ordering::Relaxed);
+        Ok(WordPieceSplitter { model, unk_id, cache_key })
     }
 
     /// Appends the ids of one MeCab surface: split on Python whitespace, then WordPiece.
     pub fn push_ids(&self, surface: &str, ids: &mut Vec<u32>) {
         for word in surface.split(is_python_whitespace).filter(|w| !w.is_empty()) {
-            match self.model.tokenize(word) {
-                Ok(tokens) => ids.extend(tokens.iter().map(|t| t.id)),
-                // Only fails when [UNK] is missing, which Vocab::from_text rules out.
-                Err(_) => ids.push(self.unk_id),
-            }
+            CACHE.with(|cache| {
+                let Ok(mut cache) = cache.try_borrow_mut() else {
+                    return ids.extend(self.word_ids(word).iter());
+                };
+                let cache = cache.entry(self.cache_key).or_default();
+                if let Some(hit) = cache.get(word) {
+                    return ids.extend_from_slice(hit);
+                }
+                let word_ids = self.word_ids(word);
+                ids.extend_from_slice(&word_ids);
+                if cache.len() >= CACHE_WORDS {
+                    cache.clear();
+                }
+                cache.insert(word.into(), word_ids);
+            });
+        }
+    }
+
+    /// WordPiece over one whitespace-free word.
+    fn word_ids(&self, word: &str) -> Box<[u32]> {
+        match self.model.tokenize(word) {
+            Ok(tokens) => tokens.iter().map(|t| t.id).collect(),
+            // Only fails when [UNK] is missing, which Vocab::from_text rules out.
+            Err(_) => Box::new([self.unk_id]),
         }
     }
 }
