@@ -1,0 +1,17 @@
+//! CPU ops in f32, row-major. Matrix products go through the `gemm` crate on all cores; the rest
+//! are per-row loops the compiler vectorises.
+
+mod attention;
+mod elementwise;
+mod linear;
+mod maxsim;
+mod norm;
+
+#[cfg(test)]
+pub(crate) mod testing;
+
+pub use attention::{attention, AttentionShape};
+pub use elementwise::{add_in_place, gelu_erf};
+pub use linear::{linear, matmul_transposed};
+pub use maxsim::{maxsim, maxsim_matrix};
+pub use norm::{l2_normalize_rows, layer_norm};

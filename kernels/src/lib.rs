@@ -1,0 +1,22 @@
+//! The math of the encoder and of scoring. `cpu` is the reference path: plain Rust (and the
+//! `gemm` crate for matrix products), each op checked against a naive f64 twin in its tests.
+
+pub mod cpu;
+
+/// The crate's one error type: an op was called with buffers that do not fit its shape.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    #[error("{op}: {what} has {got} elements, expected {expected}")]
+    Shape { op: &'static str, what: &'static str, expected: usize, got: usize },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Checks one buffer length.
+pub(crate) fn check_len(op: &'static str, what: &'static str, got: usize, expected: usize) -> Result<()> {
+    if got == expected {
+        Ok(())
+    } else {
+        Err(Error::Shape { op, what, expected, got })
+    }
+}
