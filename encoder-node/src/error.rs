@@ -27,6 +27,14 @@ pub enum Error {
     )]
     DictionaryNotFound { searched: String },
 
+    /// A checkpoint is missing, malformed or of an unsupported kind.
+    #[error("model {path}: {reason}")]
+    Model { path: PathBuf, reason: String },
+
+    /// A math op was handed buffers of the wrong shape (a bug, not bad input).
+    #[error(transparent)]
+    Kernel(#[from] kernels::Error),
+
     /// The model directory's tokenizer files (vocab.txt, tokenizer_config.json, ...) are unusable.
     #[error("tokenizer files in {path} are unusable: {reason}")]
     Vocab { path: PathBuf, reason: String },
@@ -35,6 +43,13 @@ pub enum Error {
 impl Error {
     pub(crate) fn dictionary(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
         Error::Dictionary {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn model(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Model {
             path: path.into(),
             reason: reason.into(),
         }

@@ -28,6 +28,7 @@ use unicode_normalization::{is_nfkc_quick, IsNormalized, UnicodeNormalization};
 
 pub use chars::{decode_ucs2, CharInfo, CharProperty};
 pub use connector::Connector;
+pub(crate) use dictionary::map_file;
 pub use dictionary::{DaUnit, DicType, Dictionary, DoubleArray, Header, Token};
 pub use locate::{resolve_dictionary, ENV_VAR as MECAB_DIC_ENV};
 pub use mecab::Mecab;

@@ -1,0 +1,138 @@
+//! The BERT encoder on the `kernels` CPU ops, one struct per Hugging Face module, weight names
+//! as in `BertModel`.
+
+use kernels::cpu::{self, AttentionShape};
+
+use super::config::BertConfig;
+use super::weights::Weights;
+use crate::error::Result;
+
+/// A `Linear` layer: weight `[out, in]`, bias `[out]`.
+pub(crate) struct Linear {
+    pub weight: Vec<f32>,
+    pub bias: Option<Vec<f32>>,
+    pub out: usize,
+    pub inp: usize,
+}
+
+impl Linear {
+    pub fn load(w: &mut Weights, prefix: &str, out: usize, inp: usize, bias: bool) -> Result<Linear> {
+        let weight = w.take(&format!("{prefix}.weight"), &[out, inp])?;
+        let bias = if bias { Some(w.take(&format!("{prefix}.bias"), &[out])?) } else { None };
+        Ok(Linear { weight, bias, out, inp })
+    }
+
+    /// `[rows, in]` → `[rows, out]`.
+    pub fn forward(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
+        let mut y = vec![0.0; rows * self.out];
+        cpu::linear(x, &self.weight, self.bias.as_deref(), &mut y, rows, self.out, self.inp)?;
+        Ok(y)
+    }
+}
+
+struct LayerNorm {
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+    eps: f32,
+}
+
+impl LayerNorm {
+    fn load(w: &mut Weights, prefix: &str, h: usize, eps: f64) -> Result<LayerNorm> {
+        Ok(LayerNorm { gamma: w.take(&format!("{prefix}.weight"), &[h])?, beta: w.take(&format!("{prefix}.bias"), &[h])?, eps: eps as f32 })
+    }
+    fn forward(&self, x: &mut [f32]) -> Result<()> {
+        Ok(cpu::layer_norm(x, &self.gamma, &self.beta, self.eps)?)
+    }
+}
+
+struct Layer {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attn_out: Linear,
+    attn_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    out_norm: LayerNorm,
+}
+
+pub struct Bert {
+    config: BertConfig,
+    word: Vec<f32>,
+    position: Vec<f32>,
+    token_type: Vec<f32>,
+    emb_norm: LayerNorm,
+    layers: Vec<Layer>,
+}
+
+/// A padded batch: `ids` and `mask` are `[batch, seq]`; mask 0 marks keys not attended to.
+pub struct Batch<'a> {
+    pub ids: &'a [u32],
+    pub mask: &'a [u8],
+    pub batch: usize,
+    pub seq: usize,
+}
+
+impl Bert {
+    pub fn load(config: BertConfig, w: &mut Weights) -> Result<Bert> {
+        let (h, i, eps) = (config.hidden_size, config.intermediate_size, config.layer_norm_eps);
+        let word = w.take("embeddings.word_embeddings.weight", &[config.vocab_size, h])?;
+        let position = w.take("embeddings.position_embeddings.weight", &[config.max_position_embeddings, h])?;
+        let token_type = w.take("embeddings.token_type_embeddings.weight", &[config.type_vocab_size, h])?;
+        let emb_norm = LayerNorm::load(w, "embeddings.LayerNorm", h, eps)?;
+        let layers = (0..config.num_hidden_layers)
+            .map(|n| {
+                let p = format!("encoder.layer.{n}");
+                Ok(Layer {
+                    query: Linear::load(w, &format!("{p}.attention.self.query"), h, h, true)?,
+                    key: Linear::load(w, &format!("{p}.attention.self.key"), h, h, true)?,
+                    value: Linear::load(w, &format!("{p}.attention.self.value"), h, h, true)?,
+                    attn_out: Linear::load(w, &format!("{p}.attention.output.dense"), h, h, true)?,
+                    attn_norm: LayerNorm::load(w, &format!("{p}.attention.output.LayerNorm"), h, eps)?,
+                    intermediate: Linear::load(w, &format!("{p}.intermediate.dense"), i, h, true)?,
+                    output: Linear::load(w, &format!("{p}.output.dense"), h, i, true)?,
+                    out_norm: LayerNorm::load(w, &format!("{p}.output.LayerNorm"), h, eps)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Bert { config, word, position, token_type, emb_norm, layers })
+    }
+
+    pub fn config(&self) -> &BertConfig {
+        &self.config
+    }
+
+    /// Last hidden states `[batch·seq, hidden]`. The caller keeps ids below the vocab size and
+    /// `seq` within `max_position_embeddings`; both are clamped here only so that a bug can
+    /// never index outside the tables.
+    pub fn forward(&self, input: &Batch) -> Result<Vec<f32>> {
+        let h = self.config.hidden_size;
+        let rows = input.batch * input.seq;
+        let mut x = vec![0.0f32; rows * h];
+        let last_word = self.config.vocab_size - 1;
+        for (r, row) in x.chunks_exact_mut(h).enumerate() {
+            let (id, pos) = ((input.ids[r] as usize).min(last_word), (r % input.seq).min(self.config.max_position_embeddings - 1));
+            let (w, p) = (&self.word[id * h..(id + 1) * h], &self.position[pos * h..(pos + 1) * h]);
+            for j in 0..h {
+                row[j] = w[j] + p[j] + self.token_type[j];
+            }
+        }
+        self.emb_norm.forward(&mut x)?;
+        let shape = AttentionShape { batch: input.batch, seq: input.seq, heads: self.config.num_attention_heads, head_dim: self.config.head_dim() };
+        for layer in &self.layers {
+            let (q, k, v) = (layer.query.forward(&x, rows)?, layer.key.forward(&x, rows)?, layer.value.forward(&x, rows)?);
+            let mut ctx = vec![0.0f32; rows * h];
+            cpu::attention(&q, &k, &v, input.mask, &mut ctx, shape)?;
+            let mut attn = layer.attn_out.forward(&ctx, rows)?;
+            cpu::add_in_place(&mut attn, &x)?;
+            layer.attn_norm.forward(&mut attn)?;
+            let mut inter = layer.intermediate.forward(&attn, rows)?;
+            cpu::gelu_erf(&mut inter);
+            let mut out = layer.output.forward(&inter, rows)?;
+            cpu::add_in_place(&mut out, &attn)?;
+            layer.out_norm.forward(&mut out)?;
+            x = out;
+        }
+        Ok(x)
+    }
+}

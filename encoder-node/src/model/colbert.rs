@@ -1,0 +1,226 @@
+//! The ColBERT encoder: inputs built exactly as colbert-ai / PyLate build them
+//! (docs/JACOLBERT_ENCODING.md §2), BERT, the linear projection, per-token L2 normalisation.
+
+use std::path::{Path, PathBuf};
+
+use kernels::cpu;
+
+use super::bert::{Batch, Bert, Linear};
+use super::config::{BertConfig, ColbertSettings};
+use super::weights::Weights;
+use crate::error::{Error, Result};
+use crate::tokenizer::Tokenizer;
+
+/// The ColBERT projection `linear.weight` `[dim, hidden]` (and a bias if the file has one).
+fn load_projection(w: &mut Weights, hidden: usize) -> Result<Linear> {
+    let dim = match w.shape("linear.weight") {
+        Some(&[dim, h]) if h == hidden => dim,
+        other => return Err(Error::model(w.path(), format!("tensor linear.weight has shape {other:?}, expected [dim, {hidden}]"))),
+    };
+    let has_bias = w.shape("linear.bias").is_some();
+    Linear::load(w, "linear", dim, hidden, has_bias)
+}
+
+/// Python's `string.punctuation`: document tokens equal to one of these are dropped.
+const PUNCTUATION: &str = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";
+
+/// Choices that are not in the checkpoint.
+#[derive(Debug, Clone)]
+pub struct EncodeOptions {
+    /// colbert-ai before 2024-08: tokenise ". " + text and overwrite the "." with the marker
+    /// (how every JaColBERT up to v2.5 was trained); default is the current marker insertion.
+    pub legacy_dot_prefix: bool,
+    /// JaColBERTv2.5-style query length: `L + 8` if `L % 32 <= 8`, else L rounded up to 32.
+    pub dynamic_query_length: bool,
+    /// Texts per forward pass (grouped by length to cut padding).
+    pub batch_size: usize,
+}
+
+impl Default for EncodeOptions {
+    fn default() -> Self {
+        EncodeOptions { legacy_dot_prefix: false, dynamic_query_length: false, batch_size: 32 }
+    }
+}
+
+/// One query: every position is kept, [MASK] expansion included.
+#[derive(Debug, Clone)]
+pub struct QueryEmbedding {
+    pub ids: Vec<u32>,
+    pub mask: Vec<u8>,
+    /// `[ids.len(), dim]`, rows of unit length.
+    pub vectors: Vec<f32>,
+}
+
+/// One document: `ids` is the full input; `vectors` only the kept (non-punctuation) tokens.
+#[derive(Debug, Clone)]
+pub struct DocEmbedding {
+    pub ids: Vec<u32>,
+    pub kept_ids: Vec<u32>,
+    pub vectors: Vec<f32>,
+}
+
+pub struct ColbertModel {
+    dir: PathBuf,
+    tokenizer: Tokenizer,
+    bert: Bert,
+    projection: Linear,
+    settings: ColbertSettings,
+    options: EncodeOptions,
+    query_marker: u32,
+    doc_marker: u32,
+    /// `skip[id]`: dropped from documents.
+    skip: Vec<bool>,
+}
+
+impl ColbertModel {
+    /// Loads a checkpoint directory (colbert-ai or PyLate layout) and its tokenizer.
+    pub fn load(dir: &Path, mecab_dic: Option<&Path>, options: EncodeOptions) -> Result<ColbertModel> {
+        let config = BertConfig::load(dir)?;
+        let mut settings = ColbertSettings::load(dir)?;
+        let hidden = config.hidden_size;
+        let mut weights = Weights::load(&dir.join("model.safetensors"))?;
+        let projection = if weights.shape("linear.weight").is_some() {
+            load_projection(&mut weights, hidden)?
+        } else {
+            let dense = dir.join("1_Dense/model.safetensors");
+            if !dense.is_file() {
+                return Err(Error::model(dir, "no linear.weight in model.safetensors and no 1_Dense/model.safetensors"));
+            }
+            load_projection(&mut Weights::load(&dense)?, hidden)?
+        };
+        let dim = projection.out;
+        if dim != settings.dim {
+            tracing::warn!(metadata_dim = settings.dim, weight_dim = dim, "dim in the metadata differs from linear.weight; using the weight");
+            settings.dim = dim;
+        }
+        let bert = Bert::load(config, &mut weights)?;
+        let tokenizer = Tokenizer::load(dir, mecab_dic)?;
+        let vocab = tokenizer.vocab();
+        if vocab.len() > bert.config().vocab_size {
+            return Err(Error::model(dir, format!("vocab.txt has {} tokens but the embeddings only {}", vocab.len(), bert.config().vocab_size)));
+        }
+        let marker = |token: &str| vocab.id(token).ok_or_else(|| Error::model(dir, format!("marker {token:?} is not in vocab.txt")));
+        let (query_marker, doc_marker) = (marker(&settings.query_marker)?, marker(&settings.doc_marker)?);
+        let mut skip = vec![false; vocab.len()];
+        if settings.mask_punctuation {
+            for c in PUNCTUATION.chars() {
+                if let Some(id) = vocab.id(&c.to_string()) {
+                    skip[id as usize] = true;
+                }
+            }
+        }
+        let max_len = bert.config().max_position_embeddings;
+        if settings.query_maxlen > max_len || settings.doc_maxlen > max_len {
+            return Err(Error::model(dir, format!("query_maxlen/doc_maxlen exceed max_position_embeddings {max_len}")));
+        }
+        tracing::info!(dir = %dir.display(), layers = bert.config().num_hidden_layers, hidden, dim, "ColBERT model loaded");
+        Ok(ColbertModel { dir: dir.to_path_buf(), tokenizer, bert, projection, settings, options, query_marker, doc_marker, skip })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn settings(&self) -> &ColbertSettings {
+        &self.settings
+    }
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+    pub fn dim(&self) -> usize {
+        self.settings.dim
+    }
+
+    /// `[CLS] marker w… [SEP]`, cut to `max_len` ids.
+    fn marked_ids(&self, text: &str, marker: u32, max_len: usize) -> Vec<u32> {
+        if self.options.legacy_dot_prefix {
+            let mut ids = self.tokenizer.encode_truncated(&format!(". {text}"), max_len);
+            if ids.len() > 2 {
+                ids[1] = marker;
+            } else {
+                ids.insert(1, marker);
+            }
+            ids
+        } else {
+            let mut ids = self.tokenizer.encode_truncated(text, max_len - 1);
+            ids.insert(1, marker);
+            ids
+        }
+    }
+
+    /// Query ids and attention mask: padded with [MASK] (attended only if the checkpoint says so).
+    pub fn query_input(&self, text: &str) -> (Vec<u32>, Vec<u8>) {
+        let max_position = self.bert.config().max_position_embeddings;
+        let (mut ids, len) = if self.options.dynamic_query_length {
+            let ids = self.marked_ids(text, self.query_marker, max_position.min(511));
+            let l = ids.len();
+            let padded = if l % 32 <= 8 { l + 8 } else { l.div_ceil(32) * 32 };
+            (ids, padded.min(max_position))
+        } else {
+            (self.marked_ids(text, self.query_marker, self.settings.query_maxlen), self.settings.query_maxlen)
+        };
+        let mut mask = vec![1u8; ids.len()];
+        mask.resize(len, self.settings.attend_to_mask_tokens as u8);
+        ids.resize(len, self.tokenizer.specials().mask);
+        (ids, mask)
+    }
+
+    /// Document ids: `[CLS] [D] w… [SEP]` within doc_maxlen.
+    pub fn doc_input(&self, text: &str) -> Vec<u32> {
+        self.marked_ids(text, self.doc_marker, self.settings.doc_maxlen)
+    }
+
+    pub fn encode_queries(&self, texts: &[&str]) -> Result<Vec<QueryEmbedding>> {
+        let inputs: Vec<(Vec<u32>, Vec<u8>)> = texts.iter().map(|t| self.query_input(t)).collect();
+        let outputs = self.project(&inputs, self.tokenizer.specials().mask)?;
+        inputs
+            .into_iter()
+            .zip(outputs)
+            .map(|((ids, mask), mut vectors)| {
+                cpu::l2_normalize_rows(&mut vectors, self.dim())?;
+                Ok(QueryEmbedding { ids, mask, vectors })
+            })
+            .collect()
+    }
+
+    pub fn encode_documents(&self, texts: &[&str]) -> Result<Vec<DocEmbedding>> {
+        let inputs: Vec<(Vec<u32>, Vec<u8>)> = texts.iter().map(|t| self.doc_input(t)).map(|ids| { let n = ids.len(); (ids, vec![1; n]) }).collect();
+        let outputs = self.project(&inputs, self.tokenizer.specials().pad)?;
+        let dim = self.dim();
+        inputs
+            .into_iter()
+            .zip(outputs)
+            .map(|((ids, _), all)| {
+                let keep: Vec<usize> = (0..ids.len()).filter(|&i| !self.skip.get(ids[i] as usize).copied().unwrap_or(false)).collect();
+                let mut vectors: Vec<f32> = keep.iter().flat_map(|&i| all[i * dim..(i + 1) * dim].iter().copied()).collect();
+                cpu::l2_normalize_rows(&mut vectors, dim)?;
+                Ok(DocEmbedding { kept_ids: keep.iter().map(|&i| ids[i]).collect(), ids, vectors })
+            })
+            .collect()
+    }
+
+    /// Runs BERT and the projection over inputs grouped by length, padding each group with
+    /// `pad` (attention 0). Returns each input's `[len, dim]` projected, unnormalised vectors.
+    fn project(&self, inputs: &[(Vec<u32>, Vec<u8>)], pad: u32) -> Result<Vec<Vec<f32>>> {
+        let mut order: Vec<usize> = (0..inputs.len()).collect();
+        order.sort_by_key(|&i| inputs[i].0.len());
+        let mut out = vec![Vec::new(); inputs.len()];
+        let dim = self.dim();
+        for group in order.chunks(self.options.batch_size.max(1)) {
+            let seq = group.iter().map(|&i| inputs[i].0.len()).max().unwrap_or(0);
+            let (mut ids, mut mask) = (Vec::with_capacity(group.len() * seq), Vec::with_capacity(group.len() * seq));
+            for &i in group {
+                let (input_ids, input_mask) = &inputs[i];
+                ids.extend(input_ids.iter().copied().chain(std::iter::repeat(pad)).take(seq));
+                mask.extend(input_mask.iter().copied().chain(std::iter::repeat(0)).take(seq));
+            }
+            let batch = Batch { ids: &ids, mask: &mask, batch: group.len(), seq };
+            let hidden = self.bert.forward(&batch)?;
+            let projected = self.projection.forward(&hidden, group.len() * seq)?;
+            for (slot, &i) in group.iter().enumerate() {
+                let len = inputs[i].0.len();
+                out[i] = projected[slot * seq * dim..(slot * seq + len) * dim].to_vec();
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,13 @@
+//! Checkpoint loading and the ColBERT forward pass on the `kernels` CPU ops.
+
+mod bert;
+mod colbert;
+mod config;
+mod resolve;
+mod weights;
+
+pub use bert::{Batch, Bert};
+pub use colbert::{ColbertModel, DocEmbedding, EncodeOptions, QueryEmbedding};
+pub use config::{BertConfig, ColbertSettings};
+pub use resolve::resolve_model;
+pub use weights::Weights;
