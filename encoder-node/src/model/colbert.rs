@@ -11,6 +11,25 @@ use super::weights::Weights;
 use crate::error::{Error, Result};
 use crate::tokenizer::Tokenizer;
 
+/// `[CLS] marker w… [SEP]` within `max_len` ids: the marker inserted after [CLS] (current
+/// colbert-ai and PyLate), or with `legacy_dot_prefix` ". " + text tokenised and its "."
+/// overwritten by the marker (colbert-ai before 2024-08). Truncation keeps [SEP].
+pub fn marked_ids(tokenizer: &Tokenizer, text: &str, marker: u32, max_len: usize, legacy_dot_prefix: bool) -> Vec<u32> {
+    if legacy_dot_prefix {
+        let mut ids = tokenizer.encode_truncated(&format!(". {text}"), max_len);
+        if ids.len() > 2 {
+            ids[1] = marker;
+        } else {
+            ids.insert(1, marker);
+        }
+        ids
+    } else {
+        let mut ids = tokenizer.encode_truncated(text, max_len.saturating_sub(1));
+        ids.insert(1, marker);
+        ids
+    }
+}
+
 /// The ColBERT projection `linear.weight` `[dim, hidden]` (and a bias if the file has one).
 fn load_projection(w: &mut Weights, hidden: usize) -> Result<Linear> {
     let dim = match w.shape("linear.weight") {
@@ -130,21 +149,13 @@ impl ColbertModel {
         self.settings.dim
     }
 
-    /// `[CLS] marker w… [SEP]`, cut to `max_len` ids.
     fn marked_ids(&self, text: &str, marker: u32, max_len: usize) -> Vec<u32> {
-        if self.options.legacy_dot_prefix {
-            let mut ids = self.tokenizer.encode_truncated(&format!(". {text}"), max_len);
-            if ids.len() > 2 {
-                ids[1] = marker;
-            } else {
-                ids.insert(1, marker);
-            }
-            ids
-        } else {
-            let mut ids = self.tokenizer.encode_truncated(text, max_len - 1);
-            ids.insert(1, marker);
-            ids
-        }
+        marked_ids(&self.tokenizer, text, marker, max_len, self.options.legacy_dot_prefix)
+    }
+
+    /// Whether a document token is dropped after the forward pass (ASCII punctuation).
+    pub fn is_skipped(&self, id: u32) -> bool {
+        self.skip.get(id as usize).copied().unwrap_or(false)
     }
 
     /// Query ids and attention mask: padded with [MASK] (attended only if the checkpoint says so).
@@ -190,7 +201,7 @@ impl ColbertModel {
             .into_iter()
             .zip(outputs)
             .map(|((ids, _), all)| {
-                let keep: Vec<usize> = (0..ids.len()).filter(|&i| !self.skip.get(ids[i] as usize).copied().unwrap_or(false)).collect();
+                let keep: Vec<usize> = (0..ids.len()).filter(|&i| !self.is_skipped(ids[i])).collect();
                 let mut vectors: Vec<f32> = keep.iter().flat_map(|&i| all[i * dim..(i + 1) * dim].iter().copied()).collect();
                 cpu::l2_normalize_rows(&mut vectors, dim)?;
                 Ok(DocEmbedding { kept_ids: keep.iter().map(|&i| ids[i]).collect(), ids, vectors })

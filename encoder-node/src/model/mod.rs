@@ -7,7 +7,7 @@ mod resolve;
 mod weights;
 
 pub use bert::{Batch, Bert};
-pub use colbert::{ColbertModel, DocEmbedding, EncodeOptions, QueryEmbedding};
+pub use colbert::{marked_ids, ColbertModel, DocEmbedding, EncodeOptions, QueryEmbedding};
 pub use config::{BertConfig, ColbertSettings};
 pub use resolve::resolve_model;
 pub use weights::Weights;
