@@ -2,6 +2,7 @@
 //! the command line and sets up logging.
 
 mod bench_tokenizer;
+mod encode;
 mod tokenize;
 
 use clap::{Parser, Subcommand};
@@ -17,6 +18,8 @@ struct Cli {
 enum Command {
     /// Tokenize texts from stdin (one per line) and print one JSON object per line.
     Tokenize(tokenize::Args),
+    /// Encode queries and/or documents into ColBERT vectors (a safetensors file).
+    Encode(encode::Args),
     /// Measure tokenizer throughput on the JSQuAD paragraphs.
     BenchTokenizer(bench_tokenizer::Args),
 }
@@ -30,6 +33,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Tokenize(args) => tokenize::run(args),
+        Command::Encode(args) => encode::run(args),
         Command::BenchTokenizer(args) => bench_tokenizer::run(args),
     }
 }

@@ -1,0 +1,91 @@
+//! The binary's subcommands, run as a user would run them.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use safetensors::SafeTensors;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+fn jacolbert() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_jacolbert"))
+}
+
+#[test]
+fn tokenize_prints_reference_ids_and_words() {
+    let mut child = jacolbert()
+        .args(["tokenize", "--words", "--model"])
+        .arg(fixtures().join("bert-base-japanese-v3"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all("東京都に住んでいます。\n\n[MASK]😀\n".as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["ids"], serde_json::json!([2, 12569, 6109, 461, 15546, 457, 422, 12995, 385, 3]));
+    assert_eq!(lines[0]["words"], serde_json::json!(["東京", "都", "に", "住ん", "で", "い", "ます", "。"]));
+    assert_eq!(lines[1]["ids"], serde_json::json!([2, 3]));
+    assert_eq!(lines[2]["ids"], serde_json::json!([2, 4, 1, 3]));
+}
+
+#[test]
+fn tokenize_without_a_dictionary_says_how_to_get_one() {
+    let out = jacolbert()
+        .args(["tokenize", "--mecab-dic", "/nonexistent", "--model"])
+        .arg(fixtures().join("bert-base-japanese-v3"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("scripts/fetch-unidic.sh") && err.contains("/nonexistent"), "{err}");
+}
+
+#[test]
+fn encode_writes_the_reference_tensors() {
+    let out_path = std::env::temp_dir().join(format!("jacolbert-encode-{}.safetensors", std::process::id()));
+    let status = jacolbert()
+        .args(["encode", "--model"])
+        .arg(fixtures().join("models/tiny-random"))
+        .arg("--json-texts")
+        .arg(fixtures().join("reference/reference_texts.json"))
+        .arg("--out")
+        .arg(&out_path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let ours = std::fs::read(&out_path).unwrap();
+    std::fs::remove_file(&out_path).unwrap();
+    let reference = std::fs::read(fixtures().join("reference/tiny-random.reference.safetensors")).unwrap();
+    let (ours, reference) = (SafeTensors::deserialize(&ours).unwrap(), SafeTensors::deserialize(&reference).unwrap());
+    let mut compared = 0;
+    for (name, want) in reference.tensors() {
+        if name == "scores" {
+            continue;
+        }
+        let got = ours.tensor(&name).unwrap_or_else(|_| panic!("no {name}"));
+        assert_eq!((got.dtype(), got.shape()), (want.dtype(), want.shape()), "{name}");
+        if name.contains("emb") {
+            let f = |b: &[u8]| -> Vec<f32> { b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect() };
+            let worst = f(got.data()).iter().zip(f(want.data())).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(worst <= 1e-4, "{name}: {worst}");
+        } else {
+            assert_eq!(got.data(), want.data(), "{name}");
+        }
+        compared += 1;
+    }
+    assert_eq!(compared, 3 + 2 * 27);
+}
+
+#[test]
+fn encode_with_nothing_to_encode_fails_clearly() {
+    let out = jacolbert().args(["encode", "--model", "tests/fixtures/models/tiny-random", "--out", "/tmp/x.safetensors"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to encode"));
+}
