@@ -1,6 +1,7 @@
 //! `jacolbert`: the one binary. Each subcommand lives in its own module; this file only parses
 //! the command line and sets up logging.
 
+mod bench_encoder;
 mod bench_tokenizer;
 mod encode;
 mod tokenize;
@@ -20,6 +21,8 @@ enum Command {
     Tokenize(tokenize::Args),
     /// Encode queries and/or documents into ColBERT vectors (a safetensors file).
     Encode(encode::Args),
+    /// Measure CPU encoder forward-pass speed on fixed shapes.
+    BenchEncoder(bench_encoder::Args),
     /// Measure tokenizer throughput on the JSQuAD paragraphs.
     BenchTokenizer(bench_tokenizer::Args),
 }
@@ -34,6 +37,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Tokenize(args) => tokenize::run(args),
         Command::Encode(args) => encode::run(args),
+        Command::BenchEncoder(args) => bench_encoder::run(args),
         Command::BenchTokenizer(args) => bench_tokenizer::run(args),
     }
 }

@@ -1,33 +1,17 @@
 //! The BERT encoder on the `kernels` CPU ops, one struct per Hugging Face module, weight names
 //! as in `BertModel`.
 
-use kernels::cpu::{self, AttentionShape};
+use kernels::cpu::{self, AttentionShape, Dense};
 
 use super::config::BertConfig;
 use super::weights::Weights;
 use crate::error::Result;
 
-/// A `Linear` layer: weight `[out, in]`, bias `[out]`.
-pub(crate) struct Linear {
-    pub weight: Vec<f32>,
-    pub bias: Option<Vec<f32>>,
-    pub out: usize,
-    pub inp: usize,
-}
-
-impl Linear {
-    pub fn load(w: &mut Weights, prefix: &str, out: usize, inp: usize, bias: bool) -> Result<Linear> {
-        let weight = w.take(&format!("{prefix}.weight"), &[out, inp])?;
-        let bias = if bias { Some(w.take(&format!("{prefix}.bias"), &[out])?) } else { None };
-        Ok(Linear { weight, bias, out, inp })
-    }
-
-    /// `[rows, in]` → `[rows, out]`.
-    pub fn forward(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
-        let mut y = vec![0.0; rows * self.out];
-        cpu::linear(x, &self.weight, self.bias.as_deref(), &mut y, rows, self.out, self.inp)?;
-        Ok(y)
-    }
+/// Loads a `Linear` layer (weight `[out, in]`, optional bias `[out]`) as a `Dense`.
+pub(crate) fn load_dense(w: &mut Weights, prefix: &str, out: usize, inp: usize, bias: bool) -> Result<Dense> {
+    let weight = w.take(&format!("{prefix}.weight"), &[out, inp])?;
+    let bias = if bias { Some(w.take(&format!("{prefix}.bias"), &[out])?) } else { None };
+    Ok(Dense::new(weight, bias, out, inp)?)
 }
 
 struct LayerNorm {
@@ -46,13 +30,13 @@ impl LayerNorm {
 }
 
 struct Layer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    attn_out: Linear,
+    query: Dense,
+    key: Dense,
+    value: Dense,
+    attn_out: Dense,
     attn_norm: LayerNorm,
-    intermediate: Linear,
-    output: Linear,
+    intermediate: Dense,
+    output: Dense,
     out_norm: LayerNorm,
 }
 
@@ -84,13 +68,13 @@ impl Bert {
             .map(|n| {
                 let p = format!("encoder.layer.{n}");
                 Ok(Layer {
-                    query: Linear::load(w, &format!("{p}.attention.self.query"), h, h, true)?,
-                    key: Linear::load(w, &format!("{p}.attention.self.key"), h, h, true)?,
-                    value: Linear::load(w, &format!("{p}.attention.self.value"), h, h, true)?,
-                    attn_out: Linear::load(w, &format!("{p}.attention.output.dense"), h, h, true)?,
+                    query: load_dense(w, &format!("{p}.attention.self.query"), h, h, true)?,
+                    key: load_dense(w, &format!("{p}.attention.self.key"), h, h, true)?,
+                    value: load_dense(w, &format!("{p}.attention.self.value"), h, h, true)?,
+                    attn_out: load_dense(w, &format!("{p}.attention.output.dense"), h, h, true)?,
                     attn_norm: LayerNorm::load(w, &format!("{p}.attention.output.LayerNorm"), h, eps)?,
-                    intermediate: Linear::load(w, &format!("{p}.intermediate.dense"), i, h, true)?,
-                    output: Linear::load(w, &format!("{p}.output.dense"), h, i, true)?,
+                    intermediate: load_dense(w, &format!("{p}.intermediate.dense"), i, h, true)?,
+                    output: load_dense(w, &format!("{p}.output.dense"), h, i, true)?,
                     out_norm: LayerNorm::load(w, &format!("{p}.output.LayerNorm"), h, eps)?,
                 })
             })

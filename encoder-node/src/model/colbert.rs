@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use kernels::cpu;
+use kernels::cpu::{self, Dense};
 
-use super::bert::{Batch, Bert, Linear};
+use super::bert::{load_dense, Batch, Bert};
 use super::config::{BertConfig, ColbertSettings};
 use super::weights::Weights;
 use crate::error::{Error, Result};
@@ -31,13 +31,13 @@ pub fn marked_ids(tokenizer: &Tokenizer, text: &str, marker: u32, max_len: usize
 }
 
 /// The ColBERT projection `linear.weight` `[dim, hidden]` (and a bias if the file has one).
-fn load_projection(w: &mut Weights, hidden: usize) -> Result<Linear> {
+fn load_projection(w: &mut Weights, hidden: usize) -> Result<Dense> {
     let dim = match w.shape("linear.weight") {
         Some(&[dim, h]) if h == hidden => dim,
         other => return Err(Error::model(w.path(), format!("tensor linear.weight has shape {other:?}, expected [dim, {hidden}]"))),
     };
     let has_bias = w.shape("linear.bias").is_some();
-    Linear::load(w, "linear", dim, hidden, has_bias)
+    load_dense(w, "linear", dim, hidden, has_bias)
 }
 
 /// Python's `string.punctuation`: document tokens equal to one of these are dropped.
@@ -82,7 +82,7 @@ pub struct ColbertModel {
     dir: PathBuf,
     tokenizer: Tokenizer,
     bert: Bert,
-    projection: Linear,
+    projection: Dense,
     settings: ColbertSettings,
     options: EncodeOptions,
     query_marker: u32,
@@ -209,6 +209,16 @@ impl ColbertModel {
             .collect()
     }
 
+    /// BERT and the projection over one padded batch: `[batch·seq, dim]`, not normalised.
+    pub fn forward(&self, batch: &Batch) -> Result<Vec<f32>> {
+        let hidden = self.bert.forward(batch)?;
+        Ok(self.projection.forward(&hidden, batch.batch * batch.seq)?)
+    }
+
+    pub fn bert_config(&self) -> &BertConfig {
+        self.bert.config()
+    }
+
     /// Runs BERT and the projection over inputs grouped by length, padding each group with
     /// `pad` (attention 0). Returns each input's `[len, dim]` projected, unnormalised vectors.
     fn project(&self, inputs: &[(Vec<u32>, Vec<u8>)], pad: u32) -> Result<Vec<Vec<f32>>> {
@@ -224,9 +234,7 @@ impl ColbertModel {
                 ids.extend(input_ids.iter().copied().chain(std::iter::repeat(pad)).take(seq));
                 mask.extend(input_mask.iter().copied().chain(std::iter::repeat(0)).take(seq));
             }
-            let batch = Batch { ids: &ids, mask: &mask, batch: group.len(), seq };
-            let hidden = self.bert.forward(&batch)?;
-            let projected = self.projection.forward(&hidden, group.len() * seq)?;
+            let projected = self.forward(&Batch { ids: &ids, mask: &mask, batch: group.len(), seq })?;
             for (slot, &i) in group.iter().enumerate() {
                 let len = inputs[i].0.len();
                 out[i] = projected[slot * seq * dim..(slot * seq + len) * dim].to_vec();

@@ -2,6 +2,9 @@
 //! are per-row loops the compiler vectorises.
 
 mod attention;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+mod dense;
 mod elementwise;
 mod linear;
 mod maxsim;
@@ -11,6 +14,7 @@ mod norm;
 pub(crate) mod testing;
 
 pub use attention::{attention, AttentionShape};
+pub use dense::Dense;
 pub use elementwise::{add_in_place, gelu_erf};
 pub use linear::{linear, matmul_transposed};
 pub use maxsim::{maxsim, maxsim_matrix};

@@ -1,0 +1,104 @@
+//! `jacolbert bench-encoder`: CPU forward-pass speed (BERT + projection) on fixed shapes, the
+//! same shapes `scripts/bench_encoder.py` gives PyTorch and ONNX Runtime: one 32-token query
+//! (latency), 32 queries of 32 tokens, 8 documents of 300 tokens (throughput).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use encoder_node::model::{resolve_model, Batch, ColbertModel, EncodeOptions};
+use serde::Serialize;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model directory (e.g. the one scripts/make_bench_model.py writes).
+    #[arg(long, default_value = ".deps/bench-model")]
+    model: String,
+    #[arg(long, env = "JACOLBERT_MECAB_DIC")]
+    mecab_dic: Option<PathBuf>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Timed runs per shape (after one warm-up run); the median is reported.
+    #[arg(long, default_value_t = 10)]
+    runs: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Shape {
+    name: &'static str,
+    batch: usize,
+    seq: usize,
+    median_ms: f64,
+    items_per_s: f64,
+    gflops: f64,
+}
+
+#[derive(Serialize)]
+struct Report {
+    threads: usize,
+    shapes: Vec<Shape>,
+    peak_rss_mb: f64,
+}
+
+/// Multiply-adds ×2 of one forward pass: the dense layers, attention's two products, the
+/// projection.
+fn flops(model: &ColbertModel, batch: usize, seq: usize) -> f64 {
+    let c = model.bert_config();
+    let (h, f, rows) = (c.hidden_size as f64, c.intermediate_size as f64, (batch * seq) as f64);
+    let dense = 2.0 * rows * (4.0 * h * h + 2.0 * h * f);
+    let attention = 4.0 * batch as f64 * (seq * seq) as f64 * h;
+    (dense + attention) * c.num_hidden_layers as f64 + 2.0 * rows * h * model.dim() as f64
+}
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(n) = args.threads {
+        rayon::ThreadPoolBuilder::new().num_threads(n).build_global()?;
+    }
+    let model = ColbertModel::load(&resolve_model(&args.model)?, args.mecab_dic.as_deref(), EncodeOptions::default())?;
+    let vocab = model.tokenizer().vocab().len() as u64;
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut shapes = Vec::new();
+    for (name, batch, seq, attended) in [("query_b1_l32", 1, 32, 16), ("query_b32_l32", 32, 32, 16), ("doc_b8_l300", 8, 300, 300)] {
+        let ids: Vec<u32> = (0..batch * seq)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (5 + seed % (vocab - 5)) as u32
+            })
+            .collect();
+        let mask: Vec<u8> = (0..batch * seq).map(|i| u8::from(i % seq < attended)).collect();
+        let input = Batch { ids: &ids, mask: &mask, batch, seq };
+        model.forward(&input)?;
+        let mut times: Vec<f64> = (0..args.runs.max(1))
+            .map(|_| {
+                let start = Instant::now();
+                model.forward(&input).map(|_| start.elapsed().as_secs_f64())
+            })
+            .collect::<Result<_, _>>()?;
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        shapes.push(Shape { name, batch, seq, median_ms: median * 1e3, items_per_s: batch as f64 / median, gflops: flops(&model, batch, seq) / median / 1e9 });
+    }
+    let report = Report { threads: rayon::current_num_threads(), shapes, peak_rss_mb: peak_rss_mb() };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        for s in &report.shapes {
+            println!("{:<14} {:>9.2} ms  {:>8.1} items/s  {:>6.1} GFLOP/s", s.name, s.median_ms, s.items_per_s, s.gflops);
+        }
+        println!("threads {}, peak RSS {:.0} MB", report.threads, report.peak_rss_mb);
+    }
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! A dense (fully connected) layer whose weight is fixed: `y = x · Wᵀ + b`, W `[out, in]` as
+//! PyTorch stores it. Where the CPU has AVX-512 the weight is packed once for `avx512`'s
+//! kernel; elsewhere the `gemm` crate multiplies the plain weight. Either way one copy.
+
+use super::linear;
+use crate::{check_len, Result};
+
+enum Weight {
+    Plain(Vec<f32>),
+    #[cfg(target_arch = "x86_64")]
+    Packed(super::avx512::PackedWeight),
+}
+
+pub struct Dense {
+    weight: Weight,
+    bias: Option<Vec<f32>>,
+    pub out: usize,
+    pub inp: usize,
+}
+
+impl Dense {
+    /// The fastest form this CPU supports.
+    pub fn new(weight: Vec<f32>, bias: Option<Vec<f32>>, out: usize, inp: usize) -> Result<Dense> {
+        let mut dense = Dense::plain(weight, bias, out, inp)?;
+        #[cfg(target_arch = "x86_64")]
+        if super::avx512::available() {
+            if let Weight::Plain(w) = &dense.weight {
+                dense.weight = Weight::Packed(super::avx512::PackedWeight::pack(w, out, inp));
+            }
+        }
+        Ok(dense)
+    }
+
+    /// The portable form (the `gemm` crate), whatever the CPU.
+    pub fn plain(weight: Vec<f32>, bias: Option<Vec<f32>>, out: usize, inp: usize) -> Result<Dense> {
+        check_len("dense", "weight", weight.len(), out * inp)?;
+        if let Some(b) = &bias {
+            check_len("dense", "bias", b.len(), out)?;
+        }
+        Ok(Dense { weight: Weight::Plain(weight), bias, out, inp })
+    }
+
+    /// `[rows, in]` → `[rows, out]`.
+    pub fn forward(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
+        check_len("dense", "x", x.len(), rows * self.inp)?;
+        let mut y = vec![0.0f32; rows * self.out];
+        match &self.weight {
+            Weight::Plain(w) => linear(x, w, None, &mut y, rows, self.out, self.inp)?,
+            #[cfg(target_arch = "x86_64")]
+            Weight::Packed(p) => p.matmul(x, rows, &mut y),
+        }
+        if let Some(bias) = &self.bias {
+            for row in y.chunks_exact_mut(self.out) {
+                row.iter_mut().zip(bias).for_each(|(o, b)| *o += b);
+            }
+        }
+        Ok(y)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::testing::Rng;
+
+    #[test]
+    fn fast_and_portable_forms_agree() {
+        let mut rng = Rng::new(41);
+        for (rows, out, inp) in [(1, 128, 768), (32, 3072, 768), (37, 768, 3072)] {
+            let (x, w, b) = (rng.vec(rows * inp, 1.0), rng.vec(out * inp, 0.05), rng.vec(out, 0.1));
+            let fast = Dense::new(w.clone(), Some(b.clone()), out, inp).unwrap().forward(&x, rows).unwrap();
+            let portable = Dense::plain(w, Some(b), out, inp).unwrap().forward(&x, rows).unwrap();
+            let worst = fast.iter().zip(&portable).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(worst < 1e-4, "{rows}x{out}x{inp}: {worst}");
+        }
+        assert!(Dense::new(vec![0.0; 5], None, 2, 3).is_err());
+        assert!(Dense::new(vec![0.0; 6], None, 2, 3).unwrap().forward(&[0.0; 4], 2).is_err());
+    }
+}
