@@ -1,11 +1,13 @@
 //! An AVX-512 matrix product for weights that never change: `out[m,n] = a[m,k] · w[n,k]ᵀ`.
 //!
 //! The weight is packed once into panels of 32 output columns, `[k][32]` each, so the kernel
-//! reads it with two aligned-stride vector loads per k step. `a` is read in place, eight rows
-//! at a time (eight sequential streams the prefetchers follow), each value broadcast against
-//! the two weight vectors: 16 accumulators per 8×32 tile, enough to hide the FMA latency.
-//! k is blocked so that a panel's block (256 × 32 floats = 32 KiB) stays in L1 while every
-//! row tile passes over it. Threads split the panels, so each writes its own output columns.
+//! reads it with two vector loads per k step. `a` is read in place, eight rows at a time (eight
+//! sequential streams the prefetchers follow; packing them cost more than it saved here), each
+//! value broadcast against the two weight vectors: 16 accumulators per 8×32 tile, enough to
+//! hide the FMA latency. Rows and k are blocked so that a panel's block (256 × 32 floats =
+//! 32 KiB) stays in L1 while the row tiles pass over it, and a 256×256 block of `a` stays in
+//! L2 while the panels pass over it. Threads split the panels, so each writes its own output
+//! columns.
 
 use std::arch::x86_64::*;
 
@@ -17,6 +19,9 @@ const NR: usize = 32;
 const MR: usize = 8;
 /// k per block.
 const KC: usize = 256;
+/// Most rows per block, and the bytes of output a block may span.
+const MAX_BLOCK_ROWS: usize = 256;
+const C_BLOCK_BYTES: usize = 512 * 1024;
 
 pub fn available() -> bool {
     is_x86_feature_detected!("avx512f")
@@ -52,33 +57,30 @@ impl PackedWeight {
         let panels = n.div_ceil(NR);
         let threads = rayon::current_num_threads().max(1);
         // Below ~2 MFLOP one thread is faster than a fork-join.
-        let chunk = if m * n * k < (1 << 21) { panels } else { panels.div_ceil(threads) };
+        let per_thread = if m * n * k < (1 << 21) { panels } else { panels.div_ceil(threads) };
+        let ranges: Vec<(usize, usize)> = (0..panels).step_by(per_thread).map(|p| (p, (p + per_thread).min(panels))).collect();
+        // The output block a thread revisits once per k block should stay in L2 (~512 KiB).
+        let block_rows = ((C_BLOCK_BYTES / (4 * per_thread * NR)) / MR * MR).clamp(MR * 4, MAX_BLOCK_ROWS);
         let out_ptr = SendPtr(out.as_mut_ptr());
-        (0..panels).collect::<Vec<_>>().par_chunks(chunk).for_each(|range| {
+        ranges.par_iter().for_each(|&(first, last)| {
             let out_ptr = &out_ptr;
-            for &p in range {
-                let cols = NR.min(n - p * NR);
-                let panel = &self.panels[p * k * NR..(p + 1) * k * NR];
+            for i_block in (0..m).step_by(block_rows) {
+                let rows = block_rows.min(m - i_block);
+                // k blocks outside the panels: a 256-row × 256-k block of `a` stays in L2
+                // while this thread's panels pass over it.
                 for k0 in (0..k).step_by(KC) {
                     let kc = KC.min(k - k0);
-                    for i0 in (0..m).step_by(MR) {
-                        // SAFETY: rows i0.. of `a` hold k values from k0; the panel holds
-                        // k×32 values; this thread alone writes columns p·32..p·32+cols of
-                        // rows i0..i0+rows of `out`, which the assert above bounds.
-                        unsafe {
-                            let a = a.as_ptr().add(i0 * k + k0);
-                            let b = panel.as_ptr().add(k0 * NR);
-                            let c = out_ptr.0.wrapping_add(i0 * n + p * NR);
-                            let acc = k0 > 0;
-                            match m - i0 {
-                                1 => tile::<1>(a, k, b, kc, c, n, cols, acc),
-                                2 => tile::<2>(a, k, b, kc, c, n, cols, acc),
-                                3 => tile::<3>(a, k, b, kc, c, n, cols, acc),
-                                4 => tile::<4>(a, k, b, kc, c, n, cols, acc),
-                                5 => tile::<5>(a, k, b, kc, c, n, cols, acc),
-                                6 => tile::<6>(a, k, b, kc, c, n, cols, acc),
-                                7 => tile::<7>(a, k, b, kc, c, n, cols, acc),
-                                _ => tile::<MR>(a, k, b, kc, c, n, cols, acc),
+                    for p in first..last {
+                        let cols = NR.min(n - p * NR);
+                        let b = &self.panels[p * k * NR + k0 * NR..];
+                        for i0 in (i_block..i_block + rows).step_by(MR) {
+                            // SAFETY: rows i0.. of `a` hold k values from k0 and the panel
+                            // block kc×32; this thread alone writes columns p·32..p·32+cols of
+                            // rows i0.. of `out`, all within the bounds asserted above.
+                            unsafe {
+                                let a = a.as_ptr().add(i0 * k + k0);
+                                let c = out_ptr.0.wrapping_add(i0 * n + p * NR);
+                                dispatch_tile!((m - i0).min(MR), a, k, b.as_ptr(), kc, c, n, cols, k0 > 0);
                             }
                         }
                     }
@@ -87,6 +89,18 @@ impl PackedWeight {
         });
     }
 }
+
+/// Calls `tile::<R>` for the row count of the last, partial tile, or a full one.
+macro_rules! dispatch_tile {
+    ($rows:expr, $($arg:expr),*) => {
+        match $rows {
+            1 => tile::<1>($($arg),*), 2 => tile::<2>($($arg),*), 3 => tile::<3>($($arg),*),
+            4 => tile::<4>($($arg),*), 5 => tile::<5>($($arg),*), 6 => tile::<6>($($arg),*),
+            7 => tile::<7>($($arg),*), _ => tile::<MR>($($arg),*),
+        }
+    };
+}
+use dispatch_tile;
 
 struct SendPtr(*mut f32);
 // SAFETY: threads write disjoint column ranges through it (see `matmul`).
