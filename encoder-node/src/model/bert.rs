@@ -107,13 +107,10 @@ impl Bert {
             let (q, k, v) = (layer.query.forward(&x, rows)?, layer.key.forward(&x, rows)?, layer.value.forward(&x, rows)?);
             let mut ctx = vec![0.0f32; rows * h];
             cpu::attention(&q, &k, &v, input.mask, &mut ctx, shape)?;
-            let mut attn = layer.attn_out.forward(&ctx, rows)?;
-            cpu::add_in_place(&mut attn, &x)?;
+            let mut attn = layer.attn_out.forward_add(&ctx, rows, &x)?;
             layer.attn_norm.forward(&mut attn)?;
-            let mut inter = layer.intermediate.forward(&attn, rows)?;
-            cpu::gelu_erf(&mut inter);
-            let mut out = layer.output.forward(&inter, rows)?;
-            cpu::add_in_place(&mut out, &attn)?;
+            let inter = layer.intermediate.forward_gelu(&attn, rows)?;
+            let mut out = layer.output.forward_add(&inter, rows, &attn)?;
             layer.out_norm.forward(&mut out)?;
             x = out;
         }

@@ -49,10 +49,11 @@ impl PackedWeight {
         PackedWeight { n, k, panels }
     }
 
-    /// `out[m,n] = a[m,k] · wᵀ`. Lengths are the caller's to check; only call where
+    /// `out[m,n] = post(a[m,k] · wᵀ)`. Lengths are the caller's to check; only call where
     /// `available()`.
-    pub fn matmul(&self, a: &[f32], m: usize, out: &mut [f32]) {
+    pub fn matmul(&self, a: &[f32], m: usize, out: &mut [f32], post: Epilogue) {
         assert!(available() && a.len() >= m * self.k && out.len() >= m * self.n);
+        assert!(post.bias.is_none_or(|b| b.len() >= self.n) && post.residual.is_none_or(|r| r.len() >= m * self.n));
         let (n, k) = (self.n, self.k);
         let panels = n.div_ceil(NR);
         let threads = rayon::current_num_threads().max(1);
@@ -80,7 +81,13 @@ impl PackedWeight {
                             unsafe {
                                 let a = a.as_ptr().add(i0 * k + k0);
                                 let c = out_ptr.0.wrapping_add(i0 * n + p * NR);
-                                dispatch_tile!((m - i0).min(MR), a, k, b.as_ptr(), kc, c, n, cols, k0 > 0);
+                                let post = TilePost {
+                                    last: k0 + kc == k,
+                                    bias: post.bias.map_or(std::ptr::null(), |b| b.as_ptr().wrapping_add(p * NR)),
+                                    gelu: post.gelu,
+                                    residual: post.residual.map_or(std::ptr::null(), |r| r.as_ptr().wrapping_add(i0 * n + p * NR)),
+                                };
+                                dispatch_tile!((m - i0).min(MR), a, k, b.as_ptr(), kc, c, n, cols, k0 > 0, post);
                             }
                         }
                     }
@@ -107,11 +114,29 @@ struct SendPtr(*mut f32);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
-/// One `R×32` tile over `kc` steps of k: `c (+)= a[R rows, kc] · b[kc][32]`, storing only the
-/// first `cols` columns.
+/// What is done to a finished output tile, in registers, before it is stored: `+ bias`, then
+/// GELU or `+ residual` (a `[m, n]` matrix like the output).
+#[derive(Clone, Copy, Default)]
+pub struct Epilogue<'a> {
+    pub bias: Option<&'a [f32]>,
+    pub gelu: bool,
+    pub residual: Option<&'a [f32]>,
+}
+
+/// The epilogue of one tile: pointers already offset to the tile's first column (and row).
+#[derive(Clone, Copy)]
+struct TilePost {
+    last: bool,
+    bias: *const f32,
+    gelu: bool,
+    residual: *const f32,
+}
+
+/// One `R×32` tile over `kc` steps of k: `c (+)= a[R rows, kc] · b[kc][32]`, then on the last
+/// k block the epilogue, storing only the first `cols` columns.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile<const R: usize>(a: *const f32, lda: usize, b: *const f32, kc: usize, c: *mut f32, ldc: usize, cols: usize, accumulate: bool) {
+unsafe fn tile<const R: usize>(a: *const f32, lda: usize, b: *const f32, kc: usize, c: *mut f32, ldc: usize, cols: usize, accumulate: bool, post: TilePost) {
     let mask_lo: __mmask16 = if cols >= 16 { 0xffff } else { ((1u32 << cols) - 1) as u16 };
     let mask_hi: __mmask16 = if cols >= 32 { 0xffff } else if cols > 16 { ((1u32 << (cols - 16)) - 1) as u16 } else { 0 };
     let mut lo = [_mm512_setzero_ps(); R];
@@ -131,6 +156,27 @@ unsafe fn tile<const R: usize>(a: *const f32, lda: usize, b: *const f32, kc: usi
             hi[r] = _mm512_fmadd_ps(av, b1, hi[r]);
         }
     }
+    if post.last {
+        if !post.bias.is_null() {
+            let (b0, b1) = (_mm512_maskz_loadu_ps(mask_lo, post.bias), _mm512_maskz_loadu_ps(mask_hi, post.bias.wrapping_add(16)));
+            for r in 0..R {
+                lo[r] = _mm512_add_ps(lo[r], b0);
+                hi[r] = _mm512_add_ps(hi[r], b1);
+            }
+        }
+        if post.gelu {
+            for r in 0..R {
+                lo[r] = gelu16(lo[r]);
+                hi[r] = gelu16(hi[r]);
+            }
+        }
+        if !post.residual.is_null() {
+            for r in 0..R {
+                lo[r] = _mm512_add_ps(lo[r], _mm512_maskz_loadu_ps(mask_lo, post.residual.wrapping_add(r * ldc)));
+                hi[r] = _mm512_add_ps(hi[r], _mm512_maskz_loadu_ps(mask_hi, post.residual.wrapping_add(r * ldc + 16)));
+            }
+        }
+    }
     for r in 0..R {
         // Masked-off lanes are never touched, so a partial last panel may point past the end
         // (hence wrapping_add: the address is formed, never dereferenced there).
@@ -139,10 +185,66 @@ unsafe fn tile<const R: usize>(a: *const f32, lda: usize, b: *const f32, kc: usi
     }
 }
 
+/// `elementwise::gelu_erf` on 16 lanes, operation for operation (mul and add kept apart, as
+/// the scalar code is compiled), so the fused and the separate paths agree bit for bit.
+#[target_feature(enable = "avx512f")]
+unsafe fn gelu16(x: __m512) -> __m512 {
+    let splat = _mm512_set1_ps;
+    let (mul, add, sub) = (_mm512_mul_ps, _mm512_add_ps, _mm512_sub_ps);
+    let z = mul(x, splat(std::f32::consts::FRAC_1_SQRT_2));
+    // erf(z), A&S 7.1.26
+    let a = _mm512_abs_ps(z);
+    let t = _mm512_div_ps(splat(1.0), add(splat(1.0), mul(splat(0.327_591_1), a)));
+    let mut poly = sub(mul(splat(1.061_405_4), t), splat(1.453_152_1));
+    poly = add(mul(poly, t), splat(1.421_413_8));
+    poly = sub(mul(poly, t), splat(0.284_496_74));
+    poly = add(mul(poly, t), splat(0.254_829_6));
+    poly = mul(poly, t);
+    // exp(-a²)
+    let e = _mm512_max_ps(sub(splat(0.0), mul(a, a)), splat(-87.0));
+    let n = sub(add(mul(e, splat(std::f32::consts::LOG2_E)), splat(12_582_912.0)), splat(12_582_912.0));
+    let r = sub(sub(e, mul(n, splat(0.693_145_75))), mul(n, splat(1.428_606_8e-6)));
+    let mut p = add(splat(0.008_333_334), mul(r, splat(0.001_388_889)));
+    p = add(splat(0.041_666_668), mul(r, p));
+    p = add(splat(0.166_666_67), mul(r, p));
+    p = add(splat(0.5), mul(r, p));
+    p = add(splat(1.0), mul(r, p));
+    p = add(splat(1.0), mul(r, p));
+    let scale = _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(_mm512_cvttps_epi32(n), _mm512_set1_epi32(127))));
+    let y = sub(splat(1.0), mul(poly, mul(p, scale)));
+    // copysign(y, z)
+    let sign = _mm512_set1_epi32(i32::MIN);
+    let erf = _mm512_castsi512_ps(_mm512_or_si512(
+        _mm512_andnot_si512(sign, _mm512_castps_si512(y)),
+        _mm512_and_si512(sign, _mm512_castps_si512(z)),
+    ));
+    mul(mul(x, splat(0.5)), add(splat(1.0), erf))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cpu::testing::{max_rel_err, Rng};
+
+    #[test]
+    fn gelu16_is_the_scalar_gelu_bit_for_bit() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX-512F");
+            return;
+        }
+        let mut rng = Rng::new(77);
+        let mut x = rng.vec(4096, 10.0);
+        x.extend([0.0, -0.0, 1e-30, -1e-30, 30.0, -30.0, 1e4, -1e4]);
+        x.resize(x.len().div_ceil(16) * 16, 0.5);
+        let mut want = x.clone();
+        crate::cpu::gelu_erf(&mut want);
+        for (chunk, want) in x.chunks(16).zip(want.chunks(16)) {
+            let mut got = [0.0f32; 16];
+            // SAFETY: AVX-512F is available (checked above); 16 floats in and out.
+            unsafe { _mm512_storeu_ps(got.as_mut_ptr(), gelu16(_mm512_loadu_ps(chunk.as_ptr()))) };
+            assert_eq!(got.map(f32::to_bits), <[f32; 16]>::try_from(want).unwrap().map(f32::to_bits), "{chunk:?}");
+        }
+    }
 
     #[test]
     fn packed_matmul_matches_f64() {
@@ -154,7 +256,7 @@ mod tests {
         for (m, n, k) in [(1, 1, 1), (7, 33, 5), (32, 768, 768), (13, 128, 3072), (300, 96, 257), (9, 17, 512)] {
             let (a, w) = (rng.vec(m * k, 1.0), rng.vec(n * k, 0.1));
             let mut out = vec![f32::NAN; m * n];
-            PackedWeight::pack(&w, n, k).matmul(&a, m, &mut out);
+            PackedWeight::pack(&w, n, k).matmul(&a, m, &mut out, Epilogue::default());
             let want: Vec<f64> = (0..m * n)
                 .map(|ij| (0..k).map(|p| a[(ij / n) * k + p] as f64 * w[(ij % n) * k + p] as f64).sum())
                 .collect();

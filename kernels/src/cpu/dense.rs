@@ -2,7 +2,7 @@
 //! PyTorch stores it. Where the CPU has AVX-512 the weight is packed once for `avx512`'s
 //! kernel; elsewhere the `gemm` crate multiplies the plain weight. Either way one copy.
 
-use super::linear;
+use super::{add_in_place, gelu_erf, linear};
 use crate::{check_len, Result};
 
 enum Weight {
@@ -40,19 +40,37 @@ impl Dense {
         Ok(Dense { weight: Weight::Plain(weight), bias, out, inp })
     }
 
-    /// `[rows, in]` → `[rows, out]`.
+    /// `[rows, in]` → `[rows, out]`: `x · Wᵀ + b`.
     pub fn forward(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
+        self.run(x, rows, false, None)
+    }
+
+    /// `gelu(x · Wᵀ + b)` (BERT's intermediate layer), fused where the CPU allows.
+    pub fn forward_gelu(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
+        self.run(x, rows, true, None)
+    }
+
+    /// `x · Wᵀ + b + residual` (BERT's output layers), fused where the CPU allows.
+    pub fn forward_add(&self, x: &[f32], rows: usize, residual: &[f32]) -> Result<Vec<f32>> {
+        check_len("dense", "residual", residual.len(), rows * self.out)?;
+        self.run(x, rows, false, Some(residual))
+    }
+
+    fn run(&self, x: &[f32], rows: usize, gelu: bool, residual: Option<&[f32]>) -> Result<Vec<f32>> {
         check_len("dense", "x", x.len(), rows * self.inp)?;
         let mut y = vec![0.0f32; rows * self.out];
         match &self.weight {
-            Weight::Plain(w) => linear(x, w, None, &mut y, rows, self.out, self.inp)?,
-            #[cfg(target_arch = "x86_64")]
-            Weight::Packed(p) => p.matmul(x, rows, &mut y),
-        }
-        if let Some(bias) = &self.bias {
-            for row in y.chunks_exact_mut(self.out) {
-                row.iter_mut().zip(bias).for_each(|(o, b)| *o += b);
+            Weight::Plain(w) => {
+                linear(x, w, self.bias.as_deref(), &mut y, rows, self.out, self.inp)?;
+                if gelu {
+                    gelu_erf(&mut y);
+                }
+                if let Some(r) = residual {
+                    add_in_place(&mut y, r)?;
+                }
             }
+            #[cfg(target_arch = "x86_64")]
+            Weight::Packed(p) => p.matmul(x, rows, &mut y, super::avx512::Epilogue { bias: self.bias.as_deref(), gelu, residual }),
         }
         Ok(y)
     }
@@ -68,12 +86,21 @@ mod tests {
         let mut rng = Rng::new(41);
         for (rows, out, inp) in [(1, 128, 768), (32, 3072, 768), (37, 768, 3072)] {
             let (x, w, b) = (rng.vec(rows * inp, 1.0), rng.vec(out * inp, 0.05), rng.vec(out, 0.1));
-            let fast = Dense::new(w.clone(), Some(b.clone()), out, inp).unwrap().forward(&x, rows).unwrap();
-            let portable = Dense::plain(w, Some(b), out, inp).unwrap().forward(&x, rows).unwrap();
-            let worst = fast.iter().zip(&portable).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
-            assert!(worst < 1e-4, "{rows}x{out}x{inp}: {worst}");
+            let residual = rng.vec(rows * out, 1.0);
+            let fast = Dense::new(w.clone(), Some(b.clone()), out, inp).unwrap();
+            let portable = Dense::plain(w, Some(b), out, inp).unwrap();
+            let pairs = [
+                (fast.forward(&x, rows).unwrap(), portable.forward(&x, rows).unwrap()),
+                (fast.forward_gelu(&x, rows).unwrap(), portable.forward_gelu(&x, rows).unwrap()),
+                (fast.forward_add(&x, rows, &residual).unwrap(), portable.forward_add(&x, rows, &residual).unwrap()),
+            ];
+            for (i, (f, p)) in pairs.iter().enumerate() {
+                let worst = f.iter().zip(p).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+                assert!(worst < 1e-4, "{rows}x{out}x{inp} epilogue {i}: {worst}");
+            }
         }
         assert!(Dense::new(vec![0.0; 5], None, 2, 3).is_err());
         assert!(Dense::new(vec![0.0; 6], None, 2, 3).unwrap().forward(&[0.0; 4], 2).is_err());
+        assert!(Dense::new(vec![0.0; 6], None, 2, 3).unwrap().forward_add(&[0.0; 6], 2, &[0.0; 3]).is_err());
     }
 }
