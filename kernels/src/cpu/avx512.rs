@@ -1,11 +1,11 @@
 //! An AVX-512 matrix product for weights that never change: `out[m,n] = a[m,k] · w[n,k]ᵀ`.
 //!
-//! The weight is packed once into panels of 32 output columns, `[k][32]` each, so the kernel
-//! reads it with two vector loads per k step. `a` is read in place, eight rows at a time (eight
+//! The weight is packed once into panels of 48 output columns, `[k][48]` each, so the kernel
+//! reads it with three vector loads per k step. `a` is read in place, eight rows at a time (eight
 //! sequential streams the prefetchers follow; packing them cost more than it saved here), each
-//! value broadcast against the two weight vectors: 16 accumulators per 8×32 tile, enough to
-//! hide the FMA latency. Rows and k are blocked so that a panel's block (256 × 32 floats =
-//! 32 KiB) stays in L1 while the row tiles pass over it, and a 256×256 block of `a` stays in
+//! value broadcast against the three weight vectors: 24 accumulators per 8×48 tile, enough to
+//! hide the FMA latency. Rows and k are blocked so that a panel's block (192 × 48 floats =
+//! 36 KiB) stays in L1 while the row tiles pass over it, and a 256×192 block of `a` stays in
 //! L2 while the panels pass over it. Threads split the panels, so each writes its own output
 //! columns.
 
@@ -13,12 +13,14 @@ use std::arch::x86_64::*;
 
 use rayon::prelude::*;
 
-/// Output columns per panel (two 16-float vectors).
-const NR: usize = 32;
+/// Output columns per panel, and the 16-float vectors they make (8 rows × 3 vectors = 24
+/// accumulators, leaving registers for the 3 weight vectors and the broadcast).
+const NR: usize = 48;
+const NV: usize = NR / 16;
 /// Rows per tile.
 const MR: usize = 8;
 /// k per block.
-const KC: usize = 256;
+const KC: usize = 192;
 /// Most rows per block, and the bytes of output a block may span.
 const MAX_BLOCK_ROWS: usize = 256;
 const C_BLOCK_BYTES: usize = 512 * 1024;
@@ -27,7 +29,7 @@ pub fn available() -> bool {
     is_x86_feature_detected!("avx512f")
 }
 
-/// A weight `[n, k]` packed into `ceil(n/32)` panels of `[k][32]` (zero-padded columns).
+/// A weight `[n, k]` packed into `ceil(n/NR)` panels of `[k][NR]` (zero-padded columns).
 pub struct PackedWeight {
     pub n: usize,
     pub k: usize,
@@ -76,7 +78,7 @@ impl PackedWeight {
                         let b = &self.panels[p * k * NR + k0 * NR..];
                         for i0 in (i_block..i_block + rows).step_by(MR) {
                             // SAFETY: rows i0.. of `a` hold k values from k0 and the panel
-                            // block kc×32; this thread alone writes columns p·32..p·32+cols of
+                            // block kc×NR; this thread alone writes columns p·NR..p·NR+cols of
                             // rows i0.. of `out`, all within the bounds asserted above.
                             unsafe {
                                 let a = a.as_ptr().add(i0 * k + k0);
@@ -97,7 +99,9 @@ impl PackedWeight {
     }
 }
 
-/// Calls `tile::<R>` for the row count of the last, partial tile, or a full one.
+/// Calls `tile::<R>` for the row count of the last, partial tile, or a full one (the arms
+/// below are written for MR = 8).
+const _: () = assert!(MR == 8, "dispatch_tile! lists the partial tiles of MR = 8");
 macro_rules! dispatch_tile {
     ($rows:expr, $($arg:expr),*) => {
         match $rows {
@@ -132,56 +136,60 @@ struct TilePost {
     residual: *const f32,
 }
 
-/// One `R×32` tile over `kc` steps of k: `c (+)= a[R rows, kc] · b[kc][32]`, then on the last
+/// One `R×NR` tile over `kc` steps of k: `c (+)= a[R rows, kc] · b[kc][NR]`, then on the last
 /// k block the epilogue, storing only the first `cols` columns.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile<const R: usize>(a: *const f32, lda: usize, b: *const f32, kc: usize, c: *mut f32, ldc: usize, cols: usize, accumulate: bool, post: TilePost) {
-    let mask_lo: __mmask16 = if cols >= 16 { 0xffff } else { ((1u32 << cols) - 1) as u16 };
-    let mask_hi: __mmask16 = if cols >= 32 { 0xffff } else if cols > 16 { ((1u32 << (cols - 16)) - 1) as u16 } else { 0 };
-    let mut lo = [_mm512_setzero_ps(); R];
-    let mut hi = [_mm512_setzero_ps(); R];
+    let masks: [__mmask16; NV] = std::array::from_fn(|v| match cols.saturating_sub(v * 16) {
+        0 => 0,
+        n if n >= 16 => 0xffff,
+        n => ((1u32 << n) - 1) as u16,
+    });
+    // Masked-off lanes are never touched, so a partial last panel may point past the end
+    // (hence wrapping_add: such an address is formed, never dereferenced).
+    let at = |p: *const f32, r: usize, v: usize| p.wrapping_add(r * ldc + v * 16);
+    let mut acc = [[_mm512_setzero_ps(); NV]; R];
     if accumulate {
-        for r in 0..R {
-            lo[r] = _mm512_maskz_loadu_ps(mask_lo, c.wrapping_add(r * ldc));
-            hi[r] = _mm512_maskz_loadu_ps(mask_hi, c.wrapping_add(r * ldc + 16));
+        for (r, row) in acc.iter_mut().enumerate() {
+            for (v, x) in row.iter_mut().enumerate() {
+                *x = _mm512_maskz_loadu_ps(masks[v], at(c, r, v));
+            }
         }
     }
     for kk in 0..kc {
-        let b0 = _mm512_loadu_ps(b.add(kk * NR));
-        let b1 = _mm512_loadu_ps(b.add(kk * NR + 16));
-        for r in 0..R {
+        let bv: [__m512; NV] = std::array::from_fn(|v| _mm512_loadu_ps(b.add(kk * NR + v * 16)));
+        for (r, row) in acc.iter_mut().enumerate() {
             let av = _mm512_set1_ps(*a.add(r * lda + kk));
-            lo[r] = _mm512_fmadd_ps(av, b0, lo[r]);
-            hi[r] = _mm512_fmadd_ps(av, b1, hi[r]);
+            for (x, &bw) in row.iter_mut().zip(&bv) {
+                *x = _mm512_fmadd_ps(av, bw, *x);
+            }
         }
     }
     if post.last {
         if !post.bias.is_null() {
-            let (b0, b1) = (_mm512_maskz_loadu_ps(mask_lo, post.bias), _mm512_maskz_loadu_ps(mask_hi, post.bias.wrapping_add(16)));
-            for r in 0..R {
-                lo[r] = _mm512_add_ps(lo[r], b0);
-                hi[r] = _mm512_add_ps(hi[r], b1);
+            let bias: [__m512; NV] = std::array::from_fn(|v| _mm512_maskz_loadu_ps(masks[v], post.bias.wrapping_add(v * 16)));
+            for row in acc.iter_mut() {
+                for (x, &bb) in row.iter_mut().zip(&bias) {
+                    *x = _mm512_add_ps(*x, bb);
+                }
             }
         }
-        if post.gelu {
-            for r in 0..R {
-                lo[r] = gelu16(lo[r]);
-                hi[r] = gelu16(hi[r]);
-            }
-        }
-        if !post.residual.is_null() {
-            for r in 0..R {
-                lo[r] = _mm512_add_ps(lo[r], _mm512_maskz_loadu_ps(mask_lo, post.residual.wrapping_add(r * ldc)));
-                hi[r] = _mm512_add_ps(hi[r], _mm512_maskz_loadu_ps(mask_hi, post.residual.wrapping_add(r * ldc + 16)));
+        for (r, row) in acc.iter_mut().enumerate() {
+            for (v, x) in row.iter_mut().enumerate() {
+                if post.gelu {
+                    *x = gelu16(*x);
+                }
+                if !post.residual.is_null() {
+                    *x = _mm512_add_ps(*x, _mm512_maskz_loadu_ps(masks[v], at(post.residual, r, v)));
+                }
             }
         }
     }
-    for r in 0..R {
-        // Masked-off lanes are never touched, so a partial last panel may point past the end
-        // (hence wrapping_add: the address is formed, never dereferenced there).
-        _mm512_mask_storeu_ps(c.wrapping_add(r * ldc), mask_lo, lo[r]);
-        _mm512_mask_storeu_ps(c.wrapping_add(r * ldc + 16), mask_hi, hi[r]);
+    for (r, row) in acc.iter().enumerate() {
+        for (v, x) in row.iter().enumerate() {
+            _mm512_mask_storeu_ps(at(c, r, v) as *mut f32, masks[v], *x);
+        }
     }
 }
 
