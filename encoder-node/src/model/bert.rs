@@ -14,6 +14,16 @@ pub(crate) fn load_dense(w: &mut Weights, prefix: &str, out: usize, inp: usize, 
     Ok(Dense::new(weight, bias, out, inp)?)
 }
 
+/// `{prefix}.query`, `.key` and `.value` as one Dense whose output rows are `[q | k | v]`.
+fn load_qkv(w: &mut Weights, prefix: &str, h: usize) -> Result<Dense> {
+    let (mut weight, mut bias) = (Vec::with_capacity(3 * h * h), Vec::with_capacity(3 * h));
+    for part in ["query", "key", "value"] {
+        weight.extend(w.take(&format!("{prefix}.{part}.weight"), &[h, h])?);
+        bias.extend(w.take(&format!("{prefix}.{part}.bias"), &[h])?);
+    }
+    Ok(Dense::new(weight, Some(bias), 3 * h, h)?)
+}
+
 struct LayerNorm {
     gamma: Vec<f32>,
     beta: Vec<f32>,
@@ -30,9 +40,8 @@ impl LayerNorm {
 }
 
 struct Layer {
-    query: Dense,
-    key: Dense,
-    value: Dense,
+    /// Query, key and value projections stacked into one `[3·hidden, hidden]` product.
+    qkv: Dense,
     attn_out: Dense,
     attn_norm: LayerNorm,
     intermediate: Dense,
@@ -68,9 +77,7 @@ impl Bert {
             .map(|n| {
                 let p = format!("encoder.layer.{n}");
                 Ok(Layer {
-                    query: load_dense(w, &format!("{p}.attention.self.query"), h, h, true)?,
-                    key: load_dense(w, &format!("{p}.attention.self.key"), h, h, true)?,
-                    value: load_dense(w, &format!("{p}.attention.self.value"), h, h, true)?,
+                    qkv: load_qkv(w, &format!("{p}.attention.self"), h)?,
                     attn_out: load_dense(w, &format!("{p}.attention.output.dense"), h, h, true)?,
                     attn_norm: LayerNorm::load(w, &format!("{p}.attention.output.LayerNorm"), h, eps)?,
                     intermediate: load_dense(w, &format!("{p}.intermediate.dense"), i, h, true)?,
@@ -102,11 +109,17 @@ impl Bert {
             }
         }
         self.emb_norm.forward(&mut x)?;
-        let shape = AttentionShape { batch: input.batch, seq: input.seq, heads: self.config.num_attention_heads, head_dim: self.config.head_dim() };
+        let shape = AttentionShape {
+            batch: input.batch,
+            seq: input.seq,
+            heads: self.config.num_attention_heads,
+            head_dim: self.config.head_dim(),
+            row_stride: 3 * h,
+        };
         for layer in &self.layers {
-            let (q, k, v) = (layer.query.forward(&x, rows)?, layer.key.forward(&x, rows)?, layer.value.forward(&x, rows)?);
+            let qkv = layer.qkv.forward(&x, rows)?;
             let mut ctx = vec![0.0f32; rows * h];
-            cpu::attention(&q, &k, &v, input.mask, &mut ctx, shape)?;
+            cpu::attention(&qkv, &qkv[h..], &qkv[2 * h..], input.mask, &mut ctx, shape)?;
             let mut attn = layer.attn_out.forward_add(&ctx, rows, &x)?;
             layer.attn_norm.forward(&mut attn)?;
             let inter = layer.intermediate.forward_gelu(&attn, rows)?;

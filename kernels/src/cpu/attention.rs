@@ -1,9 +1,11 @@
-//! Multi-head self-attention with a key mask, for short sequences (≤ 512): per (sequence, head)
-//! the L×L scores are formed with one GEMM, soft-maxed in place, and multiplied by V.
+//! Multi-head self-attention with a key mask, for short sequences (≤ 512). Per (sequence, head)
+//! only the keys that may be attended are gathered, so masked keys cost nothing and get
+//! probability exactly 0 (BERT's additive `finfo.min` mask gives the same); then
+//! `softmax(q·kᵀ/√d) · v` with two small matrix products.
 
-use gemm::Parallelism;
 use rayon::prelude::*;
 
+use super::{matmul_transposed, softmax_in_place};
 use crate::{check_len, Result};
 
 #[derive(Debug, Clone, Copy)]
@@ -12,6 +14,9 @@ pub struct AttentionShape {
     pub seq: usize,
     pub heads: usize,
     pub head_dim: usize,
+    /// Distance between consecutive rows of `q`, `k` and `v`: `heads·head_dim` for separate
+    /// matrices, `3·heads·head_dim` for slices of one fused QKV matrix.
+    pub row_stride: usize,
 }
 
 impl AttentionShape {
@@ -20,60 +25,50 @@ impl AttentionShape {
     }
 }
 
-/// `out = softmax(q·kᵀ/√d + mask) · v` per head. `q`, `k`, `v`, `out` are `[batch·seq, heads·d]`;
-/// `key_mask` is `[batch·seq]`, 0 for keys no query may attend to (padding, [MASK] expansion),
-/// whose probability is exactly 0 as with BERT's additive `finfo.min` mask. A sequence with no
-/// attendable key attends uniformly to all, as that mask also does.
+/// `out = softmax(q·kᵀ/√d + mask) · v` per head. Row r of head h of `q` starts at
+/// `r·row_stride + h·d` (likewise `k`, `v`); `out` is `[batch·seq, heads·d]`; `key_mask` is
+/// `[batch·seq]`, 0 for keys no query may attend to (padding, [MASK] expansion). A sequence
+/// with no attendable key attends uniformly to all, as BERT's additive mask also does.
 pub fn attention(q: &[f32], k: &[f32], v: &[f32], key_mask: &[u8], out: &mut [f32], shape: AttentionShape) -> Result<()> {
-    let AttentionShape { batch, seq, heads, head_dim: d } = shape;
+    let AttentionShape { batch, seq, heads, head_dim: d, row_stride } = shape;
     let h = shape.hidden();
-    for (what, buf) in [("q", q.len()), ("k", k.len()), ("v", v.len()), ("out", out.len())] {
-        check_len("attention", what, buf, batch * seq * h)?;
+    let rows = batch * seq;
+    let needed = if rows == 0 { 0 } else { (rows - 1) * row_stride + h };
+    for (what, len) in [("q", q.len()), ("k", k.len()), ("v", v.len())] {
+        if row_stride < h || len < needed {
+            return check_len("attention", what, len, needed.max(rows * h));
+        }
     }
-    check_len("attention", "key_mask", key_mask.len(), batch * seq)?;
+    check_len("attention", "out", out.len(), rows * h)?;
+    check_len("attention", "key_mask", key_mask.len(), rows)?;
     let scale = 1.0 / (d as f32).sqrt();
     let contexts: Vec<Vec<f32>> = (0..batch * heads)
         .into_par_iter()
         .map(|task| {
             let (b, head) = (task / heads, task % heads);
-            let offset = b * seq * h + head * d;
             let mask = &key_mask[b * seq..(b + 1) * seq];
-            let mut scores = vec![0.0f32; seq * seq];
-            // SAFETY: q and k hold batch·seq rows of h values; rows of this sequence start at
-            // `offset` and each head reads d values of each row, so every access is in bounds.
-            unsafe {
-                gemm::gemm(
-                    seq, seq, d,
-                    scores.as_mut_ptr(), 1, seq as isize,
-                    false,
-                    q.as_ptr().add(offset), 1, h as isize,
-                    k.as_ptr().add(offset), h as isize, 1,
-                    0.0, scale,
-                    false, false, false,
-                    Parallelism::None,
-                );
+            let mut keys: Vec<usize> = (0..seq).filter(|&j| mask[j] != 0).collect();
+            if keys.is_empty() {
+                keys = (0..seq).collect();
             }
-            let any_key = mask.iter().any(|&m| m != 0);
-            for row in scores.chunks_exact_mut(seq) {
-                masked_softmax(row, mask, any_key);
+            let start = |row: usize| (b * seq + row) * row_stride + head * d;
+            let q_bh: Vec<f32> = (0..seq).flat_map(|i| q[start(i)..start(i) + d].iter().copied()).collect();
+            let k_sel: Vec<f32> = keys.iter().flat_map(|&j| k[start(j)..start(j) + d].iter().copied()).collect();
+            // vᵀ, so that both products have the `a · bᵀ` form.
+            let mut v_t = vec![0.0f32; d * keys.len()];
+            for (kk, &j) in keys.iter().enumerate() {
+                for (x, &val) in v[start(j)..start(j) + d].iter().enumerate() {
+                    v_t[x * keys.len() + kk] = val;
+                }
             }
-            let mut ctx = vec![0.0f32; seq * d];
-            // SAFETY: as above for v; ctx is seq×d and scores seq×seq, both dense.
-            unsafe {
-                gemm::gemm(
-                    seq, d, seq,
-                    ctx.as_mut_ptr(), 1, d as isize,
-                    false,
-                    scores.as_ptr(), 1, seq as isize,
-                    v.as_ptr().add(offset), 1, h as isize,
-                    0.0, 1.0,
-                    false, false, false,
-                    Parallelism::None,
-                );
+            let mut scores = product_bt(&q_bh, &k_sel, seq, keys.len(), d)?;
+            for row in scores.chunks_exact_mut(keys.len()) {
+                row.iter_mut().for_each(|s| *s *= scale);
+                softmax_in_place(row);
             }
-            ctx
+            product_bt(&scores, &v_t, seq, d, keys.len())
         })
-        .collect();
+        .collect::<Result<_>>()?;
     for (task, ctx) in contexts.iter().enumerate() {
         let (b, head) = (task / heads, task % heads);
         for (t, row) in ctx.chunks_exact(d).enumerate() {
@@ -84,15 +79,18 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], key_mask: &[u8], out: &mut [f3
     Ok(())
 }
 
-fn masked_softmax(row: &mut [f32], mask: &[u8], any_key: bool) {
-    let attend = |j: usize| !any_key || mask[j] != 0;
-    let max = (0..row.len()).filter(|&j| attend(j)).map(|j| row[j]).fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0;
-    for (j, s) in row.iter_mut().enumerate() {
-        *s = if attend(j) { (*s - max).exp() } else { 0.0 };
-        sum += *s;
+/// `a[m,k] · b[n,k]ᵀ` on this thread: the AVX-512 kernel where there is one, else `gemm`.
+fn product_bt(a: &[f32], b: &[f32], m: usize, n: usize, k: usize) -> Result<Vec<f32>> {
+    let mut out = vec![0.0f32; m * n];
+    #[cfg(target_arch = "x86_64")]
+    if super::avx512::available() {
+        check_len("attention", "a", a.len(), m * k)?;
+        check_len("attention", "b", b.len(), n * k)?;
+        super::avx512::PackedWeight::pack(b, n, k).matmul_strided(a, k, m, &mut out, Default::default(), false);
+        return Ok(out);
     }
-    row.iter_mut().for_each(|s| *s /= sum);
+    matmul_transposed(a, b, &mut out, m, n, k)?;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -127,12 +125,28 @@ mod tests {
     }
 
     #[test]
+    fn slices_of_a_fused_qkv_matrix_give_the_same_result() {
+        let mut rng = Rng::new(29);
+        let shape = AttentionShape { batch: 2, seq: 20, heads: 4, head_dim: 16, row_stride: 64 };
+        let rows = shape.batch * shape.seq;
+        let (q, k, v) = (rng.vec(rows * 64, 1.0), rng.vec(rows * 64, 1.0), rng.vec(rows * 64, 1.0));
+        let fused: Vec<f32> = (0..rows).flat_map(|r| [&q, &k, &v].into_iter().flat_map(move |m| m[r * 64..(r + 1) * 64].iter().copied())).collect();
+        let mask: Vec<u8> = (0..rows).map(|i| u8::from(i % 5 != 0)).collect();
+        let (mut separate, mut sliced) = (vec![0.0; rows * 64], vec![0.0; rows * 64]);
+        attention(&q, &k, &v, &mask, &mut separate, shape).unwrap();
+        let fused_shape = AttentionShape { row_stride: 192, ..shape };
+        attention(&fused, &fused[64..], &fused[128..], &mask, &mut sliced, fused_shape).unwrap();
+        assert_eq!(separate, sliced);
+        assert!(attention(&fused[..100], &fused[64..], &fused[128..], &mask, &mut sliced, fused_shape).is_err());
+    }
+
+    #[test]
     fn attention_matches_f64_with_masks() {
         let mut rng = Rng::new(19);
         for shape in [
-            AttentionShape { batch: 1, seq: 1, heads: 1, head_dim: 4 },
-            AttentionShape { batch: 3, seq: 32, heads: 4, head_dim: 32 },
-            AttentionShape { batch: 2, seq: 77, heads: 12, head_dim: 64 },
+            AttentionShape { batch: 1, seq: 1, heads: 1, head_dim: 4, row_stride: 4 },
+            AttentionShape { batch: 3, seq: 32, heads: 4, head_dim: 32, row_stride: 128 },
+            AttentionShape { batch: 2, seq: 77, heads: 12, head_dim: 64, row_stride: 768 },
         ] {
             let n = shape.batch * shape.seq * shape.hidden();
             let (q, k, v) = (rng.vec(n, 2.0), rng.vec(n, 2.0), rng.vec(n, 1.0));

@@ -37,35 +37,44 @@ pub struct PackedWeight {
 }
 
 impl PackedWeight {
+    /// Packs a row-major `[n, k]` weight.
     pub fn pack(w: &[f32], n: usize, k: usize) -> PackedWeight {
+        PackedWeight::pack_with(n, k, |j, kk| w[j * k + kk])
+    }
+
+    /// Packs the `[n, k]` matrix whose element (j, kk) is `at(j, kk)`.
+    pub fn pack_with(n: usize, k: usize, at: impl Fn(usize, usize) -> f32) -> PackedWeight {
         let count = n.div_ceil(NR);
         let mut panels = vec![0.0f32; count * k * NR];
         for (p, panel) in panels.chunks_exact_mut(k * NR).enumerate() {
             for j in 0..NR.min(n - p * NR) {
-                let row = &w[(p * NR + j) * k..(p * NR + j + 1) * k];
-                for (kk, &v) in row.iter().enumerate() {
-                    panel[kk * NR + j] = v;
+                for kk in 0..k {
+                    panel[kk * NR + j] = at(p * NR + j, kk);
                 }
             }
         }
         PackedWeight { n, k, panels }
     }
 
-    /// `out[m,n] = post(a[m,k] · wᵀ)`. Lengths are the caller's to check; only call where
-    /// `available()`.
+    /// `out[m,n] = post(a[m,k] · wᵀ)` on all threads. Only call where `available()`.
     pub fn matmul(&self, a: &[f32], m: usize, out: &mut [f32], post: Epilogue) {
-        assert!(available() && a.len() >= m * self.k && out.len() >= m * self.n);
-        assert!(post.bias.is_none_or(|b| b.len() >= self.n) && post.residual.is_none_or(|r| r.len() >= m * self.n));
+        self.matmul_strided(a, self.k, m, out, post, true)
+    }
+
+    /// As `matmul`, with rows of `a` `lda` apart, on the calling thread unless `parallel`.
+    pub fn matmul_strided(&self, a: &[f32], lda: usize, m: usize, out: &mut [f32], post: Epilogue, parallel: bool) {
         let (n, k) = (self.n, self.k);
+        assert!(available() && lda >= k && (m == 0 || a.len() >= (m - 1) * lda + k) && out.len() >= m * n);
+        assert!(post.bias.is_none_or(|b| b.len() >= n) && post.residual.is_none_or(|r| r.len() >= m * n));
         let panels = n.div_ceil(NR);
         let threads = rayon::current_num_threads().max(1);
         // Below ~2 MFLOP one thread is faster than a fork-join.
-        let per_thread = if m * n * k < (1 << 21) { panels } else { panels.div_ceil(threads) };
+        let per_thread = if !parallel || m * n * k < (1 << 21) { panels } else { panels.div_ceil(threads) };
         let ranges: Vec<(usize, usize)> = (0..panels).step_by(per_thread).map(|p| (p, (p + per_thread).min(panels))).collect();
         // The output block a thread revisits once per k block should stay in L2 (~512 KiB).
         let block_rows = ((C_BLOCK_BYTES / (4 * per_thread * NR)) / MR * MR).clamp(MR * 4, MAX_BLOCK_ROWS);
         let out_ptr = SendPtr(out.as_mut_ptr());
-        ranges.par_iter().for_each(|&(first, last)| {
+        let work = |&(first, last): &(usize, usize)| {
             let out_ptr = &out_ptr;
             for i_block in (0..m).step_by(block_rows) {
                 let rows = block_rows.min(m - i_block);
@@ -81,7 +90,7 @@ impl PackedWeight {
                             // block kc×NR; this thread alone writes columns p·NR..p·NR+cols of
                             // rows i0.. of `out`, all within the bounds asserted above.
                             unsafe {
-                                let a = a.as_ptr().add(i0 * k + k0);
+                                let a = a.as_ptr().add(i0 * lda + k0);
                                 let c = out_ptr.0.wrapping_add(i0 * n + p * NR);
                                 let post = TilePost {
                                     last: k0 + kc == k,
@@ -89,13 +98,18 @@ impl PackedWeight {
                                     gelu: post.gelu,
                                     residual: post.residual.map_or(std::ptr::null(), |r| r.as_ptr().wrapping_add(i0 * n + p * NR)),
                                 };
-                                dispatch_tile!((m - i0).min(MR), a, k, b.as_ptr(), kc, c, n, cols, k0 > 0, post);
+                                dispatch_tile!((m - i0).min(MR), a, lda, b.as_ptr(), kc, c, n, cols, k0 > 0, post);
                             }
                         }
                     }
                 }
             }
-        });
+        };
+        if ranges.len() > 1 {
+            ranges.par_iter().for_each(work);
+        } else {
+            ranges.iter().for_each(work);
+        }
     }
 }
 

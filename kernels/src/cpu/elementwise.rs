@@ -2,35 +2,47 @@
 
 use crate::{check_len, Result};
 
-/// BERT's erf GELU, `x · ½ · (1 + erf(x / √2))` (not the tanh approximation), with erf computed
-/// as PyTorch's vectorised CPU kernel computes it (Abramowitz & Stegun 7.1.26, |error| ≤ 1.5e-7)
-/// and a branch-free exp, so that the loop vectorises: a scalar `erff` per element costs more
-/// than the matrix products around it. Uses AVX-512 or AVX2 where the CPU has them.
-pub fn gelu_erf(x: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports the features the function is compiled for.
-            return unsafe { gelu_avx512(x) };
+/// Defines `pub fn $name` that runs `$portable` compiled for AVX-512 or AVX2+FMA where the CPU
+/// has them (the loops inside are written to auto-vectorise), else as plain code.
+macro_rules! multiversion {
+    ($(#[$doc:meta])* pub fn $name:ident($arg:ident: $ty:ty) -> $ret:ty = $portable:ident) => {
+        $(#[$doc])*
+        pub fn $name($arg: $ty) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                unsafe fn avx512($arg: $ty) -> $ret {
+                    $portable($arg)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($arg: $ty) -> $ret {
+                    $portable($arg)
+                }
+                if is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU supports the features the function is compiled for.
+                    return unsafe { avx512($arg) };
+                }
+                if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                    // SAFETY: as above.
+                    return unsafe { avx2($arg) };
+                }
+            }
+            $portable($arg)
         }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            // SAFETY: as above.
-            return unsafe { gelu_avx2(x) };
-        }
-    }
-    gelu_portable(x)
+    };
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn gelu_avx512(x: &mut [f32]) {
-    gelu_portable(x)
+multiversion! {
+    /// BERT's erf GELU, `x · ½ · (1 + erf(x / √2))` (not the tanh approximation), with erf
+    /// computed as PyTorch's vectorised CPU kernel computes it (Abramowitz & Stegun 7.1.26,
+    /// |error| ≤ 1.5e-7) and a branch-free exp, so that the loop vectorises: a scalar `erff` per
+    /// element costs more than the matrix products around it.
+    pub fn gelu_erf(x: &mut [f32]) -> () = gelu_portable
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gelu_avx2(x: &mut [f32]) {
-    gelu_portable(x)
+multiversion! {
+    /// Softmax of one row in place (max-subtracted, the vectorised exp below).
+    pub fn softmax_in_place(row: &mut [f32]) -> () = softmax_portable
 }
 
 #[inline(always)]
@@ -38,6 +50,34 @@ fn gelu_portable(x: &mut [f32]) {
     for v in x {
         *v = *v * 0.5 * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));
     }
+}
+
+/// Reductions keep 16 partial results (one vector), since a single running float is a serial
+/// chain the compiler may not reorder.
+#[inline(always)]
+fn softmax_portable(row: &mut [f32]) {
+    const LANES: usize = 16;
+    let mut maxes = [f32::NEG_INFINITY; LANES];
+    let mut chunks = row.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (m, &v) in maxes.iter_mut().zip(chunk) {
+            *m = if v > *m { v } else { *m };
+        }
+    }
+    let max = chunks.remainder().iter().chain(&maxes).copied().fold(f32::NEG_INFINITY, f32::max);
+    for v in row.iter_mut() {
+        *v = exp(*v - max);
+    }
+    let mut sums = [0.0f32; LANES];
+    let mut chunks = row.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (s, &v) in sums.iter_mut().zip(chunk) {
+            *s += v;
+        }
+    }
+    let sum: f32 = chunks.remainder().iter().sum::<f32>() + sums.iter().sum::<f32>();
+    let inv = 1.0 / sum;
+    row.iter_mut().for_each(|v| *v *= inv);
 }
 
 /// erf by A&S 7.1.26: `1 - t·(p1 + t·(p2 + t·(p3 + t·(p4 + t·p5))))·e^(-x²)`, t = 1/(1 + p·|x|).
@@ -98,6 +138,21 @@ mod tests {
             let x = -(i as f32) * 0.05;
             let (got, want) = (exp(x) as f64, (x as f64).exp());
             assert!((got - want).abs() <= 2e-7 * want + 1e-38, "exp({x}) = {got}, want {want}");
+        }
+    }
+
+    #[test]
+    fn softmax_matches_f64() {
+        let mut rng = Rng::new(9);
+        for len in [1, 7, 32, 300] {
+            let x = rng.vec(len, 20.0);
+            let mut got = x.clone();
+            softmax_in_place(&mut got);
+            let max = x.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+            let e: Vec<f64> = x.iter().map(|&v| (v as f64 - max).exp()).collect();
+            let z: f64 = e.iter().sum();
+            let want: Vec<f64> = e.iter().map(|v| v / z).collect();
+            assert!(max_rel_err(&got, &want) < 1e-6, "{len}");
         }
     }
 
