@@ -248,10 +248,17 @@ mod tests {
     use super::*;
     use crate::cpu::testing::{max_rel_err, Rng};
 
-    #[test]
-    fn gelu16_is_the_scalar_gelu_bit_for_bit() {
+    /// These tests need the instructions they test; say so where they are missing.
+    fn skipped() -> bool {
         if !available() {
             eprintln!("skipped: this CPU has no AVX-512F");
+        }
+        !available()
+    }
+
+    #[test]
+    fn gelu16_is_the_scalar_gelu_bit_for_bit() {
+        if skipped() {
             return;
         }
         let mut rng = Rng::new(77);
@@ -270,17 +277,18 @@ mod tests {
 
     #[test]
     fn packed_matmul_matches_f64() {
-        if !available() {
-            eprintln!("skipped: this CPU has no AVX-512F");
+        if skipped() {
             return;
         }
         let mut rng = Rng::new(31);
-        for (m, n, k) in [(1, 1, 1), (7, 33, 5), (32, 768, 768), (13, 128, 3072), (300, 96, 257), (9, 17, 512)] {
-            let (a, w) = (rng.vec(m * k, 1.0), rng.vec(n * k, 0.1));
+        // Shapes cover partial tiles, partial panels, several k blocks and row blocks; the
+        // last case reads `a` with a row stride larger than k.
+        for (m, n, k, lda) in [(1, 1, 1, 1), (7, 33, 5, 5), (32, 768, 768, 768), (13, 128, 3072, 3072), (300, 96, 257, 257), (600, 2400, 40, 40), (9, 17, 512, 700)] {
+            let (a, w) = (rng.vec((m - 1) * lda + k, 1.0), rng.vec(n * k, 0.1));
             let mut out = vec![f32::NAN; m * n];
-            PackedWeight::pack(&w, n, k).matmul(&a, m, &mut out, Epilogue::default());
+            PackedWeight::pack(&w, n, k).matmul_strided(&a, lda, m, &mut out, Epilogue::default(), true);
             let want: Vec<f64> = (0..m * n)
-                .map(|ij| (0..k).map(|p| a[(ij / n) * k + p] as f64 * w[(ij % n) * k + p] as f64).sum())
+                .map(|ij| (0..k).map(|p| a[(ij / n) * lda + p] as f64 * w[(ij % n) * k + p] as f64).sum())
                 .collect();
             let err = max_rel_err(&out, &want);
             assert!(err < 1e-5, "{m}x{n}x{k}: {err}");
