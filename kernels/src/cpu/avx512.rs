@@ -19,6 +19,8 @@ const NR: usize = 48;
 const NV: usize = NR / 16;
 /// Rows per tile.
 const MR: usize = 8;
+/// k steps between prefetching a weight row and using it.
+const PREFETCH_STEPS: usize = 8;
 /// k per block.
 const KC: usize = 192;
 /// Most rows per block, and the bytes of output a block may span.
@@ -172,6 +174,11 @@ unsafe fn tile<const R: usize>(a: *const f32, lda: usize, b: *const f32, kc: usi
         }
     }
     for kk in 0..kc {
+        // The weight streams from memory the first time a block is used (always, for one
+        // query): ask for it a few steps ahead, one cache line per vector.
+        for v in 0..NV {
+            _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add((kk + PREFETCH_STEPS) * NR + v * 16) as *const i8);
+        }
         let bv: [__m512; NV] = std::array::from_fn(|v| _mm512_loadu_ps(b.add(kk * NR + v * 16)));
         for (r, row) in acc.iter_mut().enumerate() {
             let av = _mm512_set1_ps(*a.add(r * lda + kk));
