@@ -95,6 +95,7 @@ impl PackedWeight {
                                 let a = a.as_ptr().add(i0 * lda + k0);
                                 let c = out_ptr.0.wrapping_add(i0 * n + p * NR);
                                 let post = TilePost {
+                                    first_tile: i0 == i_block,
                                     last: k0 + kc == k,
                                     bias: post.bias.map_or(std::ptr::null(), |b| b.as_ptr().wrapping_add(p * NR)),
                                     gelu: post.gelu,
@@ -146,6 +147,7 @@ pub struct Epilogue<'a> {
 /// The epilogue of one tile: pointers already offset to the tile's first column (and row).
 #[derive(Clone, Copy)]
 struct TilePost {
+    first_tile: bool,
     last: bool,
     bias: *const f32,
     gelu: bool,
@@ -173,18 +175,32 @@ unsafe fn tile<const R: usize>(a: *const f32, lda: usize, b: *const f32, kc: usi
             }
         }
     }
-    for kk in 0..kc {
-        // The weight streams from memory the first time a block is used (always, for one
-        // query): ask for it a few steps ahead, one cache line per vector.
-        for v in 0..NV {
-            _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add((kk + PREFETCH_STEPS) * NR + v * 16) as *const i8);
-        }
-        let bv: [__m512; NV] = std::array::from_fn(|v| _mm512_loadu_ps(b.add(kk * NR + v * 16)));
-        for (r, row) in acc.iter_mut().enumerate() {
-            let av = _mm512_set1_ps(*a.add(r * lda + kk));
-            for (x, &bw) in row.iter_mut().zip(&bv) {
-                *x = _mm512_fmadd_ps(av, bw, *x);
+    // A macro, not a closure: the accumulators must stay in registers.
+    macro_rules! step {
+        ($kk:expr) => {{
+            let kk = $kk;
+            let bv: [__m512; NV] = std::array::from_fn(|v| _mm512_loadu_ps(b.add(kk * NR + v * 16)));
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av = _mm512_set1_ps(*a.add(r * lda + kk));
+                for (x, &bw) in row.iter_mut().zip(&bv) {
+                    *x = _mm512_fmadd_ps(av, bw, *x);
+                }
             }
+        }};
+    }
+    if post.first_tile {
+        // The first tile over a weight block streams it from memory (for one query, every
+        // block): ask for each row a few steps ahead. Later tiles find it in L1, where the
+        // extra instructions would only cost.
+        for kk in 0..kc {
+            for v in 0..NV {
+                _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add((kk + PREFETCH_STEPS) * NR + v * 16) as *const i8);
+            }
+            step!(kk);
+        }
+    } else {
+        for kk in 0..kc {
+            step!(kk);
         }
     }
     if post.last {
