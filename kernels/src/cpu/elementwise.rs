@@ -94,12 +94,16 @@ fn erf(x: f32) -> f32 {
 /// polynomial (error ~1 ulp), 2^n by building the exponent bits.
 #[inline(always)]
 fn exp(x: f32) -> f32 {
-    let x = x.max(-87.0);
-    // Round to nearest with the 1.5·2^23 trick (no libm call, so the loop vectorises).
-    let n = (x * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
+    // Comparisons and bit casts only: `f32::max` and `as i32` carry NaN and saturation rules
+    // that keep the compiler from vectorising the loop.
+    let x = if x < -87.0 { -87.0 } else { x };
+    // Round to nearest with the 1.5·2^23 trick: `t`'s low mantissa bits then hold n itself.
+    let t = x * std::f32::consts::LOG2_E + 12_582_912.0;
+    let n = t - 12_582_912.0;
     let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
     let p = 1.0 + r * (1.0 + r * (0.5 + r * (0.166_666_67 + r * (0.041_666_668 + r * (0.008_333_334 + r * 0.001_388_889)))));
-    p * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    // 2^n: n + 127 into the exponent field (the magic number's own bits shift out).
+    p * f32::from_bits(t.to_bits().wrapping_add(127) << 23)
 }
 
 /// `x += y` (residual connections).
