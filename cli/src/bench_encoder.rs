@@ -21,6 +21,9 @@ pub struct Args {
     /// Timed runs per shape (after one warm-up run); the median is reported.
     #[arg(long, default_value_t = 10)]
     runs: usize,
+    /// Only the shapes whose names contain this (e.g. `query_b1`).
+    #[arg(long)]
+    only: Option<String>,
     #[arg(long)]
     json: bool,
 }
@@ -69,7 +72,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let vocab = model.tokenizer().vocab().len() as u64;
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut shapes = Vec::new();
-    for (name, batch, seq, attended) in [("query_b1_l32", 1, 32, 16), ("query_b32_l32", 32, 32, 16), ("doc_b8_l300", 8, 300, 300)] {
+    let shapes_wanted = [("query_b1_l32", 1, 32, 16), ("query_b32_l32", 32, 32, 16), ("doc_b8_l300", 8, 300, 300)];
+    for (name, batch, seq, attended) in shapes_wanted.into_iter().filter(|s| args.only.as_ref().is_none_or(|o| s.0.contains(o.as_str()))) {
         let ids: Vec<u32> = (0..batch * seq)
             .map(|_| {
                 seed ^= seed << 13;

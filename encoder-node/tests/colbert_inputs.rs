@@ -74,3 +74,27 @@ fn dynamic_query_length_follows_the_jqara_rule() {
         assert!(ids[l..].iter().all(|&id| id == 4));
     }
 }
+
+#[test]
+fn empty_batches_and_edge_texts_encode() {
+    let model = model(false);
+    assert!(model.encode_queries(&[]).unwrap().is_empty());
+    assert!(model.encode_documents(&[]).unwrap().is_empty());
+    let long = "東京".repeat(5000);
+    let texts = ["", "。", "!!!", long.as_str(), "\u{0}", "😀"];
+    let docs = model.encode_documents(&texts).unwrap();
+    let dim = model.dim();
+    for (text, d) in texts.iter().zip(&docs) {
+        // [CLS] [D] … [SEP] within doc_maxlen; punctuation dropped; unit vectors.
+        assert!(d.ids.len() >= 3 && d.ids.len() <= model.settings().doc_maxlen, "{text:?}");
+        assert_eq!(d.vectors.len(), d.kept_ids.len() * dim);
+        for row in d.vectors.chunks(dim) {
+            let norm: f32 = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-5, "{text:?}: norm {norm}");
+        }
+    }
+    assert_eq!(docs[2].kept_ids, [2, 6, 3], "'!!!' keeps only [CLS] [D] [SEP]");
+    assert_eq!(docs[3].ids.len(), model.settings().doc_maxlen);
+    let q = model.encode_queries(&texts).unwrap();
+    assert!(q.iter().all(|e| e.ids.len() == 32 && e.vectors.len() == 32 * dim));
+}
