@@ -41,6 +41,9 @@ struct Shape {
 #[derive(Serialize)]
 struct Report {
     threads: usize,
+    /// Measured f32 FMA peak of one core, and of all the threads together.
+    peak_gflops_per_core: f64,
+    peak_gflops: f64,
     shapes: Vec<Shape>,
     peak_rss_mb: f64,
 }
@@ -95,14 +98,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let median = times[times.len() / 2];
         shapes.push(Shape { name, batch, seq, median_ms: median * 1e3, items_per_s: batch as f64 / median, gflops: flops(&model, batch, seq) / median / 1e9 });
     }
-    let report = Report { threads: rayon::current_num_threads(), shapes, peak_rss_mb: peak_rss_mb() };
+    let per_core = kernels::cpu::fma_peak_gflops(300);
+    let threads = rayon::current_num_threads();
+    let report = Report { threads, peak_gflops_per_core: per_core, peak_gflops: per_core * threads as f64, shapes, peak_rss_mb: peak_rss_mb() };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         for s in &report.shapes {
-            println!("{:<14} {:>9.2} ms  {:>8.1} items/s  {:>6.1} GFLOP/s", s.name, s.median_ms, s.items_per_s, s.gflops);
+            println!(
+                "{:<14} {:>9.2} ms  {:>8.1} items/s  {:>6.1} GFLOP/s ({:.0}% of peak)",
+                s.name,
+                s.median_ms,
+                s.items_per_s,
+                s.gflops,
+                100.0 * s.gflops / report.peak_gflops
+            );
         }
-        println!("threads {}, peak RSS {:.0} MB", report.threads, report.peak_rss_mb);
+        println!(
+            "threads {}, FMA peak {:.0} GFLOP/s ({:.0} per core), peak RSS {:.0} MB",
+            report.threads, report.peak_gflops, report.peak_gflops_per_core, report.peak_rss_mb
+        );
     }
     Ok(())
 }

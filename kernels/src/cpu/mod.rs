@@ -9,6 +9,7 @@ mod elementwise;
 mod linear;
 mod maxsim;
 mod norm;
+mod peak;
 
 #[cfg(test)]
 pub(crate) mod testing;
@@ -19,3 +20,4 @@ pub use elementwise::{add_in_place, gelu_erf, softmax_in_place};
 pub use linear::{linear, matmul_transposed};
 pub use maxsim::{maxsim, maxsim_matrix};
 pub use norm::{l2_normalize_rows, layer_norm};
+pub use peak::fma_peak_gflops;
