@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Context;
 use encoder_node::tokenizer::Tokenizer;
 use serde::Serialize;
 
@@ -39,24 +38,12 @@ struct Report {
     load_s: f64,
 }
 
-/// The paragraphs of a JSQuAD file, in file order.
-pub fn jsquad_paragraphs(path: &PathBuf) -> anyhow::Result<Vec<String>> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let doc: serde_json::Value = serde_json::from_slice(&bytes)?;
-    let mut out = Vec::new();
-    for article in doc["data"].as_array().context("no data array")? {
-        for paragraph in article["paragraphs"].as_array().context("no paragraphs")? {
-            out.push(paragraph["context"].as_str().context("no context")?.to_owned());
-        }
-    }
-    Ok(out)
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
     let start = Instant::now();
     let tokenizer = Tokenizer::load(&args.model, args.mecab_dic.as_deref())?;
     let load_s = start.elapsed().as_secs_f64();
-    let texts = jsquad_paragraphs(&args.jsquad)?;
+    // The raw paragraphs, headline and its [SEP] included: that exercises the special split too.
+    let texts = crate::jsquad::load(&args.jsquad, true)?.contexts;
     let per_pass: usize = texts.iter().map(|t| tokenizer.encode(t).len()).sum();
     let start = Instant::now();
     let mut tokens = 0;

@@ -4,6 +4,8 @@
 mod bench_encoder;
 mod bench_tokenizer;
 mod encode;
+mod eval_jsquad;
+mod jsquad;
 mod tokenize;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +23,8 @@ enum Command {
     Tokenize(tokenize::Args),
     /// Encode queries and/or documents into ColBERT vectors (a safetensors file).
     Encode(encode::Args),
+    /// Exact (exhaustive MaxSim) JSQuAD retrieval quality of a checkpoint: R@1/5/10.
+    EvalJsquad(eval_jsquad::Args),
     /// Measure CPU encoder forward-pass speed on fixed shapes.
     BenchEncoder(bench_encoder::Args),
     /// Measure tokenizer throughput on the JSQuAD paragraphs.
@@ -37,6 +41,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Tokenize(args) => tokenize::run(args),
         Command::Encode(args) => encode::run(args),
+        Command::EvalJsquad(args) => eval_jsquad::run(args),
         Command::BenchEncoder(args) => bench_encoder::run(args),
         Command::BenchTokenizer(args) => bench_tokenizer::run(args),
     }

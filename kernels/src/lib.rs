@@ -8,9 +8,20 @@ pub mod cpu;
 pub enum Error {
     #[error("{op}: {what} has {got} elements, expected {expected}")]
     Shape { op: &'static str, what: &'static str, expected: usize, got: usize },
+    #[error("{op}: {what} has {got} elements, not a whole number of rows of {width}")]
+    Rows { op: &'static str, what: &'static str, width: usize, got: usize },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Checks that a buffer is whole rows of `width` (> 0) values; returns the row count.
+pub(crate) fn check_rows(op: &'static str, what: &'static str, got: usize, width: usize) -> Result<usize> {
+    if width > 0 && got % width == 0 {
+        Ok(got / width)
+    } else {
+        Err(Error::Rows { op, what, width, got })
+    }
+}
 
 /// Checks one buffer length.
 pub(crate) fn check_len(op: &'static str, what: &'static str, got: usize, expected: usize) -> Result<()> {

@@ -56,23 +56,35 @@ impl Dense {
         self.run(x, rows, false, Some(residual))
     }
 
+    /// `x · Wᵀ` into a caller's buffer of `rows·out` values (no bias), so that a loop of
+    /// products can reuse one allocation.
+    pub fn forward_into(&self, x: &[f32], rows: usize, y: &mut [f32]) -> Result<()> {
+        check_len("dense", "out", y.len(), rows * self.out)?;
+        self.run_into(x, rows, false, None, y)
+    }
+
     fn run(&self, x: &[f32], rows: usize, gelu: bool, residual: Option<&[f32]>) -> Result<Vec<f32>> {
-        check_len("dense", "x", x.len(), rows * self.inp)?;
         let mut y = vec![0.0f32; rows * self.out];
+        self.run_into(x, rows, gelu, residual, &mut y)?;
+        Ok(y)
+    }
+
+    fn run_into(&self, x: &[f32], rows: usize, gelu: bool, residual: Option<&[f32]>, y: &mut [f32]) -> Result<()> {
+        check_len("dense", "x", x.len(), rows * self.inp)?;
         match &self.weight {
             Weight::Plain(w) => {
-                linear(x, w, self.bias.as_deref(), &mut y, rows, self.out, self.inp)?;
+                linear(x, w, self.bias.as_deref(), y, rows, self.out, self.inp)?;
                 if gelu {
-                    gelu_erf(&mut y);
+                    gelu_erf(y);
                 }
                 if let Some(r) = residual {
-                    add_in_place(&mut y, r)?;
+                    add_in_place(y, r)?;
                 }
             }
             #[cfg(target_arch = "x86_64")]
-            Weight::Packed(p) => p.matmul(x, rows, &mut y, super::avx512::Epilogue { bias: self.bias.as_deref(), gelu, residual }),
+            Weight::Packed(p) => p.matmul(x, rows, y, super::avx512::Epilogue { bias: self.bias.as_deref(), gelu, residual }),
         }
-        Ok(y)
+        Ok(())
     }
 }
 

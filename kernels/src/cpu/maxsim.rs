@@ -1,14 +1,15 @@
 //! Late interaction: `score(q, d) = Σ_i max_j q_i · d_j` over L2-normalised token vectors.
 
-use crate::cpu::matmul_transposed;
-use crate::{check_len, Result};
+use rayon::prelude::*;
+
+use crate::cpu::{matmul_transposed, Dense};
+use crate::{check_rows, Result};
 
 /// MaxSim of one query `[nq, dim]` against one document `[nd, dim]`. A document with no
 /// tokens scores 0.
 pub fn maxsim(query: &[f32], doc: &[f32], dim: usize) -> Result<f32> {
-    let (nq, nd) = (query.len() / dim.max(1), doc.len() / dim.max(1));
-    check_len("maxsim", "query", query.len(), nq * dim)?;
-    check_len("maxsim", "doc", doc.len(), nd * dim)?;
+    let nq = check_rows("maxsim", "query", query.len(), dim)?;
+    let nd = check_rows("maxsim", "doc", doc.len(), dim)?;
     if nd == 0 {
         return Ok(0.0);
     }
@@ -17,13 +18,67 @@ pub fn maxsim(query: &[f32], doc: &[f32], dim: usize) -> Result<f32> {
     Ok(sims.chunks_exact(nd).map(|row| row.iter().copied().fold(f32::NEG_INFINITY, f32::max)).sum())
 }
 
-/// Scores of every query against every document: `[queries.len(), docs.len()]`, row-major.
+/// Document tokens multiplied at once (about 8 MiB of vectors at dim 128).
+const CHUNK_TOKENS: usize = 16 * 1024;
+/// Queries multiplied at once.
+const QUERY_BATCH: usize = 32;
+
+/// Exhaustive MaxSim of every query against every document: `[queries.len(), docs.len()]`,
+/// row-major; a document with no tokens scores 0. The documents' tokens are multiplied by a
+/// batch of queries in one product per chunk of documents, then each query row keeps its best
+/// token per document. The exact oracle for anything that prunes; `maxsim` is its own oracle.
 pub fn maxsim_matrix(queries: &[&[f32]], docs: &[&[f32]], dim: usize) -> Result<Vec<f32>> {
-    let mut out = Vec::with_capacity(queries.len() * docs.len());
-    for q in queries {
-        for d in docs {
-            out.push(maxsim(q, d, dim)?);
+    for (what, list) in [("query", queries), ("doc", docs)] {
+        for m in list {
+            check_rows("maxsim_matrix", what, m.len(), dim)?;
         }
+    }
+    let (nq, nd) = (queries.len(), docs.len());
+    let mut out = vec![0.0f32; nq * nd];
+    let mut sims = Vec::new();
+    let mut first = 0;
+    while first < nd {
+        // Whole documents up to the chunk size (at least one).
+        let mut last = first + 1;
+        let mut tokens = docs[first].len() / dim;
+        while last < nd && tokens + docs[last].len() / dim <= CHUNK_TOKENS {
+            tokens += docs[last].len() / dim;
+            last += 1;
+        }
+        if tokens > 0 {
+            let matrix: Vec<f32> = docs[first..last].iter().flat_map(|d| d.iter().copied()).collect();
+            let dense = Dense::new(matrix, None, tokens, dim)?;
+            for (batch, qs) in queries.chunks(QUERY_BATCH).enumerate() {
+                let rows: Vec<f32> = qs.iter().flat_map(|q| q.iter().copied()).collect();
+                sims.resize(rows.len() / dim * tokens, 0.0);
+                dense.forward_into(&rows, rows.len() / dim, &mut sims)?;
+                let sims = &sims;
+                let scores: Vec<Vec<f32>> = (0..qs.len())
+                    .into_par_iter()
+                    .map(|i| {
+                        let row0: usize = qs[..i].iter().map(|q| q.len() / dim).sum();
+                        let query_rows = sims[row0 * tokens..(row0 + qs[i].len() / dim) * tokens].chunks_exact(tokens);
+                        let mut per_doc = vec![0.0f32; last - first];
+                        for row in query_rows {
+                            let mut at = 0;
+                            for (score, d) in per_doc.iter_mut().zip(&docs[first..last]) {
+                                let n = d.len() / dim;
+                                if n > 0 {
+                                    *score += row[at..at + n].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                                }
+                                at += n;
+                            }
+                        }
+                        per_doc
+                    })
+                    .collect();
+                for (i, per_doc) in scores.into_iter().enumerate() {
+                    let q = batch * QUERY_BATCH + i;
+                    out[q * nd + first..q * nd + last].copy_from_slice(&per_doc);
+                }
+            }
+        }
+        first = last;
     }
     Ok(out)
 }
@@ -47,5 +102,23 @@ mod tests {
         }
         assert_eq!(maxsim(&[1.0; 128], &[], 128).unwrap(), 0.0);
         assert!(maxsim(&[1.0; 130], &[1.0; 128], 128).is_err());
+    }
+
+    #[test]
+    fn maxsim_matrix_matches_maxsim_pair_by_pair() {
+        let mut rng = Rng::new(47);
+        let dim = 16;
+        // Enough documents to span several chunks, one of them empty; queries of mixed lengths.
+        let docs: Vec<Vec<f32>> = (0..70).map(|i| rng.vec(if i == 3 { 0 } else { (i * 37) % 700 + 1 } * dim, 0.3)).collect();
+        let queries: Vec<Vec<f32>> = (0..37).map(|i| rng.vec((i % 5 + 1) * 8 * dim, 0.3)).collect();
+        let (d, q): (Vec<&[f32]>, Vec<&[f32]>) = (docs.iter().map(Vec::as_slice).collect(), queries.iter().map(Vec::as_slice).collect());
+        let fast = maxsim_matrix(&q, &d, dim).unwrap();
+        for (i, qq) in q.iter().enumerate() {
+            for (j, dd) in d.iter().enumerate() {
+                let want = maxsim(qq, dd, dim).unwrap();
+                assert!((fast[i * d.len() + j] - want).abs() <= 1e-4 * want.abs().max(1.0), "q{i} d{j}");
+            }
+        }
+        assert!(maxsim_matrix(&[&[0.0; 5]], &d, dim).is_err());
     }
 }

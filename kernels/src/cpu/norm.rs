@@ -1,15 +1,13 @@
 //! Row normalisations.
 
-use crate::{check_len, Result};
+use crate::{check_len, check_rows, Result};
 
 /// `x = (x - mean) / sqrt(var + eps) · gamma + beta` per row of `gamma.len()` values, with the
 /// biased variance, as `torch.nn.LayerNorm`.
 pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) -> Result<()> {
     let h = gamma.len();
     check_len("layer_norm", "beta", beta.len(), h)?;
-    if h == 0 || x.len() % h != 0 {
-        return check_len("layer_norm", "x", x.len(), (x.len() / h.max(1) + 1) * h);
-    }
+    check_rows("layer_norm", "x", x.len(), h)?;
     for row in x.chunks_exact_mut(h) {
         let mean = row.iter().sum::<f32>() / h as f32;
         let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / h as f32;
@@ -24,9 +22,7 @@ pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) -> Resul
 /// Divides each row of `dim` values by its L2 norm (at least 1e-12, as
 /// `torch.nn.functional.normalize`), so zero rows stay zero.
 pub fn l2_normalize_rows(x: &mut [f32], dim: usize) -> Result<()> {
-    if dim == 0 || x.len() % dim != 0 {
-        return check_len("l2_normalize_rows", "x", x.len(), (x.len() / dim.max(1) + 1) * dim);
-    }
+    check_rows("l2_normalize_rows", "x", x.len(), dim)?;
     for row in x.chunks_exact_mut(dim) {
         let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
         row.iter_mut().for_each(|v| *v /= norm);
