@@ -23,9 +23,9 @@ const MR: usize = 8;
 const PREFETCH_STEPS: usize = 8;
 /// k per block.
 const KC: usize = 192;
-/// Most rows per block, and the bytes of output a block may span.
+/// Rows per block, and panels per group (see `matmul_strided`).
 const MAX_BLOCK_ROWS: usize = 256;
-const C_BLOCK_BYTES: usize = 512 * 1024;
+const PANEL_GROUP: usize = 32;
 
 pub fn available() -> bool {
     is_x86_feature_detected!("avx512f")
@@ -73,18 +73,19 @@ impl PackedWeight {
         // Below ~2 MFLOP one thread is faster than a fork-join.
         let per_thread = if !parallel || m * n * k < (1 << 21) { panels } else { panels.div_ceil(threads) };
         let ranges: Vec<(usize, usize)> = (0..panels).step_by(per_thread).map(|p| (p, (p + per_thread).min(panels))).collect();
-        // The output block a thread revisits once per k block should stay in L2 (~512 KiB).
-        let block_rows = ((C_BLOCK_BYTES / (4 * per_thread * NR)) / MR * MR).clamp(MR * 4, MAX_BLOCK_ROWS);
         let out_ptr = SendPtr(out.as_mut_ptr());
         let work = |&(first, last): &(usize, usize)| {
             let out_ptr = &out_ptr;
-            for i_block in (0..m).step_by(block_rows) {
-                let rows = block_rows.min(m - i_block);
-                // k blocks outside the panels: a 256-row × 256-k block of `a` stays in L2
-                // while this thread's panels pass over it.
+            // Three levels of blocking, so that nothing is fetched from memory twice per pass:
+            // a group of panels (their KC-row blocks, ~1.1 MiB, stay in L2 across all row
+            // blocks), a block of rows (its output, ~0.8 MiB, stays in L2 across the k blocks),
+            // a k block (one panel's block, 36 KiB, stays in L1 across the row tiles).
+            for group in (first..last).step_by(PANEL_GROUP) {
+            for i_block in (0..m).step_by(MAX_BLOCK_ROWS) {
+                let rows = MAX_BLOCK_ROWS.min(m - i_block);
                 for k0 in (0..k).step_by(KC) {
                     let kc = KC.min(k - k0);
-                    for p in first..last {
+                    for p in group..(group + PANEL_GROUP).min(last) {
                         let cols = NR.min(n - p * NR);
                         let b = &self.panels[p * k * NR + k0 * NR..];
                         for i0 in (i_block..i_block + rows).step_by(MR) {
@@ -106,6 +107,7 @@ impl PackedWeight {
                         }
                     }
                 }
+            }
             }
         };
         if ranges.len() > 1 {
