@@ -16,7 +16,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Checks that a buffer is whole rows of `width` (> 0) values; returns the row count.
 pub(crate) fn check_rows(op: &'static str, what: &'static str, got: usize, width: usize) -> Result<usize> {
-    if width > 0 && got % width == 0 {
+    if width > 0 && got.is_multiple_of(width) {
         Ok(got / width)
     } else {
         Err(Error::Rows { op, what, width, got })

@@ -86,7 +86,7 @@ impl BertConfig {
         if config.hidden_act != "gelu" {
             return Err(Error::model(&path, format!("hidden_act {:?} is not supported (only exact \"gelu\")", config.hidden_act)));
         }
-        if config.num_attention_heads == 0 || config.hidden_size % config.num_attention_heads != 0 {
+        if config.num_attention_heads == 0 || !config.hidden_size.is_multiple_of(config.num_attention_heads) {
             return Err(Error::model(
                 &path,
                 format!("hidden_size {} is not a multiple of num_attention_heads {}", config.hidden_size, config.num_attention_heads),

@@ -78,10 +78,13 @@ impl Vocab {
 /// Words cached per thread before the cache is emptied (a few MB at most).
 const CACHE_WORDS: usize = 1 << 16;
 
+/// One splitter's cache: word → its ids.
+type WordCache = AHashMap<Box<str>, Box<[u32]>>;
+
 thread_local! {
     /// Word → ids, per splitter: Japanese text repeats a small set of words (particles,
     /// endings), and a hash probe is cheaper than WordPiece's substring probes and allocations.
-    static CACHE: RefCell<AHashMap<u64, AHashMap<Box<str>, Box<[u32]>>>> = RefCell::new(AHashMap::new());
+    static CACHE: RefCell<AHashMap<u64, WordCache>> = RefCell::new(AHashMap::new());
 }
 
 /// transformers' `WordpieceTokenizer` over one vocab.

@@ -53,7 +53,7 @@ mod tests {
             }
         }
         assert!(max_rel_err(&out, &want) < 1e-5);
-        assert!(layer_norm(&mut vec![0.0; 5], &g, &b, 1e-12).is_err());
+        assert!(layer_norm(&mut [0.0; 5], &g, &b, 1e-12).is_err());
     }
 
     #[test]
