@@ -27,8 +27,13 @@ const KC: usize = 192;
 const MAX_BLOCK_ROWS: usize = 256;
 const PANEL_GROUP: usize = 32;
 
+/// Whether this kernel runs here: the CPU has AVX-512F and `JACOLBERT_KERNELS` is not
+/// `portable` (which forces the portable path, to compare the two or to rule one out).
 pub fn available() -> bool {
-    is_x86_feature_detected!("avx512f")
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        is_x86_feature_detected!("avx512f") && std::env::var("JACOLBERT_KERNELS").map_or(true, |v| v != "portable")
+    })
 }
 
 /// A weight `[n, k]` packed into `ceil(n/NR)` panels of `[k][NR]` (zero-padded columns).
