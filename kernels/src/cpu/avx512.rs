@@ -4,10 +4,11 @@
 //! reads it with three vector loads per k step. `a` is read in place, eight rows at a time (eight
 //! sequential streams the prefetchers follow; packing them cost more than it saved here), each
 //! value broadcast against the three weight vectors: 24 accumulators per 8×48 tile, enough to
-//! hide the FMA latency. Rows and k are blocked so that a panel's block (192 × 48 floats =
-//! 36 KiB) stays in L1 while the row tiles pass over it, and a 256×192 block of `a` stays in
-//! L2 while the panels pass over it. Threads split the panels, so each writes its own output
-//! columns.
+//! hide the FMA latency. Panels, rows and k are blocked (see `matmul_strided`) so that a
+//! panel's k block stays in L1 while the row tiles pass over it and nothing is fetched from
+//! memory twice. The first tile over a weight block prefetches it. Bias, GELU and residual are
+//! applied in registers before the store. Threads split the panels, so each writes its own
+//! output columns.
 
 use std::arch::x86_64::*;
 
@@ -46,17 +47,12 @@ pub struct PackedWeight {
 impl PackedWeight {
     /// Packs a row-major `[n, k]` weight.
     pub fn pack(w: &[f32], n: usize, k: usize) -> PackedWeight {
-        PackedWeight::pack_with(n, k, |j, kk| w[j * k + kk])
-    }
-
-    /// Packs the `[n, k]` matrix whose element (j, kk) is `at(j, kk)`.
-    pub fn pack_with(n: usize, k: usize, at: impl Fn(usize, usize) -> f32) -> PackedWeight {
         let count = n.div_ceil(NR);
         let mut panels = vec![0.0f32; count * k * NR];
         for (p, panel) in panels.chunks_exact_mut(k * NR).enumerate() {
             for j in 0..NR.min(n - p * NR) {
-                for kk in 0..k {
-                    panel[kk * NR + j] = at(p * NR + j, kk);
+                for (kk, &v) in w[(p * NR + j) * k..(p * NR + j + 1) * k].iter().enumerate() {
+                    panel[kk * NR + j] = v;
                 }
             }
         }
