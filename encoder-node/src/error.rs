@@ -31,6 +31,10 @@ pub enum Error {
     #[error("model {path}: {reason}")]
     Model { path: PathBuf, reason: String },
 
+    /// A request the encoder cannot run as given (shapes that do not fit the model).
+    #[error("bad input: {0}")]
+    BadInput(String),
+
     /// A math op was handed buffers of the wrong shape (a bug, not bad input).
     #[error(transparent)]
     Kernel(#[from] kernels::Error),

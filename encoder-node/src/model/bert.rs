@@ -5,7 +5,7 @@ use kernels::cpu::{self, AttentionShape, Dense};
 
 use super::config::BertConfig;
 use super::weights::Weights;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Loads a `Linear` layer (weight `[out, in]`, optional bias `[out]`) as a `Dense`.
 pub(crate) fn load_dense(w: &mut Weights, prefix: &str, out: usize, inp: usize, bias: bool) -> Result<Dense> {
@@ -93,16 +93,30 @@ impl Bert {
         &self.config
     }
 
-    /// Last hidden states `[batch·seq, hidden]`. The caller keeps ids below the vocab size and
-    /// `seq` within `max_position_embeddings`; both are clamped here only so that a bug can
-    /// never index outside the tables.
+    /// Last hidden states `[batch·seq, hidden]`. Ids past the vocabulary read its last row
+    /// (the tokenizer never produces them; this only keeps a bad id from reading out of bounds).
     pub fn forward(&self, input: &Batch) -> Result<Vec<f32>> {
         let h = self.config.hidden_size;
         let rows = input.batch * input.seq;
+        if input.ids.len() != rows || input.mask.len() != rows {
+            return Err(Error::BadInput(format!(
+                "a batch of {}×{} needs {rows} ids and mask values, got {} and {}",
+                input.batch,
+                input.seq,
+                input.ids.len(),
+                input.mask.len()
+            )));
+        }
+        if input.seq > self.config.max_position_embeddings {
+            return Err(Error::BadInput(format!(
+                "sequence length {} exceeds max_position_embeddings {}",
+                input.seq, self.config.max_position_embeddings
+            )));
+        }
         let mut x = vec![0.0f32; rows * h];
         let last_word = self.config.vocab_size - 1;
         for (r, row) in x.chunks_exact_mut(h).enumerate() {
-            let (id, pos) = ((input.ids[r] as usize).min(last_word), (r % input.seq).min(self.config.max_position_embeddings - 1));
+            let (id, pos) = ((input.ids[r] as usize).min(last_word), r % input.seq);
             let (w, p) = (&self.word[id * h..(id + 1) * h], &self.position[pos * h..(pos + 1) * h]);
             for j in 0..h {
                 row[j] = w[j] + p[j] + self.token_type[j];
