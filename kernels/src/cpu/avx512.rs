@@ -96,8 +96,15 @@ impl PackedWeight {
                             unsafe {
                                 let a = a.as_ptr().add(i0 * lda + k0);
                                 let c = out_ptr.0.wrapping_add(i0 * n + p * NR);
+                                // The tiles after the first share out the next block's fetch.
+                                let tiles = rows.div_ceil(MR);
+                                let t = (i0 - i_block) / MR;
+                                let next_lines = if t == 0 || tiles < 2 || p + 1 >= last { 0 } else { (kc * NV).div_ceil(tiles - 1) };
+                                let next = self.panels.as_ptr().wrapping_add((p + 1) * k * NR + k0 * NR + (t - t.min(1)) * next_lines * 16);
                                 let post = TilePost {
                                     first_tile: i0 == i_block,
+                                    next,
+                                    next_lines,
                                     last: k0 + kc == k,
                                     bias: post.bias.map_or(std::ptr::null(), |b| b.as_ptr().wrapping_add(p * NR)),
                                     gelu: post.gelu,
@@ -151,6 +158,9 @@ pub struct Epilogue<'a> {
 #[derive(Clone, Copy)]
 struct TilePost {
     first_tile: bool,
+    /// For the other tiles: the part of the next weight block this tile pulls into L2.
+    next: *const f32,
+    next_lines: usize,
     last: bool,
     bias: *const f32,
     gelu: bool,
@@ -198,6 +208,16 @@ unsafe fn tile<const R: usize>(a: *const f32, lda: usize, b: *const f32, kc: usi
         for kk in 0..kc {
             for v in 0..NV {
                 _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add((kk + PREFETCH_STEPS) * NR + v * 16) as *const i8);
+            }
+            step!(kk);
+        }
+    } else if post.next_lines > 0 {
+        // Spread this tile's share of the next block over its k steps, into L2 (the first tile
+        // over that block then finds it close).
+        let per_step = post.next_lines.div_ceil(kc);
+        for kk in 0..kc {
+            for line in kk * per_step..((kk + 1) * per_step).min(post.next_lines) {
+                _mm_prefetch::<_MM_HINT_T1>(post.next.wrapping_add(line * 16) as *const i8);
             }
             step!(kk);
         }
