@@ -76,7 +76,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut shapes = Vec::new();
     let shapes_wanted = [("query_b1_l32", 1, 32, 16), ("query_b32_l32", 32, 32, 16), ("doc_b8_l300", 8, 300, 300)];
-    for (name, batch, seq, attended) in shapes_wanted.into_iter().filter(|s| args.only.as_ref().is_none_or(|o| s.0.contains(o.as_str()))) {
+    for (name, batch, seq, attended) in
+        shapes_wanted.into_iter().filter(|s| args.only.as_ref().is_none_or(|o| s.0.contains(o.as_str())))
+    {
         let ids: Vec<u32> = (0..batch * seq)
             .map(|_| {
                 seed ^= seed << 13;
@@ -96,11 +98,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .collect::<Result<_, _>>()?;
         times.sort_by(f64::total_cmp);
         let median = times[times.len() / 2];
-        shapes.push(Shape { name, batch, seq, median_ms: median * 1e3, items_per_s: batch as f64 / median, gflops: flops(&model, batch, seq) / median / 1e9 });
+        shapes.push(Shape {
+            name,
+            batch,
+            seq,
+            median_ms: median * 1e3,
+            items_per_s: batch as f64 / median,
+            gflops: flops(&model, batch, seq) / median / 1e9,
+        });
     }
     let per_core = kernels::cpu::fma_peak_gflops(300);
     let threads = rayon::current_num_threads();
-    let report = Report { threads, peak_gflops_per_core: per_core, peak_gflops: per_core * threads as f64, shapes, peak_rss_mb: peak_rss_mb() };
+    let report = Report {
+        threads,
+        peak_gflops_per_core: per_core,
+        peak_gflops: per_core * threads as f64,
+        shapes,
+        peak_rss_mb: peak_rss_mb(),
+    };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

@@ -68,7 +68,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         println!(
             "{}: {} texts, {} tokens in {:.3}s: {:.0} texts/s, {:.0} tokens/s (dictionary load {:.3}s)",
-            report.impl_name, report.texts, report.tokens, report.seconds, report.texts_per_s, report.tokens_per_s, report.load_s
+            report.impl_name,
+            report.texts,
+            report.tokens,
+            report.seconds,
+            report.texts_per_s,
+            report.tokens_per_s,
+            report.load_s
         );
     }
     Ok(())

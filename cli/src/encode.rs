@@ -66,7 +66,8 @@ fn le_bytes<T: Copy>(values: &[T], to: impl Fn(T) -> [u8; 4]) -> Vec<u8> {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (mut queries, mut docs) = (Vec::new(), Vec::new());
     if let Some(path) = &args.json_texts {
-        let value: serde_json::Value = serde_json::from_slice(&std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)?;
+        let value: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)?;
         queries = json_list(&value, "queries")?;
         docs = json_list(&value, "docs")?;
     }
@@ -104,7 +105,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !docs.is_empty() {
         let encoded = model.encode_documents(&docs.iter().map(String::as_str).collect::<Vec<_>>())?;
         for (i, d) in encoded.iter().enumerate() {
-            tensors.push((format!("doc_emb_{i}"), Dtype::F32, vec![d.kept_ids.len(), dim], le_bytes(&d.vectors, f32::to_le_bytes)));
+            tensors.push((
+                format!("doc_emb_{i}"),
+                Dtype::F32,
+                vec![d.kept_ids.len(), dim],
+                le_bytes(&d.vectors, f32::to_le_bytes),
+            ));
             let ids: Vec<i32> = d.ids.iter().map(|&v| v as i32).collect();
             tensors.push((format!("doc_ids_{i}"), Dtype::I32, vec![ids.len()], le_bytes(&ids, i32::to_le_bytes)));
         }
@@ -113,7 +119,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .iter()
         .map(|(name, dtype, shape, data)| Ok((name.clone(), TensorView::new(*dtype, shape.clone(), data)?)))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    safetensors::serialize_to_file(views, None, &args.out).with_context(|| format!("writing {}", args.out.display()))?;
+    safetensors::serialize_to_file(views, None, &args.out)
+        .with_context(|| format!("writing {}", args.out.display()))?;
     tracing::info!(queries = queries.len(), docs = docs.len(), out = %args.out.display(), "encoded");
     Ok(())
 }

@@ -72,7 +72,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         println!(
             "{} questions, {} paragraphs: R@1 {:.4}  R@5 {:.4}  R@10 {:.4}  (encode {:.1}s, exhaustive MaxSim {:.1}s)",
-            report.queries, report.docs, report.recall_at_1, report.recall_at_5, report.recall_at_10, report.encode_s, report.score_s
+            report.queries,
+            report.docs,
+            report.recall_at_1,
+            report.recall_at_5,
+            report.recall_at_10,
+            report.encode_s,
+            report.score_s
         );
     }
     Ok(())

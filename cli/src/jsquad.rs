@@ -15,7 +15,8 @@ pub struct Jsquad {
 /// strips (`keep_headline` keeps it).
 pub fn load(path: &Path, keep_headline: bool) -> anyhow::Result<Jsquad> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let doc: serde_json::Value = serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))?;
+    let doc: serde_json::Value =
+        serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))?;
     let mut out = Jsquad { contexts: Vec::new(), questions: Vec::new() };
     for article in doc["data"].as_array().context("no data array")? {
         for paragraph in article["paragraphs"].as_array().context("no paragraphs")? {
@@ -26,7 +27,8 @@ pub fn load(path: &Path, keep_headline: bool) -> anyhow::Result<Jsquad> {
             };
             out.contexts.push(context.to_owned());
             for qa in paragraph["qas"].as_array().context("no qas")? {
-                out.questions.push((qa["question"].as_str().context("no question")?.to_owned(), out.contexts.len() - 1));
+                out.questions
+                    .push((qa["question"].as_str().context("no question")?.to_owned(), out.contexts.len() - 1));
             }
         }
     }

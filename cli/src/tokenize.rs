@@ -35,10 +35,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for (n, line) in stdin.split(b'\n').enumerate() {
         let line = line.context("reading stdin")?;
         let text = std::str::from_utf8(&line).with_context(|| format!("line {} of stdin is not UTF-8", n + 1))?;
-        let record = Line {
-            ids: tokenizer.encode(text),
-            words: args.words.then(|| tokenizer.words(text)),
-        };
+        let record = Line { ids: tokenizer.encode(text), words: args.words.then(|| tokenizer.words(text)) };
         serde_json::to_writer(&mut out, &record)?;
         out.write_all(b"\n")?;
     }

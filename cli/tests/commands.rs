@@ -26,7 +26,8 @@ fn tokenize_prints_reference_ids_and_words() {
     child.stdin.take().unwrap().write_all("東京都に住んでいます。\n\n[MASK]😀\n".as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
-    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[0]["ids"], serde_json::json!([2, 12569, 6109, 461, 15546, 457, 422, 12995, 385, 3]));
     assert_eq!(lines[0]["words"], serde_json::json!(["東京", "都", "に", "住ん", "で", "い", "ます", "。"]));
@@ -72,7 +73,9 @@ fn encode_writes_the_reference_tensors() {
         let got = ours.tensor(&name).unwrap_or_else(|_| panic!("no {name}"));
         assert_eq!((got.dtype(), got.shape()), (want.dtype(), want.shape()), "{name}");
         if name.contains("emb") {
-            let f = |b: &[u8]| -> Vec<f32> { b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect() };
+            let f = |b: &[u8]| -> Vec<f32> {
+                b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+            };
             let worst = f(got.data()).iter().zip(f(want.data())).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
             assert!(worst <= 1e-4, "{name}: {worst}");
         } else {
@@ -85,7 +88,10 @@ fn encode_writes_the_reference_tensors() {
 
 #[test]
 fn encode_with_nothing_to_encode_fails_clearly() {
-    let out = jacolbert().args(["encode", "--model", "tests/fixtures/models/tiny-random", "--out", "/tmp/x.safetensors"]).output().unwrap();
+    let out = jacolbert()
+        .args(["encode", "--model", "tests/fixtures/models/tiny-random", "--out", "/tmp/x.safetensors"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to encode"));
 }

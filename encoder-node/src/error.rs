@@ -46,23 +46,14 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn dictionary(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
-        Error::Dictionary {
-            path: path.into(),
-            reason: reason.into(),
-        }
+        Error::Dictionary { path: path.into(), reason: reason.into() }
     }
 
     pub(crate) fn model(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
-        Error::Model {
-            path: path.into(),
-            reason: reason.into(),
-        }
+        Error::Model { path: path.into(), reason: reason.into() }
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io { path: path.into(), source }
     }
 }

@@ -33,8 +33,10 @@ fn tensors() -> BTreeMap<String, (Vec<usize>, Vec<u8>)> {
 }
 
 fn write(path: &Path, tensors: &BTreeMap<String, (Vec<usize>, Vec<u8>)>) {
-    let views: Vec<(String, TensorView)> =
-        tensors.iter().map(|(n, (shape, data))| (n.clone(), TensorView::new(Dtype::F32, shape.clone(), data).unwrap())).collect();
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .map(|(n, (shape, data))| (n.clone(), TensorView::new(Dtype::F32, shape.clone(), data).unwrap()))
+        .collect();
     safetensors::serialize_to_file(views, None, path).unwrap();
 }
 
@@ -85,7 +87,10 @@ fn missing_and_misshaped_tensors_are_named() {
     let err = load_err(|t| {
         t.remove("bert.encoder.layer.1.output.dense.weight");
     });
-    assert!(err.contains("encoder.layer.1.output.dense.weight") && err.contains("missing") && err.contains("[128, 512]"), "{err}");
+    assert!(
+        err.contains("encoder.layer.1.output.dense.weight") && err.contains("missing") && err.contains("[128, 512]"),
+        "{err}"
+    );
     let err = load_err(|t| {
         let (shape, data) = t.get_mut("bert.embeddings.position_embeddings.weight").unwrap();
         *shape = vec![256, 128];

@@ -37,10 +37,16 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 fn check(model_name: &str) {
-    let model = ColbertModel::load(&fixtures().join("models").join(model_name), None, EncodeOptions::default()).unwrap();
-    let reference = Reference { bytes: std::fs::read(fixtures().join(format!("reference/{model_name}.reference.safetensors"))).unwrap() };
-    let texts: serde_json::Value = serde_json::from_slice(&std::fs::read(fixtures().join("reference/reference_texts.json")).unwrap()).unwrap();
-    let strings = |key: &str| -> Vec<String> { texts[key].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect() };
+    let model =
+        ColbertModel::load(&fixtures().join("models").join(model_name), None, EncodeOptions::default()).unwrap();
+    let reference = Reference {
+        bytes: std::fs::read(fixtures().join(format!("reference/{model_name}.reference.safetensors"))).unwrap(),
+    };
+    let texts: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixtures().join("reference/reference_texts.json")).unwrap()).unwrap();
+    let strings = |key: &str| -> Vec<String> {
+        texts[key].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect()
+    };
     let (queries, docs) = (strings("queries"), strings("docs"));
     let dim = model.dim();
 

@@ -32,7 +32,11 @@ struct LayerNorm {
 
 impl LayerNorm {
     fn load(w: &mut Weights, prefix: &str, h: usize, eps: f64) -> Result<LayerNorm> {
-        Ok(LayerNorm { gamma: w.take(&format!("{prefix}.weight"), &[h])?, beta: w.take(&format!("{prefix}.bias"), &[h])?, eps: eps as f32 })
+        Ok(LayerNorm {
+            gamma: w.take(&format!("{prefix}.weight"), &[h])?,
+            beta: w.take(&format!("{prefix}.bias"), &[h])?,
+            eps: eps as f32,
+        })
     }
     fn forward(&self, x: &mut [f32]) -> Result<()> {
         Ok(cpu::layer_norm(x, &self.gamma, &self.beta, self.eps)?)

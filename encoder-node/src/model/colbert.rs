@@ -34,7 +34,12 @@ pub fn marked_ids(tokenizer: &Tokenizer, text: &str, marker: u32, max_len: usize
 fn load_projection(w: &mut Weights, hidden: usize) -> Result<Dense> {
     let dim = match w.shape("linear.weight") {
         Some(&[dim, h]) if h == hidden => dim,
-        other => return Err(Error::model(w.path(), format!("tensor linear.weight has shape {other:?}, expected [dim, {hidden}]"))),
+        other => {
+            return Err(Error::model(
+                w.path(),
+                format!("tensor linear.weight has shape {other:?}, expected [dim, {hidden}]"),
+            ))
+        }
     };
     let has_bias = w.shape("linear.bias").is_some();
     load_dense(w, "linear", dim, hidden, has_bias)
@@ -103,22 +108,34 @@ impl ColbertModel {
         } else {
             let dense = dir.join("1_Dense/model.safetensors");
             if !dense.is_file() {
-                return Err(Error::model(dir, "no linear.weight in model.safetensors and no 1_Dense/model.safetensors"));
+                return Err(Error::model(
+                    dir,
+                    "no linear.weight in model.safetensors and no 1_Dense/model.safetensors",
+                ));
             }
             load_projection(&mut Weights::load(&dense)?, hidden)?
         };
         let dim = projection.out;
         if dim != settings.dim {
-            tracing::warn!(metadata_dim = settings.dim, weight_dim = dim, "dim in the metadata differs from linear.weight; using the weight");
+            tracing::warn!(
+                metadata_dim = settings.dim,
+                weight_dim = dim,
+                "dim in the metadata differs from linear.weight; using the weight"
+            );
             settings.dim = dim;
         }
         let bert = Bert::load(config, &mut weights)?;
         let tokenizer = Tokenizer::load(dir, mecab_dic)?;
         let vocab = tokenizer.vocab();
         if vocab.len() > bert.config().vocab_size {
-            return Err(Error::model(dir, format!("vocab.txt has {} tokens but the embeddings only {}", vocab.len(), bert.config().vocab_size)));
+            return Err(Error::model(
+                dir,
+                format!("vocab.txt has {} tokens but the embeddings only {}", vocab.len(), bert.config().vocab_size),
+            ));
         }
-        let marker = |token: &str| vocab.id(token).ok_or_else(|| Error::model(dir, format!("marker {token:?} is not in vocab.txt")));
+        let marker = |token: &str| {
+            vocab.id(token).ok_or_else(|| Error::model(dir, format!("marker {token:?} is not in vocab.txt")))
+        };
         let (query_marker, doc_marker) = (marker(&settings.query_marker)?, marker(&settings.doc_marker)?);
         let mut skip = vec![false; vocab.len()];
         if settings.mask_punctuation {
@@ -133,7 +150,17 @@ impl ColbertModel {
             return Err(Error::model(dir, format!("query_maxlen/doc_maxlen exceed max_position_embeddings {max_len}")));
         }
         tracing::info!(dir = %dir.display(), layers = bert.config().num_hidden_layers, hidden, dim, "ColBERT model loaded");
-        Ok(ColbertModel { dir: dir.to_path_buf(), tokenizer, bert, projection, settings, options, query_marker, doc_marker, skip })
+        Ok(ColbertModel {
+            dir: dir.to_path_buf(),
+            tokenizer,
+            bert,
+            projection,
+            settings,
+            options,
+            query_marker,
+            doc_marker,
+            skip,
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -194,7 +221,14 @@ impl ColbertModel {
     }
 
     pub fn encode_documents(&self, texts: &[&str]) -> Result<Vec<DocEmbedding>> {
-        let inputs: Vec<(Vec<u32>, Vec<u8>)> = texts.iter().map(|t| self.doc_input(t)).map(|ids| { let n = ids.len(); (ids, vec![1; n]) }).collect();
+        let inputs: Vec<(Vec<u32>, Vec<u8>)> = texts
+            .iter()
+            .map(|t| self.doc_input(t))
+            .map(|ids| {
+                let n = ids.len();
+                (ids, vec![1; n])
+            })
+            .collect();
         let outputs = self.project(&inputs, self.tokenizer.specials().pad)?;
         let dim = self.dim();
         inputs
@@ -202,7 +236,8 @@ impl ColbertModel {
             .zip(outputs)
             .map(|((ids, _), all)| {
                 let keep: Vec<usize> = (0..ids.len()).filter(|&i| !self.is_skipped(ids[i])).collect();
-                let mut vectors: Vec<f32> = keep.iter().flat_map(|&i| all[i * dim..(i + 1) * dim].iter().copied()).collect();
+                let mut vectors: Vec<f32> =
+                    keep.iter().flat_map(|&i| all[i * dim..(i + 1) * dim].iter().copied()).collect();
                 cpu::l2_normalize_rows(&mut vectors, dim)?;
                 Ok(DocEmbedding { kept_ids: keep.iter().map(|&i| ids[i]).collect(), ids, vectors })
             })

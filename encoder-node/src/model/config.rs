@@ -70,9 +70,9 @@ impl Default for ColbertSettings {
 
 pub(crate) fn read_json(path: &Path) -> Result<Option<Value>> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| Error::model(path, format!("not valid JSON: {e}"))),
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::model(path, format!("not valid JSON: {e}")))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(path, e)),
     }
@@ -84,12 +84,18 @@ impl BertConfig {
         let value = read_json(&path)?.ok_or_else(|| Error::model(dir, "no config.json"))?;
         let config: BertConfig = serde_json::from_value(value).map_err(|e| Error::model(&path, e.to_string()))?;
         if config.hidden_act != "gelu" {
-            return Err(Error::model(&path, format!("hidden_act {:?} is not supported (only exact \"gelu\")", config.hidden_act)));
+            return Err(Error::model(
+                &path,
+                format!("hidden_act {:?} is not supported (only exact \"gelu\")", config.hidden_act),
+            ));
         }
         if config.num_attention_heads == 0 || !config.hidden_size.is_multiple_of(config.num_attention_heads) {
             return Err(Error::model(
                 &path,
-                format!("hidden_size {} is not a multiple of num_attention_heads {}", config.hidden_size, config.num_attention_heads),
+                format!(
+                    "hidden_size {} is not a multiple of num_attention_heads {}",
+                    config.hidden_size, config.num_attention_heads
+                ),
             ));
         }
         Ok(config)
@@ -126,7 +132,10 @@ impl ColbertSettings {
             s.attend_to_mask_tokens = st.get("attend_to_expansion_tokens").and_then(Value::as_bool).unwrap_or(false);
         }
         if s.query_maxlen < 4 || s.doc_maxlen < 4 {
-            return Err(Error::model(dir, format!("query_maxlen {} / doc_maxlen {} must be at least 4", s.query_maxlen, s.doc_maxlen)));
+            return Err(Error::model(
+                dir,
+                format!("query_maxlen {} / doc_maxlen {} must be at least 4", s.query_maxlen, s.doc_maxlen),
+            ));
         }
         Ok(s)
     }

@@ -14,7 +14,8 @@ pub fn resolve_model(spec: &str) -> Result<PathBuf> {
         "download it first (e.g. `huggingface-cli download {spec}` where the network allows, or copy \
          the model directory here) and pass its directory to --model"
     );
-    let Some((org, name)) = spec.split_once('/').filter(|(o, n)| !o.is_empty() && !n.is_empty() && !n.contains('/')) else {
+    let Some((org, name)) = spec.split_once('/').filter(|(o, n)| !o.is_empty() && !n.is_empty() && !n.contains('/'))
+    else {
         return Err(Error::model(path, format!("not a directory, nor a Hugging Face id like org/name; {how}")));
     };
     let hub = match std::env::var_os("HF_HOME") {
@@ -26,7 +27,8 @@ pub fn resolve_model(spec: &str) -> Result<PathBuf> {
         .ok()
         .map(|rev| repo.join("snapshots").join(rev.trim()))
         .filter(|dir| dir.join("config.json").is_file());
-    snapshot.ok_or_else(|| Error::model(path, format!("not in the local Hugging Face cache ({}); {how}", repo.display())))
+    snapshot
+        .ok_or_else(|| Error::model(path, format!("not in the local Hugging Face cache ({}); {how}", repo.display())))
 }
 
 #[cfg(test)]

@@ -26,7 +26,8 @@ pub struct Weights {
 impl Weights {
     pub fn load(path: &Path) -> Result<Weights> {
         let map = map_file(path)?;
-        let file = SafeTensors::deserialize(&map).map_err(|e| Error::model(path, format!("not a safetensors file: {e}")))?;
+        let file =
+            SafeTensors::deserialize(&map).map_err(|e| Error::model(path, format!("not a safetensors file: {e}")))?;
         let base = map.as_ptr() as usize;
         let mut tensors = HashMap::new();
         for (name, view) in file.tensors() {
@@ -34,7 +35,10 @@ impl Weights {
                 continue;
             }
             if !matches!(view.dtype(), Dtype::F32 | Dtype::F16 | Dtype::BF16) {
-                return Err(Error::model(path, format!("tensor {name} has dtype {:?}; only F32, F16 and BF16 are read", view.dtype())));
+                return Err(Error::model(
+                    path,
+                    format!("tensor {name} has dtype {:?}; only F32, F16 and BF16 are read", view.dtype()),
+                ));
             }
             let start = view.data().as_ptr() as usize - base;
             let key = name.strip_prefix("bert.").unwrap_or(&name).to_owned();
@@ -45,10 +49,9 @@ impl Weights {
 
     /// Takes tensor `name` (without `bert.`), which must have exactly `shape`, as f32.
     pub fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        let (found, dtype, bytes) = self
-            .tensors
-            .remove(name)
-            .ok_or_else(|| Error::model(&self.path, format!("tensor {name} (or bert.{name}) is missing; expected shape {shape:?}")))?;
+        let (found, dtype, bytes) = self.tensors.remove(name).ok_or_else(|| {
+            Error::model(&self.path, format!("tensor {name} (or bert.{name}) is missing; expected shape {shape:?}"))
+        })?;
         if found != shape {
             return Err(Error::model(&self.path, format!("tensor {name} has shape {found:?}, expected {shape:?}")));
         }

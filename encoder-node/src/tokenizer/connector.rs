@@ -27,10 +27,7 @@ impl Connector {
         if map.len() != expected {
             return Err(Error::dictionary(
                 path,
-                format!(
-                    "{} bytes where a {lsize}×{rsize} matrix takes {expected} (truncated or corrupt)",
-                    map.len()
-                ),
+                format!("{} bytes where a {lsize}×{rsize} matrix takes {expected} (truncated or corrupt)", map.len()),
             ));
         }
         Ok(Connector { map, lsize, rsize })
@@ -53,9 +50,6 @@ impl Connector {
     /// Connection cost between a left node's right context and a right node's left context.
     /// Out-of-range ids (impossible once the dictionaries are checked) cost 0.
     pub fn cost(&self, left_rc: u16, right_lc: u16) -> i16 {
-        self.costs()
-            .get(left_rc as usize + self.lsize * right_lc as usize)
-            .copied()
-            .unwrap_or(0)
+        self.costs().get(left_rc as usize + self.lsize * right_lc as usize).copied().unwrap_or(0)
     }
 }

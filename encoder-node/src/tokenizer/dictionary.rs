@@ -101,9 +101,7 @@ impl Header {
         }
         let version = field(1);
         if version != DIC_VERSION {
-            return Err(bad(format!(
-                "dictionary format version {version}, expected {DIC_VERSION} (MeCab 0.996)"
-            )));
+            return Err(bad(format!("dictionary format version {version}, expected {DIC_VERSION} (MeCab 0.996)")));
         }
         let charset_bytes = &bytes[40..HEADER_LEN];
         let nul = charset_bytes.iter().position(|&b| b == 0).unwrap_or(32);
@@ -160,13 +158,7 @@ impl Dictionary {
                 map.len()
             )));
         }
-        let dic = Dictionary {
-            map,
-            header,
-            path: path.to_path_buf(),
-            tokens_at,
-            features_at,
-        };
+        let dic = Dictionary { map, header, path: path.to_path_buf(), tokens_at, features_at };
         // The casts below check alignment and length; do it once here so a bad file is an
         // error at open time rather than a surprise at lookup time.
         bytemuck::try_cast_slice::<u8, DaUnit>(dic.section(HEADER_LEN, tokens_at))
@@ -192,9 +184,7 @@ impl Dictionary {
     }
 
     pub fn double_array(&self) -> DoubleArray<'_> {
-        DoubleArray {
-            units: bytemuck::cast_slice(self.section(HEADER_LEN, self.tokens_at)),
-        }
+        DoubleArray { units: bytemuck::cast_slice(self.section(HEADER_LEN, self.tokens_at)) }
     }
 
     pub fn tokens(&self) -> &[Token] {
@@ -218,11 +208,7 @@ impl Dictionary {
 
     /// Checks that every token's context ids index a `lsize × rsize` connection matrix.
     pub(crate) fn check_context_ids(&self, lsize: usize, rsize: usize) -> Result<()> {
-        match self
-            .tokens()
-            .iter()
-            .position(|t| t.rc_attr as usize >= lsize || t.lc_attr as usize >= rsize)
-        {
+        match self.tokens().iter().position(|t| t.rc_attr as usize >= lsize || t.lc_attr as usize >= rsize) {
             None => Ok(()),
             Some(i) => {
                 let t = self.tokens()[i];

@@ -62,14 +62,7 @@ impl Lattice {
         if self.memo.len() < left_contexts.max(1) {
             self.memo.resize(left_contexts.max(1), (0, NONE, 0));
         }
-        self.nodes.push(Node {
-            cost: 0,
-            prev: NONE,
-            next_end: NONE,
-            begin: 0,
-            len: 0,
-            rc: 0,
-        });
+        self.nodes.push(Node { cost: 0, prev: NONE, next_end: NONE, begin: 0, len: 0, rc: 0 });
         self.end_head[0] = 0;
     }
 
@@ -148,14 +141,7 @@ impl Lattice {
             }
         }
         let id = self.nodes.len() as u32;
-        self.nodes.push(Node {
-            cost,
-            prev,
-            next_end: self.end_head[end],
-            begin: c.begin,
-            len: c.len,
-            rc: c.rc,
-        });
+        self.nodes.push(Node { cost, prev, next_end: self.end_head[end], begin: c.begin, len: c.len, rc: c.rc });
         self.end_head[end] = id;
     }
 

@@ -19,22 +19,16 @@ pub fn resolve_dictionary(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(dir) = explicit.map(Path::to_path_buf).or(from_env) {
         return match missing_file(&dir) {
             None => Ok(dir),
-            Some(file) => Err(Error::DictionaryNotFound {
-                searched: format!("{} (no {file} there)", dir.display()),
-            }),
+            Some(file) => Err(Error::DictionaryNotFound { searched: format!("{} (no {file} there)", dir.display()) }),
         };
     }
     let candidates = well_known_places();
-    candidates
-        .iter()
-        .find(|dir| missing_file(dir).is_none())
-        .cloned()
-        .ok_or_else(|| Error::DictionaryNotFound {
-            searched: format!(
-                "${ENV_VAR} (unset), {}",
-                candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-            ),
-        })
+    candidates.iter().find(|dir| missing_file(dir).is_none()).cloned().ok_or_else(|| Error::DictionaryNotFound {
+        searched: format!(
+            "${ENV_VAR} (unset), {}",
+            candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        ),
+    })
 }
 
 fn missing_file(dir: &Path) -> Option<&'static str> {
@@ -75,13 +69,8 @@ fn is_python_dir(path: &Path) -> bool {
 }
 
 fn subdirs(dir: &Path) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
+    let mut dirs: Vec<PathBuf> =
+        std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
     dirs.sort();
     dirs
 }

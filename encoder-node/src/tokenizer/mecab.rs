@@ -57,10 +57,7 @@ impl Mecab {
                     .and_then(|value| unk.tokens_of(value))
                     .map(<[Token]>::to_vec)
                     .ok_or_else(|| {
-                        Error::dictionary(
-                            unk.path(),
-                            format!("no unknown-word entry for character category {name:?}"),
-                        )
+                        Error::dictionary(unk.path(), format!("no unknown-word entry for character category {name:?}"))
                     })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -72,15 +69,7 @@ impl Mecab {
             categories = chars.names().len(),
             "MeCab dictionary loaded"
         );
-        Ok(Mecab {
-            dir: dir.to_path_buf(),
-            space: chars.info(0x20),
-            sys,
-            unknown,
-            chars,
-            matrix,
-            max_grouping_size,
-        })
+        Ok(Mecab { dir: dir.to_path_buf(), space: chars.info(0x20), sys, unknown, chars, matrix, max_grouping_size })
     }
 
     pub fn dir(&self) -> &Path {
@@ -143,14 +132,12 @@ impl Mecab {
         let (begin2, cinfo, mblen, _) = self.seek_other_type(bytes, pos, end, self.space);
         let span = |surface_end: usize| (begin2 as u32, (surface_end - begin2) as u32, (surface_end - pos) as u32);
 
-        self.sys
-            .double_array()
-            .common_prefix_search(&bytes[begin2..end], |value, len| {
-                let (begin, len, rlength) = span(begin2 + len);
-                for t in self.sys.tokens_of(value).unwrap_or(&[]) {
-                    out.push(Candidate { begin, len, rlength, lc: t.lc_attr, rc: t.rc_attr, wcost: t.word_cost });
-                }
-            });
+        self.sys.double_array().common_prefix_search(&bytes[begin2..end], |value, len| {
+            let (begin, len, rlength) = span(begin2 + len);
+            for t in self.sys.tokens_of(value).unwrap_or(&[]) {
+                out.push(Candidate { begin, len, rlength, lc: t.lc_attr, rc: t.rc_attr, wcost: t.word_cost });
+            }
+        });
         if !out.is_empty() && !cinfo.invoke() {
             return;
         }
@@ -200,7 +187,13 @@ impl Mecab {
     /// one before it (starting from `class`). Returns where it stopped, the class and byte
     /// length of the character it stopped at (or of the last one looked at), and how many
     /// characters it skipped.
-    fn seek_other_type(&self, bytes: &[u8], from: usize, end: usize, mut class: CharInfo) -> (usize, CharInfo, usize, usize) {
+    fn seek_other_type(
+        &self,
+        bytes: &[u8],
+        from: usize,
+        end: usize,
+        mut class: CharInfo,
+    ) -> (usize, CharInfo, usize, usize) {
         let (mut at, mut skipped) = (from, 0);
         let (mut last, mut last_len) = (class, 0);
         while at < end {

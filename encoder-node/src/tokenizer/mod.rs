@@ -31,8 +31,8 @@ pub use connector::Connector;
 pub(crate) use dictionary::map_file;
 pub use dictionary::{DaUnit, DicType, Dictionary, DoubleArray, Header, Token};
 pub use locate::{resolve_dictionary, ENV_VAR as MECAB_DIC_ENV};
-pub use mecab::Mecab;
 use mecab::surface;
+pub use mecab::Mecab;
 pub use special::SpecialTokens;
 pub use wordpiece::{is_python_whitespace, Vocab, WordPieceSplitter, MAX_INPUT_CHARS_PER_WORD};
 

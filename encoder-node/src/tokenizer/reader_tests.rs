@@ -94,7 +94,11 @@ fn context_ids_outside_the_matrix_are_refused() {
 
 #[test]
 fn double_array_lookups() {
-    let keys: Vec<(Vec<u8>, u32)> = ["a", "ab", "abc", "b", "bcd"].iter().enumerate().map(|(i, k)| (k.as_bytes().to_vec(), i as u32 * 10)).collect();
+    let keys: Vec<(Vec<u8>, u32)> = ["a", "ab", "abc", "b", "bcd"]
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.as_bytes().to_vec(), i as u32 * 10))
+        .collect();
     let units = double_array(&keys);
     let da = DoubleArray::new(&units);
     let mut found = vec![];
@@ -188,7 +192,22 @@ fn unidic_lite_header_and_char_classes() {
     assert_eq!((mecab.connector().lsize(), mecab.connector().rsize()), (5981, 5981));
     let chars = mecab.char_property();
     let names: Vec<&str> = chars.names().iter().map(String::as_str).collect();
-    assert_eq!(names, ["DEFAULT", "SPACE", "KANJI", "SYMBOL", "NUMERIC", "ALPHA", "HIRAGANA", "KATAKANA", "KANJINUMERIC", "GREEK", "CYRILLIC"]);
+    assert_eq!(
+        names,
+        [
+            "DEFAULT",
+            "SPACE",
+            "KANJI",
+            "SYMBOL",
+            "NUMERIC",
+            "ALPHA",
+            "HIRAGANA",
+            "KATAKANA",
+            "KANJINUMERIC",
+            "GREEK",
+            "CYRILLIC"
+        ]
+    );
     let class = |c: char| {
         let i = chars.info(c as u16);
         (names[i.default_type()], i.invoke(), i.group(), i.length())

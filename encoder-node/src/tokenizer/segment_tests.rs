@@ -23,7 +23,13 @@ fn words(m: &Mecab, text: &str) -> Vec<String> {
 
 #[test]
 fn lowest_cost_path_wins() {
-    let lexicon = [entry("東京", 1, 1, 100), entry("東", 1, 1, 400), entry("京都", 1, 1, 200), entry("都", 1, 1, 300), entry("京", 1, 1, 500)];
+    let lexicon = [
+        entry("東京", 1, 1, 100),
+        entry("東", 1, 1, 400),
+        entry("京都", 1, 1, 200),
+        entry("都", 1, 1, 300),
+        entry("京", 1, 1, 500),
+    ];
     let (_d, m) = synthetic(&lexicon, 2, |_, _| 0);
     assert_eq!(words(&m, "東京都"), ["東京", "都"]); // 400 beats 東+京都 = 600
     assert_eq!(words(&m, "  東京 都  "), ["東京", "都"]); // spaces are skipped
@@ -100,7 +106,12 @@ fn naive_segment(m: &Mecab, text: &str) -> Vec<String> {
                 continue;
             }
             let (prev, cost) = best(&nodes, &ends[pos], c.lc);
-            nodes.push(Node { cost: cost + c.wcost as i64, prev, surface: c.begin as usize..(c.begin + c.len) as usize, rc: c.rc });
+            nodes.push(Node {
+                cost: cost + c.wcost as i64,
+                prev,
+                surface: c.begin as usize..(c.begin + c.len) as usize,
+                rc: c.rc,
+            });
             ends[end].push(nodes.len() - 1);
         }
     }
@@ -143,7 +154,9 @@ proptest! {
 
 fn unidic() -> &'static Mecab {
     static MECAB: OnceLock<Mecab> = OnceLock::new();
-    MECAB.get_or_init(|| Mecab::open(&resolve_dictionary(None).expect("unidic-lite (run scripts/fetch-unidic.sh)")).unwrap())
+    MECAB.get_or_init(|| {
+        Mecab::open(&resolve_dictionary(None).expect("unidic-lite (run scripts/fetch-unidic.sh)")).unwrap()
+    })
 }
 
 fn tokenizer() -> &'static Tokenizer {
@@ -155,9 +168,9 @@ fn tokenizer() -> &'static Tokenizer {
 }
 
 const JAPANESE_ALPHABET: &[char] = &[
-    'の', 'は', 'が', 'に', 'て', 'い', 'る', 'か', 'ア', 'イ', 'ス', 'ー', 'ン', '日', '本', '東', '京', '都',
-    '大', '学', '生', '者', '業', '何', '一', '二', '1', '2', 'a', 'Z', ' ', '　', '.', '。', '、', '「', '」', '😀',
-    '𠮷', 'ｶ', '\t', 'Ω', 'Я',
+    'の', 'は', 'が', 'に', 'て', 'い', 'る', 'か', 'ア', 'イ', 'ス', 'ー', 'ン', '日', '本', '東', '京', '都', '大',
+    '学', '生', '者', '業', '何', '一', '二', '1', '2', 'a', 'Z', ' ', '　', '.', '。', '、', '「', '」', '😀', '𠮷',
+    'ｶ', '\t', 'Ω', 'Я',
 ];
 
 proptest! {
@@ -208,7 +221,10 @@ fn empty_and_special_only_texts() {
     let t = tokenizer();
     assert_eq!(t.encode(""), [t.specials().cls, t.specials().sep]);
     assert_eq!(t.encode("[MASK][SEP]"), [2, 4, 3, 3]);
-    assert_eq!(t.encode_truncated("東京都の大学", 4), [2, t.tokenize("東京都の大学")[0], t.tokenize("東京都の大学")[1], 3]);
+    assert_eq!(
+        t.encode_truncated("東京都の大学", 4),
+        [2, t.tokenize("東京都の大学")[0], t.tokenize("東京都の大学")[1], 3]
+    );
     assert_eq!(t.encode_truncated("東京", 100), t.encode("東京"));
     let vocab = Vocab::from_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n").unwrap();
     assert!(SpecialTokens::bert_defaults(&vocab).is_ok());

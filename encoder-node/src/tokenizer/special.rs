@@ -63,10 +63,8 @@ impl SpecialTokens {
                 extra.extend(map.values().filter_map(token_content));
             }
         }
-        SpecialTokens::new(vocab, &roles, &extra).map_err(|reason| Error::Vocab {
-            path: model_dir.to_path_buf(),
-            reason,
-        })
+        SpecialTokens::new(vocab, &roles, &extra)
+            .map_err(|reason| Error::Vocab { path: model_dir.to_path_buf(), reason })
     }
 
     /// `roles` = [unk, sep, pad, cls, mask]; `extra` = other added tokens.
@@ -86,7 +84,15 @@ impl SpecialTokens {
         for (t, _) in &tokens {
             first_bytes[t.as_bytes()[0] as usize] = true;
         }
-        Ok(SpecialTokens { tokens, first_bytes, unk: id(unk)?, sep: id(sep)?, pad: id(pad)?, cls: id(cls)?, mask: id(mask)? })
+        Ok(SpecialTokens {
+            tokens,
+            first_bytes,
+            unk: id(unk)?,
+            sep: id(sep)?,
+            pad: id(pad)?,
+            cls: id(cls)?,
+            mask: id(mask)?,
+        })
     }
 
     /// The BERT defaults: [UNK] [SEP] [PAD] [CLS] [MASK].
@@ -142,12 +148,7 @@ mod tests {
         let s = specials();
         assert_eq!(
             s.split("梅雨 [SEP] 梅雨[MASK]"),
-            vec![
-                Chunk::Text("梅雨 "),
-                Chunk::Special("[SEP]", 3),
-                Chunk::Text(" 梅雨"),
-                Chunk::Special("[MASK]", 4)
-            ]
+            vec![Chunk::Text("梅雨 "), Chunk::Special("[SEP]", 3), Chunk::Text(" 梅雨"), Chunk::Special("[MASK]", 4)]
         );
         assert_eq!(s.split("[unused0][CLS]"), vec![Chunk::Special("[unused0]", 5), Chunk::Special("[CLS]", 2)]);
         assert_eq!(s.split("[SEP"), vec![Chunk::Text("[SEP")]);

@@ -113,7 +113,18 @@ pub fn dic_bytes(dic_type: DicType, entries: &[Entry], lsize: u32, rsize: u32) -
     }
     let units = double_array(&keys);
     let da: &[u8] = bytemuck::cast_slice(&units);
-    let fields = [0, DIC_VERSION, dic_type as u32, entries.len() as u32, lsize, rsize, da.len() as u32, tokens.len() as u32, features.len() as u32, 0];
+    let fields = [
+        0,
+        DIC_VERSION,
+        dic_type as u32,
+        entries.len() as u32,
+        lsize,
+        rsize,
+        da.len() as u32,
+        tokens.len() as u32,
+        features.len() as u32,
+        0,
+    ];
     let mut out: Vec<u8> = fields.iter().flat_map(|f| f.to_le_bytes()).collect();
     let mut charset = b"utf8".to_vec();
     charset.resize(32, 0);
@@ -178,7 +189,9 @@ pub fn write_dictionary(dir: &Path, lexicon: &[Entry], contexts: u16, cost: impl
         .flat_map(|(i, name)| {
             // Two entries for DEFAULT, so that unknown homographs are exercised too.
             let copies = if i == 0 { 2 } else { 1 };
-            (0..copies).map(move |k| entry(name, (i as u16 + k) % contexts, (i as u16 + 2 * k) % contexts, 1000 + 10 * k as i16))
+            (0..copies).map(move |k| {
+                entry(name, (i as u16 + k) % contexts, (i as u16 + 2 * k) % contexts, 1000 + 10 * k as i16)
+            })
         })
         .collect();
     let n = contexts as u32;

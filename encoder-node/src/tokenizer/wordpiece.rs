@@ -31,10 +31,8 @@ pub struct Vocab {
 impl Vocab {
     pub fn from_file(path: &Path) -> Result<Vocab> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let text = String::from_utf8(bytes).map_err(|e| Error::Vocab {
-            path: path.to_path_buf(),
-            reason: format!("vocab.txt is not UTF-8: {e}"),
-        })?;
+        let text = String::from_utf8(bytes)
+            .map_err(|e| Error::Vocab { path: path.to_path_buf(), reason: format!("vocab.txt is not UTF-8: {e}") })?;
         Vocab::from_text(&text).map_err(|reason| Error::Vocab { path: path.to_path_buf(), reason })
     }
 

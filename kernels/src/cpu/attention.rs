@@ -29,7 +29,14 @@ impl AttentionShape {
 /// `r·row_stride + h·d` (likewise `k`, `v`); `out` is `[batch·seq, heads·d]`; `key_mask` is
 /// `[batch·seq]`, 0 for keys no query may attend to (padding, [MASK] expansion). A sequence
 /// with no attendable key attends uniformly to all, as BERT's additive mask also does.
-pub fn attention(q: &[f32], k: &[f32], v: &[f32], key_mask: &[u8], out: &mut [f32], shape: AttentionShape) -> Result<()> {
+pub fn attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    key_mask: &[u8],
+    out: &mut [f32],
+    shape: AttentionShape,
+) -> Result<()> {
     let AttentionShape { batch, seq, heads, head_dim: d, row_stride } = shape;
     let h = shape.hidden();
     let rows = batch * seq;
@@ -109,7 +116,11 @@ mod tests {
                     let scores: Vec<f64> = (0..l)
                         .map(|t| {
                             let dot: f64 = (0..d).map(|j| q[at(i, j)] as f64 * k[at(t, j)] as f64).sum();
-                            if !any || mask[b * l + t] != 0 { dot / (d as f64).sqrt() } else { f64::NEG_INFINITY }
+                            if !any || mask[b * l + t] != 0 {
+                                dot / (d as f64).sqrt()
+                            } else {
+                                f64::NEG_INFINITY
+                            }
                         })
                         .collect();
                     let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
@@ -130,7 +141,9 @@ mod tests {
         let shape = AttentionShape { batch: 2, seq: 20, heads: 4, head_dim: 16, row_stride: 64 };
         let rows = shape.batch * shape.seq;
         let (q, k, v) = (rng.vec(rows * 64, 1.0), rng.vec(rows * 64, 1.0), rng.vec(rows * 64, 1.0));
-        let fused: Vec<f32> = (0..rows).flat_map(|r| [&q, &k, &v].into_iter().flat_map(move |m| m[r * 64..(r + 1) * 64].iter().copied())).collect();
+        let fused: Vec<f32> = (0..rows)
+            .flat_map(|r| [&q, &k, &v].into_iter().flat_map(move |m| m[r * 64..(r + 1) * 64].iter().copied()))
+            .collect();
         let mask: Vec<u8> = (0..rows).map(|i| u8::from(i % 5 != 0)).collect();
         let (mut separate, mut sliced) = (vec![0.0; rows * 64], vec![0.0; rows * 64]);
         attention(&q, &k, &v, &mask, &mut separate, shape).unwrap();
@@ -150,7 +163,8 @@ mod tests {
         ] {
             let n = shape.batch * shape.seq * shape.hidden();
             let (q, k, v) = (rng.vec(n, 2.0), rng.vec(n, 2.0), rng.vec(n, 1.0));
-            let mut mask: Vec<u8> = (0..shape.batch * shape.seq).map(|i| (i % shape.seq < shape.seq * 2 / 3 + 1) as u8).collect();
+            let mut mask: Vec<u8> =
+                (0..shape.batch * shape.seq).map(|i| (i % shape.seq < shape.seq * 2 / 3 + 1) as u8).collect();
             if shape.batch > 2 {
                 mask[2 * shape.seq..].iter_mut().for_each(|m| *m = 0); // a sequence with no keys
             }

@@ -73,7 +73,8 @@ impl PackedWeight {
         let threads = rayon::current_num_threads().max(1);
         // Below ~2 MFLOP one thread is faster than a fork-join.
         let per_thread = if !parallel || m * n * k < (1 << 21) { panels } else { panels.div_ceil(threads) };
-        let ranges: Vec<(usize, usize)> = (0..panels).step_by(per_thread).map(|p| (p, (p + per_thread).min(panels))).collect();
+        let ranges: Vec<(usize, usize)> =
+            (0..panels).step_by(per_thread).map(|p| (p, (p + per_thread).min(panels))).collect();
         let out_ptr = SendPtr(out.as_mut_ptr());
         let work = |&(first, last): &(usize, usize)| {
             let out_ptr = &out_ptr;
@@ -82,40 +83,49 @@ impl PackedWeight {
             // blocks), a block of rows (its output, ~0.8 MiB, stays in L2 across the k blocks),
             // a k block (one panel's block, 36 KiB, stays in L1 across the row tiles).
             for group in (first..last).step_by(PANEL_GROUP) {
-            for i_block in (0..m).step_by(MAX_BLOCK_ROWS) {
-                let rows = MAX_BLOCK_ROWS.min(m - i_block);
-                for k0 in (0..k).step_by(KC) {
-                    let kc = KC.min(k - k0);
-                    for p in group..(group + PANEL_GROUP).min(last) {
-                        let cols = NR.min(n - p * NR);
-                        let b = &self.panels[p * k * NR + k0 * NR..];
-                        for i0 in (i_block..i_block + rows).step_by(MR) {
-                            // SAFETY: rows i0.. of `a` hold k values from k0 and the panel
-                            // block kc×NR; this thread alone writes columns p·NR..p·NR+cols of
-                            // rows i0.. of `out`, all within the bounds asserted above.
-                            unsafe {
-                                let a = a.as_ptr().add(i0 * lda + k0);
-                                let c = out_ptr.0.wrapping_add(i0 * n + p * NR);
-                                // The tiles after the first share out the next block's fetch.
-                                let tiles = rows.div_ceil(MR);
-                                let t = (i0 - i_block) / MR;
-                                let next_lines = if t == 0 || tiles < 2 || p + 1 >= last { 0 } else { (kc * NV).div_ceil(tiles - 1) };
-                                let next = self.panels.as_ptr().wrapping_add((p + 1) * k * NR + k0 * NR + (t - t.min(1)) * next_lines * 16);
-                                let post = TilePost {
-                                    first_tile: i0 == i_block,
-                                    next,
-                                    next_lines,
-                                    last: k0 + kc == k,
-                                    bias: post.bias.map_or(std::ptr::null(), |b| b.as_ptr().wrapping_add(p * NR)),
-                                    gelu: post.gelu,
-                                    residual: post.residual.map_or(std::ptr::null(), |r| r.as_ptr().wrapping_add(i0 * n + p * NR)),
-                                };
-                                dispatch_tile!((m - i0).min(MR), a, lda, b.as_ptr(), kc, c, n, cols, k0 > 0, post);
+                for i_block in (0..m).step_by(MAX_BLOCK_ROWS) {
+                    let rows = MAX_BLOCK_ROWS.min(m - i_block);
+                    for k0 in (0..k).step_by(KC) {
+                        let kc = KC.min(k - k0);
+                        for p in group..(group + PANEL_GROUP).min(last) {
+                            let cols = NR.min(n - p * NR);
+                            let b = &self.panels[p * k * NR + k0 * NR..];
+                            for i0 in (i_block..i_block + rows).step_by(MR) {
+                                // SAFETY: rows i0.. of `a` hold k values from k0 and the panel
+                                // block kc×NR; this thread alone writes columns p·NR..p·NR+cols of
+                                // rows i0.. of `out`, all within the bounds asserted above.
+                                unsafe {
+                                    let a = a.as_ptr().add(i0 * lda + k0);
+                                    let c = out_ptr.0.wrapping_add(i0 * n + p * NR);
+                                    // The tiles after the first share out the next block's fetch.
+                                    let tiles = rows.div_ceil(MR);
+                                    let t = (i0 - i_block) / MR;
+                                    let next_lines = if t == 0 || tiles < 2 || p + 1 >= last {
+                                        0
+                                    } else {
+                                        (kc * NV).div_ceil(tiles - 1)
+                                    };
+                                    let next = self
+                                        .panels
+                                        .as_ptr()
+                                        .wrapping_add((p + 1) * k * NR + k0 * NR + (t - t.min(1)) * next_lines * 16);
+                                    let post = TilePost {
+                                        first_tile: i0 == i_block,
+                                        next,
+                                        next_lines,
+                                        last: k0 + kc == k,
+                                        bias: post.bias.map_or(std::ptr::null(), |b| b.as_ptr().wrapping_add(p * NR)),
+                                        gelu: post.gelu,
+                                        residual: post
+                                            .residual
+                                            .map_or(std::ptr::null(), |r| r.as_ptr().wrapping_add(i0 * n + p * NR)),
+                                    };
+                                    dispatch_tile!((m - i0).min(MR), a, lda, b.as_ptr(), kc, c, n, cols, k0 > 0, post);
+                                }
                             }
                         }
                     }
                 }
-            }
             }
         };
         if ranges.len() > 1 {
@@ -171,7 +181,17 @@ struct TilePost {
 /// k block the epilogue, storing only the first `cols` columns.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile<const R: usize>(a: *const f32, lda: usize, b: *const f32, kc: usize, c: *mut f32, ldc: usize, cols: usize, accumulate: bool, post: TilePost) {
+unsafe fn tile<const R: usize>(
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    kc: usize,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    accumulate: bool,
+    post: TilePost,
+) {
     let masks: [__mmask16; NV] = std::array::from_fn(|v| match cols.saturating_sub(v * 16) {
         0 => 0,
         n if n >= 16 => 0xffff,
@@ -228,7 +248,8 @@ unsafe fn tile<const R: usize>(a: *const f32, lda: usize, b: *const f32, kc: usi
     }
     if post.last {
         if !post.bias.is_null() {
-            let bias: [__m512; NV] = std::array::from_fn(|v| _mm512_maskz_loadu_ps(masks[v], post.bias.wrapping_add(v * 16)));
+            let bias: [__m512; NV] =
+                std::array::from_fn(|v| _mm512_maskz_loadu_ps(masks[v], post.bias.wrapping_add(v * 16)));
             for row in acc.iter_mut() {
                 for (x, &bb) in row.iter_mut().zip(&bias) {
                     *x = _mm512_add_ps(*x, bb);
@@ -278,7 +299,8 @@ unsafe fn gelu16(x: __m512) -> __m512 {
     p = add(splat(0.5), mul(r, p));
     p = add(splat(1.0), mul(r, p));
     p = add(splat(1.0), mul(r, p));
-    let scale = _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(_mm512_cvttps_epi32(n), _mm512_set1_epi32(127))));
+    let scale =
+        _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(_mm512_cvttps_epi32(n), _mm512_set1_epi32(127))));
     let y = sub(splat(1.0), mul(poly, mul(p, scale)));
     // copysign(y, z)
     let sign = _mm512_set1_epi32(i32::MIN);
@@ -329,7 +351,15 @@ mod tests {
         let mut rng = Rng::new(31);
         // Shapes cover partial tiles, partial panels, several k blocks and row blocks; the
         // last case reads `a` with a row stride larger than k.
-        for (m, n, k, lda) in [(1, 1, 1, 1), (7, 33, 5, 5), (32, 768, 768, 768), (13, 128, 3072, 3072), (300, 96, 257, 257), (600, 2400, 40, 40), (9, 17, 512, 700)] {
+        for (m, n, k, lda) in [
+            (1, 1, 1, 1),
+            (7, 33, 5, 5),
+            (32, 768, 768, 768),
+            (13, 128, 3072, 3072),
+            (300, 96, 257, 257),
+            (600, 2400, 40, 40),
+            (9, 17, 512, 700),
+        ] {
             let (a, w) = (rng.vec((m - 1) * lda + k, 1.0), rng.vec(n * k, 0.1));
             let mut out = vec![f32::NAN; m * n];
             PackedWeight::pack(&w, n, k).matmul_strided(&a, lda, m, &mut out, Epilogue::default(), true);

@@ -82,7 +82,9 @@ impl Dense {
                 }
             }
             #[cfg(target_arch = "x86_64")]
-            Weight::Packed(p) => p.matmul(x, rows, y, super::avx512::Epilogue { bias: self.bias.as_deref(), gelu, residual }),
+            Weight::Packed(p) => {
+                p.matmul(x, rows, y, super::avx512::Epilogue { bias: self.bias.as_deref(), gelu, residual })
+            }
         }
         Ok(())
     }

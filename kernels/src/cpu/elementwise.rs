@@ -101,7 +101,8 @@ fn exp(x: f32) -> f32 {
     let t = x * std::f32::consts::LOG2_E + 12_582_912.0;
     let n = t - 12_582_912.0;
     let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
-    let p = 1.0 + r * (1.0 + r * (0.5 + r * (0.166_666_67 + r * (0.041_666_668 + r * (0.008_333_334 + r * 0.001_388_889)))));
+    let p = 1.0
+        + r * (1.0 + r * (0.5 + r * (0.166_666_67 + r * (0.041_666_668 + r * (0.008_333_334 + r * 0.001_388_889)))));
     // 2^n: n + 127 into the exponent field (the magic number's own bits shift out).
     p * f32::from_bits(t.to_bits().wrapping_add(127) << 23)
 }
@@ -126,7 +127,8 @@ mod tests {
         input.extend([0.0, -0.0, 1e-30, -1e-30, 30.0, -30.0, 100.0, -100.0, f32::MIN_POSITIVE]);
         let mut out = input.clone();
         gelu_erf(&mut out);
-        let want: Vec<f64> = input.iter().map(|&x| x as f64 * 0.5 * (1.0 + libm::erf(x as f64 / 2f64.sqrt()))).collect();
+        let want: Vec<f64> =
+            input.iter().map(|&x| x as f64 * 0.5 * (1.0 + libm::erf(x as f64 / 2f64.sqrt()))).collect();
         let err = max_rel_err(&out, &want);
         assert!(err < 3e-7, "{err}");
         let mut portable = input.clone();

@@ -26,13 +26,24 @@ pub fn matmul_transposed(a: &[f32], b: &[f32], out: &mut [f32], m: usize, n: usi
     // below address exactly those row-major layouts (b read as its transpose).
     unsafe {
         gemm::gemm(
-            m, n, k,
-            out.as_mut_ptr(), 1, n as isize,
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
             false,
-            a.as_ptr(), 1, k as isize,
-            b.as_ptr(), k as isize, 1,
-            0.0, 1.0,
-            false, false, false,
+            a.as_ptr(),
+            1,
+            k as isize,
+            b.as_ptr(),
+            k as isize,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
             parallelism(m, n, k),
         );
     }
@@ -60,7 +71,8 @@ mod tests {
         let mut out = vec![0.0; m * n];
         for i in 0..m {
             for j in 0..n {
-                out[i * n + j] = bias[j] as f64 + (0..k).map(|p| a[i * k + p] as f64 * w[j * k + p] as f64).sum::<f64>();
+                out[i * n + j] =
+                    bias[j] as f64 + (0..k).map(|p| a[i * k + p] as f64 * w[j * k + p] as f64).sum::<f64>();
             }
         }
         out

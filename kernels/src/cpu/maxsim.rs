@@ -95,7 +95,11 @@ mod tests {
         for (nq, nd) in [(32, 1), (32, 300), (5, 17)] {
             let (q, d) = (rng.vec(nq * dim, 0.1), rng.vec(nd * dim, 0.1));
             let want: f64 = (0..nq)
-                .map(|i| (0..nd).map(|j| (0..dim).map(|x| q[i * dim + x] as f64 * d[j * dim + x] as f64).sum::<f64>()).fold(f64::NEG_INFINITY, f64::max))
+                .map(|i| {
+                    (0..nd)
+                        .map(|j| (0..dim).map(|x| q[i * dim + x] as f64 * d[j * dim + x] as f64).sum::<f64>())
+                        .fold(f64::NEG_INFINITY, f64::max)
+                })
                 .sum();
             let got = maxsim(&q, &d, dim).unwrap() as f64;
             assert!((got - want).abs() < 1e-5 * want.abs().max(1.0), "{nq}x{nd}: {got} vs {want}");
@@ -109,9 +113,11 @@ mod tests {
         let mut rng = Rng::new(47);
         let dim = 16;
         // Enough documents to span several chunks, one of them empty; queries of mixed lengths.
-        let docs: Vec<Vec<f32>> = (0..70).map(|i| rng.vec(if i == 3 { 0 } else { (i * 37) % 700 + 1 } * dim, 0.3)).collect();
+        let docs: Vec<Vec<f32>> =
+            (0..70).map(|i| rng.vec(if i == 3 { 0 } else { (i * 37) % 700 + 1 } * dim, 0.3)).collect();
         let queries: Vec<Vec<f32>> = (0..37).map(|i| rng.vec((i % 5 + 1) * 8 * dim, 0.3)).collect();
-        let (d, q): (Vec<&[f32]>, Vec<&[f32]>) = (docs.iter().map(Vec::as_slice).collect(), queries.iter().map(Vec::as_slice).collect());
+        let (d, q): (Vec<&[f32]>, Vec<&[f32]>) =
+            (docs.iter().map(Vec::as_slice).collect(), queries.iter().map(Vec::as_slice).collect());
         let fast = maxsim_matrix(&q, &d, dim).unwrap();
         for (i, qq) in q.iter().enumerate() {
             for (j, dd) in d.iter().enumerate() {
