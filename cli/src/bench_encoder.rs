@@ -2,19 +2,18 @@
 //! same shapes `scripts/bench_encoder.py` gives PyTorch and ONNX Runtime: one 32-token query
 //! (latency), 32 queries of 32 tokens, 8 documents of 300 tokens (throughput).
 
-use std::path::PathBuf;
 use std::time::Instant;
 
-use encoder_node::model::{resolve_model, Batch, ColbertModel, EncodeOptions};
+use encoder_node::model::{Batch, ColbertModel, EncodeOptions};
 use serde::Serialize;
+
+use crate::model_args::ModelArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Model directory (e.g. the one scripts/make_bench_model.py writes).
-    #[arg(long, default_value = ".deps/bench-model")]
-    model: String,
-    #[arg(long, env = "JACOLBERT_MECAB_DIC")]
-    mecab_dic: Option<PathBuf>,
+    /// The model, e.g. `.deps/bench-model` as scripts/make_bench_model.py writes it.
+    #[command(flatten)]
+    model: ModelArgs,
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -71,7 +70,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(n) = args.threads {
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global()?;
     }
-    let model = ColbertModel::load(&resolve_model(&args.model)?, args.mecab_dic.as_deref(), EncodeOptions::default())?;
+    let model = args.model.load(EncodeOptions::default())?;
     let vocab = model.tokenizer().vocab().len() as u64;
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut shapes = Vec::new();

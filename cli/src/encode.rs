@@ -6,18 +6,16 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use encoder_node::model::{resolve_model, ColbertModel, EncodeOptions};
+use encoder_node::model::EncodeOptions;
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 
+use crate::model_args::ModelArgs;
+
 #[derive(clap::Args)]
 pub struct Args {
-    /// Model directory, or a Hugging Face id present in the local HF cache.
-    #[arg(long)]
-    model: String,
-    /// MeCab dictionary directory (unidic-lite's `dicdir`).
-    #[arg(long, env = "JACOLBERT_MECAB_DIC")]
-    mecab_dic: Option<PathBuf>,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Queries, one per line.
     #[arg(long)]
     queries: Option<PathBuf>,
@@ -85,7 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         dynamic_query_length: args.dynamic_query_length,
         batch_size: args.batch_size,
     };
-    let model = ColbertModel::load(&resolve_model(&args.model)?, args.mecab_dic.as_deref(), options)?;
+    let model = args.model.load(options)?;
     let dim = model.dim();
     let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     if !queries.is_empty() {

@@ -5,17 +5,16 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use encoder_node::model::{resolve_model, ColbertModel, EncodeOptions};
+use encoder_node::model::EncodeOptions;
 use serde::Serialize;
 
 use crate::jsquad;
+use crate::model_args::ModelArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long)]
-    model: String,
-    #[arg(long, env = "JACOLBERT_MECAB_DIC")]
-    mecab_dic: Option<PathBuf>,
+    #[command(flatten)]
+    model: ModelArgs,
     #[arg(long, default_value = "tests/fixtures/jsquad/jsquad-valid-v1.1.json")]
     jsquad: PathBuf,
     /// Keep the "title [SEP] " headline on paragraphs.
@@ -38,7 +37,7 @@ struct Report {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let data = jsquad::load(&args.jsquad, args.keep_headline)?;
-    let model = ColbertModel::load(&resolve_model(&args.model)?, args.mecab_dic.as_deref(), EncodeOptions::default())?;
+    let model = args.model.load(EncodeOptions::default())?;
     let start = Instant::now();
     let docs = model.encode_documents(&data.contexts.iter().map(String::as_str).collect::<Vec<_>>())?;
     let queries = model.encode_queries(&data.questions.iter().map(|(q, _)| q.as_str()).collect::<Vec<_>>())?;

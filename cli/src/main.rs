@@ -6,6 +6,7 @@ mod bench_tokenizer;
 mod encode;
 mod eval_jsquad;
 mod jsquad;
+mod model_args;
 mod tokenize;
 
 use clap::{Parser, Subcommand};
