@@ -101,6 +101,11 @@ impl ColbertModel {
     pub fn load(dir: &Path, mecab_dic: Option<&Path>, options: EncodeOptions) -> Result<ColbertModel> {
         let config = BertConfig::load(dir)?;
         let mut settings = ColbertSettings::load(dir)?;
+        // Settings the checkpoint cannot serve are refused before its weights are read.
+        let max_len = config.max_position_embeddings;
+        if settings.query_maxlen > max_len || settings.doc_maxlen > max_len {
+            return Err(Error::model(dir, format!("query_maxlen/doc_maxlen exceed max_position_embeddings {max_len}")));
+        }
         let hidden = config.hidden_size;
         let mut weights = Weights::load(&dir.join("model.safetensors"))?;
         let projection = if weights.shape("linear.weight").is_some() {
@@ -144,10 +149,6 @@ impl ColbertModel {
                     skip[id as usize] = true;
                 }
             }
-        }
-        let max_len = bert.config().max_position_embeddings;
-        if settings.query_maxlen > max_len || settings.doc_maxlen > max_len {
-            return Err(Error::model(dir, format!("query_maxlen/doc_maxlen exceed max_position_embeddings {max_len}")));
         }
         tracing::info!(dir = %dir.display(), layers = bert.config().num_hidden_layers, hidden, dim, "ColBERT model loaded");
         Ok(ColbertModel {

@@ -56,8 +56,8 @@ impl Dense {
         self.run(x, rows, false, Some(residual))
     }
 
-    /// `x · Wᵀ` into a caller's buffer of `rows·out` values (no bias), so that a loop of
-    /// products can reuse one allocation.
+    /// `x · Wᵀ + b` into a caller's buffer of `rows·out` values, so that a loop of products can
+    /// reuse one allocation.
     pub fn forward_into(&self, x: &[f32], rows: usize, y: &mut [f32]) -> Result<()> {
         check_len("dense", "out", y.len(), rows * self.out)?;
         self.run_into(x, rows, false, None, y)
