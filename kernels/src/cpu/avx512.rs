@@ -1,16 +1,17 @@
 //! An AVX-512 matrix product for weights that never change: `out[m,n] = a[m,k] · w[n,k]ᵀ`.
 //!
 //! The weight is packed once into panels of 48 output columns, `[k][48]` each, so the kernel
-//! reads it with three vector loads per k step. `a` is read in place, eight rows at a time (eight
-//! sequential streams the prefetchers follow; packing them cost more than it saved here), each
-//! value broadcast against the three weight vectors: 24 accumulators per 8×48 tile, enough to
-//! hide the FMA latency. Panels, rows and k are blocked (see `matmul_strided`) so that a
-//! panel's k block stays in L1 while the row tiles pass over it and nothing is fetched from
-//! memory twice. The first tile over a weight block prefetches it. Bias, GELU and residual are
-//! applied in registers before the store. Threads split the panels, so each writes its own
-//! output columns.
+//! reads it with three vector loads per k step. Each block of `a` is packed into tiles of eight
+//! rows, `[k][8]` each, so that the kernel reads both operands from two pointers with constant
+//! offsets; each `a` value is broadcast against the three weight vectors: 24 accumulators per
+//! 8×48 tile, enough to hide the FMA latency. Rows and k are blocked (see `panels_pass`). The
+//! first tile over a weight block prefetches it, the later ones pull the next block towards
+//! L2. Bias, GELU and residual are applied in registers before the store. Threads split the
+//! rows when there are many, else the panels, so each writes its own part of the output.
 
 use std::arch::x86_64::*;
+
+use std::ops::Range;
 
 use rayon::prelude::*;
 
@@ -23,10 +24,11 @@ const MR: usize = 8;
 /// k steps between prefetching a weight row and using it.
 const PREFETCH_STEPS: usize = 8;
 /// k per block.
-const KC: usize = 192;
-/// Rows per block, and panels per group (see `matmul_strided`).
-const MAX_BLOCK_ROWS: usize = 256;
-const PANEL_GROUP: usize = 32;
+const KC: usize = 768;
+/// k steps per turn of the kernel's loop.
+const UNROLL: usize = 4;
+/// Rows per block (see `panels_pass`).
+const MAX_BLOCK_ROWS: usize = 128;
 
 /// Whether this kernel runs here: the CPU has AVX-512F and `JACOLBERT_KERNELS` is not
 /// `portable` (which forces the portable path, to compare the two or to rule one out).
@@ -71,67 +73,115 @@ impl PackedWeight {
         assert!(post.bias.is_none_or(|b| b.len() >= n) && post.residual.is_none_or(|r| r.len() >= m * n));
         let panels = n.div_ceil(NR);
         let threads = rayon::current_num_threads().max(1);
-        // Below ~2 MFLOP one thread is faster than a fork-join.
-        let per_thread = if !parallel || m * n * k < (1 << 21) { panels } else { panels.div_ceil(threads) };
-        let ranges: Vec<(usize, usize)> =
-            (0..panels).step_by(per_thread).map(|p| (p, (p + per_thread).min(panels))).collect();
+        // Each thread takes a share of the rows when there are enough of them (each then
+        // packs only its own rows), else a share of the panels. Below ~2 MFLOP one thread is
+        // faster than a fork-join.
+        let shares = if !parallel || m * n * k < (1 << 21) { 1 } else { threads };
+        let ranges: Vec<(Range<usize>, Range<usize>)> = if m >= shares * 2 * MAX_BLOCK_ROWS {
+            let per = m.div_ceil(shares).next_multiple_of(MR);
+            (0..m).step_by(per).map(|i| (i..(i + per).min(m), 0..panels)).collect()
+        } else {
+            let per = panels.div_ceil(shares);
+            (0..panels).step_by(per).map(|p| (0..m, p..(p + per).min(panels))).collect()
+        };
         let out_ptr = SendPtr(out.as_mut_ptr());
-        let work = |&(first, last): &(usize, usize)| {
-            let out_ptr = &out_ptr;
-            // Three levels of blocking, so that nothing is fetched from memory twice per pass:
-            // a group of panels (their KC-row blocks, ~1.1 MiB, stay in L2 across all row
-            // blocks), a block of rows (its output, ~0.8 MiB, stays in L2 across the k blocks),
-            // a k block (one panel's block, 36 KiB, stays in L1 across the row tiles).
-            for group in (first..last).step_by(PANEL_GROUP) {
-                for i_block in (0..m).step_by(MAX_BLOCK_ROWS) {
-                    let rows = MAX_BLOCK_ROWS.min(m - i_block);
-                    for k0 in (0..k).step_by(KC) {
-                        let kc = KC.min(k - k0);
-                        for p in group..(group + PANEL_GROUP).min(last) {
-                            let cols = NR.min(n - p * NR);
-                            let b = &self.panels[p * k * NR + k0 * NR..];
-                            for i0 in (i_block..i_block + rows).step_by(MR) {
-                                // SAFETY: rows i0.. of `a` hold k values from k0 and the panel
-                                // block kc×NR; this thread alone writes columns p·NR..p·NR+cols of
-                                // rows i0.. of `out`, all within the bounds asserted above.
-                                unsafe {
-                                    let a = a.as_ptr().add(i0 * lda + k0);
-                                    let c = out_ptr.0.wrapping_add(i0 * n + p * NR);
-                                    // The tiles after the first share out the next block's fetch.
-                                    let tiles = rows.div_ceil(MR);
-                                    let t = (i0 - i_block) / MR;
-                                    let next_lines = if t == 0 || tiles < 2 || p + 1 >= last {
-                                        0
-                                    } else {
-                                        (kc * NV).div_ceil(tiles - 1)
-                                    };
-                                    let next = self
-                                        .panels
-                                        .as_ptr()
-                                        .wrapping_add((p + 1) * k * NR + k0 * NR + (t - t.min(1)) * next_lines * 16);
-                                    let post = TilePost {
-                                        first_tile: i0 == i_block,
-                                        next,
-                                        next_lines,
-                                        last: k0 + kc == k,
-                                        bias: post.bias.map_or(std::ptr::null(), |b| b.as_ptr().wrapping_add(p * NR)),
-                                        gelu: post.gelu,
-                                        residual: post
-                                            .residual
-                                            .map_or(std::ptr::null(), |r| r.as_ptr().wrapping_add(i0 * n + p * NR)),
-                                    };
-                                    dispatch_tile!((m - i0).min(MR), a, lda, b.as_ptr(), kc, c, n, cols, k0 > 0, post);
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+        let work = |(rows, panels): &(Range<usize>, Range<usize>)| {
+            PACKED_A.with_borrow_mut(|packed| {
+                packed.resize(MAX_BLOCK_ROWS * KC, 0.0);
+                self.panels_pass(a, lda, rows.clone(), panels.clone(), packed, &out_ptr, post)
+            })
         };
         if ranges.len() > 1 {
             ranges.par_iter().for_each(work);
         } else {
             ranges.iter().for_each(work);
+        }
+    }
+}
+
+thread_local! {
+    /// Each thread's copy of the current block of `a`, tile by tile (see `pack_a`).
+    static PACKED_A: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl PackedWeight {
+    /// Rows `rows` and panels `panels` of the product on the calling thread, `packed` holding room for
+    /// one block of `a`. A block of rows is packed (≤ 128 × 768 values, 384 KiB, it stays in
+    /// L2 while all panels pass over it); each panel's k block (≤ 768 × 48, 144 KiB) stays in
+    /// L2 while the block's row tiles pass over it, each tile's packed rows (24 KiB) in L1.
+    /// k blocks are long so that a tile's output is loaded and stored rarely: that traffic,
+    /// not the weight's, was what held the kernel back with short ones.
+    #[allow(clippy::too_many_arguments)]
+    fn panels_pass(
+        &self,
+        a: &[f32],
+        lda: usize,
+        rows: Range<usize>,
+        panels: Range<usize>,
+        packed: &mut [f32],
+        out: &SendPtr,
+        post: Epilogue,
+    ) {
+        let (n, k) = (self.n, self.k);
+        let (m, last) = (rows.end, panels.end);
+        for i_block in rows.clone().step_by(MAX_BLOCK_ROWS) {
+            let rows = MAX_BLOCK_ROWS.min(m - i_block);
+            let tiles = rows.div_ceil(MR);
+            for k0 in (0..k).step_by(KC) {
+                let kc = KC.min(k - k0);
+                pack_a(&a[i_block * lda + k0..], lda, rows, kc, packed);
+                for p in panels.clone() {
+                    let cols = NR.min(n - p * NR);
+                    let b = &self.panels[p * k * NR + k0 * NR..];
+                    for t in 0..tiles {
+                        let i0 = i_block + t * MR;
+                        // The tiles after the first share out the next block's fetch.
+                        let next_lines =
+                            if t == 0 || tiles < 2 || p + 1 >= last { 0 } else { (kc * NV).div_ceil(tiles - 1) };
+                        let next = self
+                            .panels
+                            .as_ptr()
+                            .wrapping_add((p + 1) * k * NR + k0 * NR + t.saturating_sub(1) * next_lines * 16);
+                        let post = TilePost {
+                            first_tile: t == 0,
+                            next,
+                            next_lines,
+                            last: k0 + kc == k,
+                            bias: post.bias.map_or(std::ptr::null(), |b| b.as_ptr().wrapping_add(p * NR)),
+                            gelu: post.gelu,
+                            residual: post
+                                .residual
+                                .map_or(std::ptr::null(), |r| r.as_ptr().wrapping_add(i0 * n + p * NR)),
+                        };
+                        // SAFETY: tile t of `packed` holds kc×MR values and the panel block
+                        // kc×NR; this thread alone writes columns p·NR..p·NR+cols of rows
+                        // i0.. of `out`, all within the bounds asserted in `matmul_strided`.
+                        unsafe {
+                            let a = packed.as_ptr().add(t * kc * MR);
+                            let c = out.0.wrapping_add(i0 * n + p * NR);
+                            dispatch_tile!((m - i0).min(MR), a, b.as_ptr(), kc, c, n, cols, k0 > 0, post);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Copies `rows` rows of `kc` values of `a` (rows `lda` apart) into `packed` as tiles of MR
+/// rows, each `[kc][MR]` (rows past the end are zero), so that the kernel reads one stream
+/// with constant offsets instead of eight strided rows.
+fn pack_a(a: &[f32], lda: usize, rows: usize, kc: usize, packed: &mut [f32]) {
+    for (t, tile) in packed[..rows.div_ceil(MR) * kc * MR].chunks_exact_mut(kc * MR).enumerate() {
+        for r in 0..MR {
+            let i = t * MR + r;
+            if i < rows {
+                for (kk, &v) in a[i * lda..i * lda + kc].iter().enumerate() {
+                    tile[kk * MR + r] = v;
+                }
+            } else {
+                (0..kc).for_each(|kk| tile[kk * MR + r] = 0.0);
+            }
         }
     }
 }
@@ -151,7 +201,7 @@ macro_rules! dispatch_tile {
 use dispatch_tile;
 
 struct SendPtr(*mut f32);
-// SAFETY: threads write disjoint column ranges through it (see `matmul`).
+// SAFETY: threads write disjoint row or column ranges through it (see `matmul`).
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
@@ -177,13 +227,13 @@ struct TilePost {
     residual: *const f32,
 }
 
-/// One `R×NR` tile over `kc` steps of k: `c (+)= a[R rows, kc] · b[kc][NR]`, then on the last
-/// k block the epilogue, storing only the first `cols` columns.
+/// One `R×NR` tile over `kc` steps of k: `c (+)= a[kc][MR] · b[kc][NR]` (the first R of
+/// each MR values of `a` used), then on the last k block the epilogue, storing only the first
+/// `cols` columns.
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile<const R: usize>(
     a: *const f32,
-    lda: usize,
     b: *const f32,
     kc: usize,
     c: *mut f32,
@@ -208,16 +258,34 @@ unsafe fn tile<const R: usize>(
             }
         }
     }
-    // A macro, not a closure: the accumulators must stay in registers.
+    // Macros, not closures: the accumulators must stay in registers. The k loop is unrolled
+    // by UNROLL with constant offsets from two pointers, so that next to the 24 FMAs of a
+    // step there is almost no integer work competing for their ports.
     macro_rules! step {
-        ($kk:expr) => {{
-            let kk = $kk;
-            let bv: [__m512; NV] = std::array::from_fn(|v| _mm512_loadu_ps(b.add(kk * NR + v * 16)));
+        ($ap:expr, $bp:expr, $kk:expr) => {{
+            let bv: [__m512; NV] = std::array::from_fn(|v| _mm512_loadu_ps($bp.add($kk * NR + v * 16)));
             for (r, row) in acc.iter_mut().enumerate() {
-                let av = _mm512_set1_ps(*a.add(r * lda + kk));
+                let av = _mm512_set1_ps(*$ap.add($kk * MR + r));
                 for (x, &bw) in row.iter_mut().zip(&bv) {
                     *x = _mm512_fmadd_ps(av, bw, *x);
                 }
+            }
+        }};
+    }
+    macro_rules! k_loop {
+        (|$bp:ident, $kk:ident| $prefetch:expr) => {{
+            let (mut ap, mut $bp) = (a, b);
+            for _ in 0..kc / UNROLL {
+                for $kk in 0..UNROLL {
+                    $prefetch;
+                    step!(ap, $bp, $kk);
+                }
+                ap = ap.add(UNROLL * MR);
+                $bp = $bp.add(UNROLL * NR);
+            }
+            for $kk in 0..kc % UNROLL {
+                $prefetch;
+                step!(ap, $bp, $kk);
             }
         }};
     }
@@ -225,26 +293,25 @@ unsafe fn tile<const R: usize>(
         // The first tile over a weight block streams it from memory (for one query, every
         // block): ask for each row a few steps ahead. Later tiles find it in L1, where the
         // extra instructions would only cost.
-        for kk in 0..kc {
-            for v in 0..NV {
-                _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add((kk + PREFETCH_STEPS) * NR + v * 16) as *const i8);
-            }
-            step!(kk);
-        }
+        k_loop!(|bp, kk| for v in 0..NV {
+            _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add((kk + PREFETCH_STEPS) * NR + v * 16) as *const i8);
+        });
     } else if post.next_lines > 0 {
-        // Spread this tile's share of the next block over its k steps, into L2 (the first tile
-        // over that block then finds it close).
-        let per_step = post.next_lines.div_ceil(kc);
-        for kk in 0..kc {
-            for line in kk * per_step..((kk + 1) * per_step).min(post.next_lines) {
-                _mm_prefetch::<_MM_HINT_T1>(post.next.wrapping_add(line * 16) as *const i8);
+        // Spread this tile's share of the next block over its k steps, into L2: the first
+        // tile over that block then finds it close.
+        let per_step = post.next_lines.div_ceil(kc) * 16;
+        let mut next = post.next;
+        let end = post.next.wrapping_add(post.next_lines * 16);
+        k_loop!(|bp, kk| {
+            let mut line = next;
+            while line < end && line < next.wrapping_add(per_step) {
+                _mm_prefetch::<_MM_HINT_T1>(line as *const i8);
+                line = line.wrapping_add(16);
             }
-            step!(kk);
-        }
+            next = line;
+        });
     } else {
-        for kk in 0..kc {
-            step!(kk);
-        }
+        k_loop!(|bp, kk| {});
     }
     if post.last {
         if !post.bias.is_null() {
