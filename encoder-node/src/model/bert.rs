@@ -134,16 +134,21 @@ impl Bert {
             head_dim: self.config.head_dim(),
             row_stride: 3 * h,
         };
+        // One buffer per intermediate, reused by every layer: fresh ones would be zeroed and
+        // faulted in again each time.
+        let inter_size = self.config.intermediate_size;
+        let (mut qkv, mut ctx) = (vec![0.0f32; rows * 3 * h], vec![0.0f32; rows * h]);
+        let (mut attn, mut inter) = (vec![0.0f32; rows * h], vec![0.0f32; rows * inter_size]);
         for layer in &self.layers {
-            let qkv = layer.qkv.forward(&x, rows)?;
-            let mut ctx = vec![0.0f32; rows * h];
+            layer.qkv.forward_into(&x, rows, &mut qkv)?;
             cpu::attention(&qkv, &qkv[h..], &qkv[2 * h..], input.mask, &mut ctx, shape)?;
-            let mut attn = layer.attn_out.forward_add(&ctx, rows, &x)?;
+            layer.attn_out.forward_add_into(&ctx, rows, &x, &mut attn)?;
             layer.attn_norm.forward(&mut attn)?;
-            let inter = layer.intermediate.forward_gelu(&attn, rows)?;
-            let mut out = layer.output.forward_add(&inter, rows, &attn)?;
-            layer.out_norm.forward(&mut out)?;
-            x = out;
+            layer.intermediate.forward_gelu_into(&attn, rows, &mut inter)?;
+            // The layer's input is spent once `attn` holds it as a residual: the output
+            // overwrites it.
+            layer.output.forward_add_into(&inter, rows, &attn, &mut x)?;
+            layer.out_norm.forward(&mut x)?;
         }
         Ok(x)
     }

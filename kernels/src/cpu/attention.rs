@@ -52,52 +52,89 @@ pub fn attention(
     let contexts: Vec<Vec<f32>> = (0..batch * heads)
         .into_par_iter()
         .map(|task| {
-            let (b, head) = (task / heads, task % heads);
-            let mask = &key_mask[b * seq..(b + 1) * seq];
-            let mut keys: Vec<usize> = (0..seq).filter(|&j| mask[j] != 0).collect();
-            if keys.is_empty() {
-                keys = (0..seq).collect();
-            }
-            let start = |row: usize| (b * seq + row) * row_stride + head * d;
-            let q_bh: Vec<f32> = (0..seq).flat_map(|i| q[start(i)..start(i) + d].iter().copied()).collect();
-            let k_sel: Vec<f32> = keys.iter().flat_map(|&j| k[start(j)..start(j) + d].iter().copied()).collect();
-            // vᵀ, so that both products have the `a · bᵀ` form.
-            let mut v_t = vec![0.0f32; d * keys.len()];
-            for (kk, &j) in keys.iter().enumerate() {
-                for (x, &val) in v[start(j)..start(j) + d].iter().enumerate() {
-                    v_t[x * keys.len() + kk] = val;
+            SCRATCH.with_borrow_mut(|scratch| {
+                let (b, head) = (task / heads, task % heads);
+                let start = |row: usize| (b * seq + row) * row_stride + head * d;
+                let Scratch { keys, q_bh, k_sel, v_t, scores, packed } = scratch;
+                let mask = &key_mask[b * seq..(b + 1) * seq];
+                keys.clear();
+                keys.extend((0..seq).filter(|&j| mask[j] != 0));
+                if keys.is_empty() {
+                    keys.extend(0..seq);
                 }
-            }
-            let mut scores = product_bt(&q_bh, &k_sel, seq, keys.len(), d)?;
-            for row in scores.chunks_exact_mut(keys.len()) {
-                row.iter_mut().for_each(|s| *s *= scale);
-                softmax_in_place(row);
-            }
-            product_bt(&scores, &v_t, seq, d, keys.len())
+                let n = keys.len();
+                q_bh.clear();
+                q_bh.extend((0..seq).flat_map(|i| q[start(i)..start(i) + d].iter()));
+                k_sel.clear();
+                k_sel.extend(keys.iter().flat_map(|&j| k[start(j)..start(j) + d].iter()));
+                // vᵀ, so that both products have the `a · bᵀ` form.
+                v_t.resize(d * n, 0.0);
+                for (kk, &j) in keys.iter().enumerate() {
+                    for (x, &val) in v[start(j)..start(j) + d].iter().enumerate() {
+                        v_t[x * n + kk] = val;
+                    }
+                }
+                scores.resize(seq * n, 0.0);
+                product_bt(q_bh, k_sel, seq, n, d, scores, packed)?;
+                for row in scores.chunks_exact_mut(n) {
+                    row.iter_mut().for_each(|s| *s *= scale);
+                    softmax_in_place(row);
+                }
+                // contextᵀ = vᵀ · scoresᵀ rather than context = scores · v: the kernel's
+                // panels are 48 columns wide, so `seq` columns waste less than `d` = 64 would.
+                let mut ctx_t = vec![0.0f32; d * seq];
+                product_bt(v_t, scores, d, seq, n, &mut ctx_t, packed)?;
+                Ok(ctx_t)
+            })
         })
         .collect::<Result<_>>()?;
-    for (task, ctx) in contexts.iter().enumerate() {
+    for (task, ctx_t) in contexts.iter().enumerate() {
         let (b, head) = (task / heads, task % heads);
-        for (t, row) in ctx.chunks_exact(d).enumerate() {
-            let at = (b * seq + t) * h + head * d;
-            out[at..at + d].copy_from_slice(row);
+        for (x, column) in ctx_t.chunks_exact(seq).enumerate() {
+            for (t, &value) in column.iter().enumerate() {
+                out[(b * seq + t) * h + head * d + x] = value;
+            }
         }
     }
     Ok(())
 }
 
-/// `a[m,k] · b[n,k]ᵀ` on this thread: the AVX-512 kernel where there is one, else `gemm`.
-fn product_bt(a: &[f32], b: &[f32], m: usize, n: usize, k: usize) -> Result<Vec<f32>> {
-    let mut out = vec![0.0f32; m * n];
+/// One thread's buffers for `attention`, kept between calls: a fresh score matrix is large
+/// enough to be mapped, zeroed and unmapped by the allocator every time.
+#[derive(Default)]
+struct Scratch {
+    keys: Vec<usize>,
+    q_bh: Vec<f32>,
+    k_sel: Vec<f32>,
+    v_t: Vec<f32>,
+    scores: Vec<f32>,
+    packed: Packed,
+}
+
+#[cfg(target_arch = "x86_64")]
+type Packed = Option<super::avx512::PackedWeight>;
+#[cfg(not(target_arch = "x86_64"))]
+type Packed = ();
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// `out = a[m,k] · b[n,k]ᵀ` on this thread: the AVX-512 kernel where there is one (`b` packed
+/// into `packed`'s allocation), else `gemm`.
+#[allow(unused_variables)]
+fn product_bt(a: &[f32], b: &[f32], m: usize, n: usize, k: usize, out: &mut [f32], packed: &mut Packed) -> Result<()> {
     #[cfg(target_arch = "x86_64")]
     if super::avx512::available() {
         check_len("attention", "a", a.len(), m * k)?;
         check_len("attention", "b", b.len(), n * k)?;
-        super::avx512::PackedWeight::pack(b, n, k).matmul_strided(a, k, m, &mut out, Default::default(), false);
-        return Ok(out);
+        check_len("attention", "out", out.len(), m * n)?;
+        let weight = packed.get_or_insert_with(|| super::avx512::PackedWeight::pack(&[], 0, 0));
+        weight.repack(b, n, k);
+        weight.matmul_strided(a, k, m, out, Default::default(), false);
+        return Ok(());
     }
-    matmul_transposed(a, b, &mut out, m, n, k)?;
-    Ok(out)
+    matmul_transposed(a, b, out, m, n, k)
 }
 
 #[cfg(test)]

@@ -49,16 +49,26 @@ pub struct PackedWeight {
 impl PackedWeight {
     /// Packs a row-major `[n, k]` weight.
     pub fn pack(w: &[f32], n: usize, k: usize) -> PackedWeight {
+        let mut packed = PackedWeight { n: 0, k: 0, panels: Vec::new() };
+        packed.repack(w, n, k);
+        packed
+    }
+
+    /// Packs another `[n, k]` weight into this one's allocation.
+    pub fn repack(&mut self, w: &[f32], n: usize, k: usize) {
+        assert!(w.len() >= n * k);
         let count = n.div_ceil(NR);
-        let mut panels = vec![0.0f32; count * k * NR];
-        for (p, panel) in panels.chunks_exact_mut(k * NR).enumerate() {
+        self.panels.clear();
+        self.panels.resize(count * k * NR, 0.0);
+        // `max(1)`: an empty weight (k = 0) has no panels, and chunks may not be empty.
+        for (p, panel) in self.panels.chunks_exact_mut((k * NR).max(1)).enumerate() {
             for j in 0..NR.min(n - p * NR) {
                 for (kk, &v) in w[(p * NR + j) * k..(p * NR + j + 1) * k].iter().enumerate() {
                     panel[kk * NR + j] = v;
                 }
             }
         }
-        PackedWeight { n, k, panels }
+        (self.n, self.k) = (n, k);
     }
 
     /// `out[m,n] = post(a[m,k] · wᵀ)` on all threads. Only call where `available()`.

@@ -42,35 +42,31 @@ impl Dense {
 
     /// `[rows, in]` → `[rows, out]`: `x · Wᵀ + b`.
     pub fn forward(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
-        self.run(x, rows, false, None)
-    }
-
-    /// `gelu(x · Wᵀ + b)` (BERT's intermediate layer), fused where the CPU allows.
-    pub fn forward_gelu(&self, x: &[f32], rows: usize) -> Result<Vec<f32>> {
-        self.run(x, rows, true, None)
-    }
-
-    /// `x · Wᵀ + b + residual` (BERT's output layers), fused where the CPU allows.
-    pub fn forward_add(&self, x: &[f32], rows: usize, residual: &[f32]) -> Result<Vec<f32>> {
-        check_len("dense", "residual", residual.len(), rows * self.out)?;
-        self.run(x, rows, false, Some(residual))
+        let mut y = vec![0.0f32; rows * self.out];
+        self.run_into(x, rows, false, None, &mut y)?;
+        Ok(y)
     }
 
     /// `x · Wᵀ + b` into a caller's buffer of `rows·out` values, so that a loop of products can
     /// reuse one allocation.
     pub fn forward_into(&self, x: &[f32], rows: usize, y: &mut [f32]) -> Result<()> {
-        check_len("dense", "out", y.len(), rows * self.out)?;
         self.run_into(x, rows, false, None, y)
     }
 
-    fn run(&self, x: &[f32], rows: usize, gelu: bool, residual: Option<&[f32]>) -> Result<Vec<f32>> {
-        let mut y = vec![0.0f32; rows * self.out];
-        self.run_into(x, rows, gelu, residual, &mut y)?;
-        Ok(y)
+    /// `gelu(x · Wᵀ + b)` (BERT's intermediate layer) into `y`, fused where the CPU allows.
+    pub fn forward_gelu_into(&self, x: &[f32], rows: usize, y: &mut [f32]) -> Result<()> {
+        self.run_into(x, rows, true, None, y)
+    }
+
+    /// `x · Wᵀ + b + residual` (BERT's output layers) into `y`, fused where the CPU allows.
+    pub fn forward_add_into(&self, x: &[f32], rows: usize, residual: &[f32], y: &mut [f32]) -> Result<()> {
+        check_len("dense", "residual", residual.len(), rows * self.out)?;
+        self.run_into(x, rows, false, Some(residual), y)
     }
 
     fn run_into(&self, x: &[f32], rows: usize, gelu: bool, residual: Option<&[f32]>, y: &mut [f32]) -> Result<()> {
         check_len("dense", "x", x.len(), rows * self.inp)?;
+        check_len("dense", "out", y.len(), rows * self.out)?;
         match &self.weight {
             Weight::Plain(w) => {
                 linear(x, w, self.bias.as_deref(), y, rows, self.out, self.inp)?;
@@ -103,18 +99,27 @@ mod tests {
             let residual = rng.vec(rows * out, 1.0);
             let fast = Dense::new(w.clone(), Some(b.clone()), out, inp).unwrap();
             let portable = Dense::plain(w, Some(b), out, inp).unwrap();
-            let pairs = [
-                (fast.forward(&x, rows).unwrap(), portable.forward(&x, rows).unwrap()),
-                (fast.forward_gelu(&x, rows).unwrap(), portable.forward_gelu(&x, rows).unwrap()),
-                (fast.forward_add(&x, rows, &residual).unwrap(), portable.forward_add(&x, rows, &residual).unwrap()),
-            ];
-            for (i, (f, p)) in pairs.iter().enumerate() {
-                let worst = f.iter().zip(p).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
-                assert!(worst < 1e-4, "{rows}x{out}x{inp} epilogue {i}: {worst}");
+            let run = |dense: &Dense, epilogue: usize| {
+                let mut y = vec![f32::NAN; rows * out];
+                match epilogue {
+                    0 => dense.forward_into(&x, rows, &mut y),
+                    1 => dense.forward_gelu_into(&x, rows, &mut y),
+                    _ => dense.forward_add_into(&x, rows, &residual, &mut y),
+                }
+                .unwrap();
+                y
+            };
+            for epilogue in 0..3 {
+                let (f, p) = (run(&fast, epilogue), run(&portable, epilogue));
+                let worst = f.iter().zip(&p).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+                assert!(worst < 1e-4, "{rows}x{out}x{inp} epilogue {epilogue}: {worst}");
             }
         }
         assert!(Dense::new(vec![0.0; 5], None, 2, 3).is_err());
         assert!(Dense::new(vec![0.0; 6], None, 2, 3).unwrap().forward(&[0.0; 4], 2).is_err());
-        assert!(Dense::new(vec![0.0; 6], None, 2, 3).unwrap().forward_add(&[0.0; 6], 2, &[0.0; 3]).is_err());
+        assert!(Dense::new(vec![0.0; 6], None, 2, 3)
+            .unwrap()
+            .forward_add_into(&[0.0; 6], 2, &[0.0; 3], &mut [0.0; 4])
+            .is_err());
     }
 }
