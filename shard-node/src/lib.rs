@@ -1,0 +1,13 @@
+//! A shard: a slice of the collection as compressed token vectors (`codec`), laid out for
+//! search by centroid (`index`), kept durably in sled (`store`), with the life cycle that ties
+//! them together (`shard`). See ARCHITECTURE.md and DESIGN.md §4.
+
+pub mod codec;
+mod error;
+// pub mod index;
+mod rng;
+// pub mod shard;
+// pub mod store;
+pub mod synthetic;
+
+pub use error::{Error, Result};
