@@ -91,7 +91,7 @@ mod tests {
         let data: Vec<f32> = (0..20_000 * dim).map(|i| rng.normal() * scale[i % dim]).collect();
         let (fit, test) = data.split_at(10_000 * dim);
         let mut previous = f64::INFINITY;
-        for (nbits, bound) in [(1, 0.62), (2, 0.40), (4, 0.12)] {
+        for (nbits, bound) in [(1, 0.62), (2, 0.40), (4, 0.17)] {
             let q = Quantizer::fit(fit, dim, nbits).unwrap();
             let mut code = vec![0u8; q.bytes()];
             let (mut err, mut norm) = (0.0f64, 0.0f64);
@@ -103,7 +103,7 @@ mod tests {
                 norm += v.iter().map(|a| (*a as f64).powi(2)).sum::<f64>();
             }
             // Relative RMS error of a Gaussian quantised at its 2^nbits quantiles, with margin:
-            // ~0.60 at 1 bit, ~0.37 at 2, ~0.1 at 4 (equal-mass buckets, not Lloyd–Max).
+            // ~0.60 at 1 bit, ~0.37 at 2, ~0.15 at 4 (equal-mass buckets, not Lloyd–Max).
             let rel = (err / norm).sqrt();
             assert!(rel < bound && rel < previous, "{nbits} bits: {rel}");
             previous = rel;
