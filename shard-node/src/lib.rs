@@ -4,7 +4,7 @@
 
 pub mod codec;
 mod error;
-// pub mod index;
+pub mod index;
 mod rng;
 // pub mod shard;
 // pub mod store;

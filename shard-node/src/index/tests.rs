@@ -1,0 +1,86 @@
+use super::*;
+use crate::codec::TrainParams;
+use crate::synthetic::{Collection, Spec};
+
+pub(crate) fn small_index(docs: usize, nbits: usize) -> (Collection, Index, Vec<(Vec<u32>, Vec<u8>)>) {
+    let data = Collection::generate(&Spec { docs, tokens_per_doc: 30, centres: 128, dim: 64, seed: 2, ..Default::default() });
+    let codec = Codec::train(&data.vectors, 64, TrainParams { nbits, ..Default::default() }).unwrap();
+    let mut index = Index::new(codec.clone());
+    let mut encoded = Vec::new();
+    for i in 0..data.len() {
+        let (codes, residuals) = codec.encode(data.doc(i)).unwrap();
+        index.add(i as u32, &codes, &residuals).unwrap();
+        encoded.push((codes, residuals));
+    }
+    (data, index, encoded)
+}
+
+/// MaxSim over vectors decoded one document at a time, in f64.
+fn naive_exact(index: &Index, encoded: &[(Vec<u32>, Vec<u8>)], query: &[f32]) -> Vec<f64> {
+    let (codec, dim) = (index.codec(), index.codec().dim);
+    encoded
+        .iter()
+        .map(|(codes, residuals)| {
+            let doc: Vec<Vec<f32>> = codes
+                .iter()
+                .zip(residuals.chunks_exact(codec.residual_bytes()))
+                .map(|(&c, r)| {
+                    let mut v = vec![0.0; dim];
+                    codec.decode(c, r, &mut v);
+                    v
+                })
+                .collect();
+            query
+                .chunks_exact(dim)
+                .map(|q| doc.iter().map(|d| d.iter().zip(q).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>()).fold(f64::MIN, f64::max))
+                .sum()
+        })
+        .collect()
+}
+
+#[test]
+fn exact_mode_is_maxsim_over_decoded_vectors() {
+    let (data, index, encoded) = small_index(120, 2);
+    let queries = data.queries(3, 8, 0.3, 5);
+    let refs: Vec<&[f32]> = queries.iter().map(|(_, q)| q.as_slice()).collect();
+    let got = index.exact(&refs, 120, &|_| true).unwrap();
+    for ((_, q), hits) in queries.iter().zip(&got) {
+        let want = naive_exact(&index, &encoded, q);
+        assert_eq!(hits.len(), 120);
+        for h in hits {
+            assert!((h.score as f64 - want[h.doc as usize]).abs() < 1e-4, "doc {}: {} vs {}", h.doc, h.score, want[h.doc as usize]);
+        }
+    }
+}
+
+#[test]
+fn deleted_and_filtered_documents_are_never_returned() {
+    let (data, mut index, _) = small_index(100, 2);
+    let (target, q) = &data.queries(1, 16, 0.2, 8)[0];
+    let target = *target as u32;
+    let params = SearchParams::for_k(10);
+    assert_eq!(index.exact(&[q], 1, &|_| true).unwrap()[0][0].doc, target);
+    assert!(index.candidates(q, &params, &|_| true).unwrap().iter().any(|h| h.doc == target));
+    assert!(index.delete(target));
+    assert!(!index.delete(target));
+    assert_eq!(index.len(), 99);
+    assert!(index.exact(&[q], 100, &|_| true).unwrap()[0].iter().all(|h| h.doc != target));
+    assert!(index.candidates(q, &params, &|_| true).unwrap().iter().all(|h| h.doc != target));
+    let even = |d: u32| d % 2 == 0;
+    assert!(index.exact(&[q], 100, &even).unwrap()[0].iter().all(|h| h.doc % 2 == 0));
+    assert!(index.candidates(q, &params, &even).unwrap().iter().all(|h| h.doc % 2 == 0));
+}
+
+#[test]
+fn bad_queries_and_documents_are_refused() {
+    let (_, mut index, encoded) = small_index(20, 1);
+    let params = SearchParams::for_k(10);
+    assert!(index.candidates(&[], &params, &|_| true).is_err());
+    assert!(index.candidates(&[0.0; 65], &params, &|_| true).is_err());
+    assert!(index.candidates(&[f32::NAN; 64], &params, &|_| true).is_err());
+    assert!(index.candidates(&[0.1; 64], &SearchParams { nprobe: 0, ..params }, &|_| true).is_err());
+    let (codes, residuals) = &encoded[0];
+    assert!(index.add(3, codes, residuals).is_err(), "ids must grow");
+    assert!(index.add(50, codes, &residuals[1..]).is_err());
+    assert!(index.add(50, &[u32::MAX], &residuals[..index.codec().residual_bytes()]).is_err());
+}
