@@ -7,7 +7,7 @@ mod error;
 pub mod index;
 mod rng;
 // pub mod shard;
-// pub mod store;
+pub mod store;
 pub mod synthetic;
 
 pub use error::{Error, Result};

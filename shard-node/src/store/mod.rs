@@ -1,0 +1,315 @@
+//! Durable state in sled. Trees: `meta` (the checksummed manifest and the codec), `docs`
+//! (external id → internal id, text, metadata), `ids` (internal id → external id) and
+//! `vectors` (internal id → the document's tokens: raw f32 before the codec is trained, codes
+//! and residuals after; one value per document, as sled inflates many small ones). A write
+//! changes all trees in one transaction and returns only after sled has flushed it.
+//! Replacing a document removes the old version in the same transaction, so sled never holds
+//! tombstones: those live in the in-memory index until it is rebuilt.
+
+mod codec_bytes;
+
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+
+use crate::codec::Codec;
+use crate::{Error, Result};
+use codec_bytes::{put_string, seal, Reader};
+
+const MAGIC: &[u8; 4] = b"JCBS";
+pub const VERSION: u32 = 1;
+
+/// What the store says about itself; in `meta` under `manifest`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Manifest {
+    pub dim: u32,
+    pub nbits: u32,
+    pub next_id: u32,
+    /// The current codec's generation; 0 before the first training.
+    pub codec: u32,
+}
+
+impl Manifest {
+    fn to_bytes(self) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        for v in [VERSION, self.dim, self.nbits, self.next_id, self.codec] {
+            out.extend(v.to_le_bytes());
+        }
+        seal(out)
+    }
+
+    fn from_bytes(bytes: &[u8], path: &str) -> Result<Manifest> {
+        let corrupt = |reason: String| Error::Corrupt { path: path.to_string(), reason };
+        let payload = codec_bytes::open(bytes, "manifest", path)?;
+        let mut r = Reader::new(payload, "manifest");
+        if r.take(4).ok() != Some(MAGIC.as_slice()) {
+            return Err(corrupt("manifest: not a jacolbert shard store".into()));
+        }
+        let version = r.u32()?;
+        if version != VERSION {
+            return Err(corrupt(format!("manifest: store version {version}, this build reads version {VERSION}")));
+        }
+        let (dim, nbits, next_id, codec) = (r.u32()?, r.u32()?, r.u32()?, r.u32()?);
+        Ok(Manifest { dim, nbits, next_id, codec })
+    }
+}
+
+/// A document as the store keeps it, without its vectors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    pub id: String,
+    pub text: String,
+    pub metadata: String,
+}
+
+/// A document's tokens as stored: raw, or encoded by the codec of generation `codec`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Tokens {
+    Raw(Vec<f32>),
+    Encoded { codec: u32, codes: Vec<u32>, residuals: Vec<u8> },
+}
+
+impl Tokens {
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self {
+            Tokens::Raw(v) => {
+                out.push(0);
+                out.extend((v.len() as u32).to_le_bytes());
+                v.iter().for_each(|x| out.extend(x.to_le_bytes()));
+            }
+            Tokens::Encoded { codec, codes, residuals } => {
+                out.push(1);
+                out.extend(codec.to_le_bytes());
+                out.extend((codes.len() as u32).to_le_bytes());
+                codes.iter().for_each(|c| out.extend(c.to_le_bytes()));
+                out.extend(residuals);
+            }
+        }
+        seal(out)
+    }
+
+    fn from_bytes(bytes: &[u8], what: &str, path: &str) -> Result<Tokens> {
+        let payload = codec_bytes::open(bytes, what, path)?;
+        let corrupt = || Error::Corrupt { path: path.to_string(), reason: format!("{what}: malformed") };
+        let (&tag, rest) = payload.split_first().ok_or_else(corrupt)?;
+        let mut r = Reader::new(rest, what);
+        let codec = if tag == 1 { r.u32().map_err(|_| corrupt())? } else { 0 };
+        let n = r.u32().map_err(|_| corrupt())? as usize;
+        let words = |b: &[u8]| -> Vec<[u8; 4]> { b.chunks_exact(4).map(|c| c.try_into().unwrap()).collect() };
+        match tag {
+            0 => Ok(Tokens::Raw(words(r.take(n * 4).map_err(|_| corrupt())?).into_iter().map(f32::from_le_bytes).collect())),
+            1 => {
+                let codes = words(r.take(n * 4).map_err(|_| corrupt())?).into_iter().map(u32::from_le_bytes).collect();
+                Ok(Tokens::Encoded { codec, codes, residuals: r.rest().to_vec() })
+            }
+            _ => Err(corrupt()),
+        }
+    }
+}
+
+pub struct Store {
+    db: sled::Db,
+    meta: sled::Tree,
+    docs: sled::Tree,
+    ids: sled::Tree,
+    vectors: sled::Tree,
+    path: String,
+    manifest: Manifest,
+}
+
+/// What an upsert did to one document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    pub id: u32,
+    pub replaced: Option<u32>,
+}
+
+fn key(id: u32) -> [u8; 4] {
+    id.to_be_bytes()
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path` for vectors of `dim` at `nbits`. An existing
+    /// store must have a sound manifest of this version and the same dim; its nbits wins.
+    pub fn open(path: &std::path::Path, dim: u32, nbits: u32) -> Result<Store> {
+        let shown = path.display().to_string();
+        let db = sled::Config::new().path(path).open().map_err(|e| match e {
+            sled::Error::Corruption { .. } => Error::Corrupt { path: shown.clone(), reason: e.to_string() },
+            e => Error::Storage(e),
+        })?;
+        let tree = |name: &str| db.open_tree(name);
+        let (meta, docs, ids, vectors) = (tree("meta")?, tree("docs")?, tree("ids")?, tree("vectors")?);
+        let manifest = match meta.get("manifest")? {
+            Some(bytes) => Manifest::from_bytes(&bytes, &shown)?,
+            None if docs.is_empty() && vectors.is_empty() => {
+                let m = Manifest { dim, nbits, next_id: 0, codec: 0 };
+                meta.insert("manifest", m.to_bytes())?;
+                db.flush()?;
+                m
+            }
+            None => return Err(Error::Corrupt { path: shown, reason: "documents but no manifest".into() }),
+        };
+        if manifest.dim != dim {
+            return Err(Error::BadInput(format!("store {shown} holds vectors of dim {}, not {dim}", manifest.dim)));
+        }
+        let store = Store { db, meta, docs, ids, vectors, path: shown, manifest };
+        if manifest.codec > 0 {
+            store.codec(manifest.codec)?;
+        }
+        Ok(store)
+    }
+
+    pub fn manifest(&self) -> Manifest {
+        self.manifest
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The codec of generation `generation` (an error if it is missing or damaged).
+    pub fn codec(&self, generation: u32) -> Result<Codec> {
+        let corrupt = |reason: String| Error::Corrupt { path: self.path.clone(), reason };
+        let name = format!("codec/{generation}");
+        let bytes = self.meta.get(&name)?.ok_or_else(|| corrupt(format!("{name} is missing")))?;
+        let payload = codec_bytes::open(&bytes, &name, &self.path)?;
+        Codec::from_bytes(payload).map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// Writes documents with their tokens; each replaces any document with the same id.
+    pub fn upsert(&mut self, batch: &[(Document, Tokens)]) -> Result<Vec<Written>> {
+        let start = self.manifest.next_id;
+        if start as usize + batch.len() >= u32::MAX as usize {
+            return Err(Error::BadInput("the shard has run out of internal ids".into()));
+        }
+        let manifest = Manifest { next_id: start + batch.len() as u32, ..self.manifest };
+        let result = (&self.docs, &self.ids, &self.vectors, &self.meta).transaction(|(docs, ids, vectors, meta)| {
+            let mut written = Vec::with_capacity(batch.len());
+            for (i, (doc, tokens)) in batch.iter().enumerate() {
+                let id = start + i as u32;
+                let mut value = id.to_le_bytes().to_vec();
+                put_string(&mut value, &doc.text);
+                put_string(&mut value, &doc.metadata);
+                let replaced = docs.insert(doc.id.as_bytes(), seal(value))?.map(|old| u32::from_le_bytes(old[..4].try_into().unwrap()));
+                if let Some(old) = replaced {
+                    ids.remove(&key(old))?;
+                    vectors.remove(&key(old))?;
+                }
+                ids.insert(&key(id), doc.id.as_bytes())?;
+                vectors.insert(&key(id), tokens.to_bytes())?;
+                // A document given twice in one batch: the later one wins, the earlier is gone.
+                written.retain(|w: &Written| Some(w.id) != replaced);
+                written.push(Written { id, replaced });
+            }
+            meta.insert("manifest", manifest.to_bytes())?;
+            Ok::<_, ConflictableTransactionError<Error>>(written)
+        });
+        let written = result.map_err(transaction_error)?;
+        self.db.flush()?;
+        self.manifest = manifest;
+        Ok(written)
+    }
+
+    /// Removes documents by external id: the internal ids that were live.
+    pub fn delete(&mut self, external: &[String]) -> Result<Vec<u32>> {
+        let result = (&self.docs, &self.ids, &self.vectors).transaction(|(docs, ids, vectors)| {
+            let mut removed = Vec::new();
+            for id in external {
+                if let Some(old) = docs.remove(id.as_bytes())? {
+                    let old = u32::from_le_bytes(old[..4].try_into().unwrap());
+                    ids.remove(&key(old))?;
+                    vectors.remove(&key(old))?;
+                    removed.push(old);
+                }
+            }
+            Ok::<_, ConflictableTransactionError<Error>>(removed)
+        });
+        let removed = result.map_err(transaction_error)?;
+        self.db.flush()?;
+        Ok(removed)
+    }
+
+    /// A document and its internal id, by external id.
+    pub fn get(&self, external: &str) -> Result<Option<(u32, Document)>> {
+        let Some(bytes) = self.docs.get(external.as_bytes())? else { return Ok(None) };
+        let what = format!("document {external:?}");
+        let payload = codec_bytes::open(&bytes, &what, &self.path)?;
+        let mut r = Reader::new(payload, what);
+        let id = r.u32()?;
+        let (text, metadata) = (r.string()?, r.string()?);
+        Ok(Some((id, Document { id: external.to_string(), text, metadata })))
+    }
+
+    /// The external id of an internal one.
+    pub fn external_id(&self, id: u32) -> Result<Option<String>> {
+        Ok(self.ids.get(key(id))?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    pub fn tokens(&self, id: u32) -> Result<Option<Tokens>> {
+        match self.vectors.get(key(id))? {
+            Some(bytes) => Ok(Some(Tokens::from_bytes(&bytes, &format!("tokens of document {id}"), &self.path)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every stored document's tokens, in internal id order.
+    pub fn all_tokens(&self) -> impl Iterator<Item = Result<(u32, Tokens)>> + '_ {
+        self.vectors.iter().map(|entry| {
+            let (k, v) = entry?;
+            let id = u32::from_be_bytes(k.as_ref().try_into().map_err(|_| Error::Corrupt {
+                path: self.path.clone(),
+                reason: "a vectors key is not an id".into(),
+            })?);
+            Ok((id, Tokens::from_bytes(&v, &format!("tokens of document {id}"), &self.path)?))
+        })
+    }
+
+    /// Stores a new codec generation and makes it current; returns its generation. Documents
+    /// encoded by older generations stay readable (their codecs are kept), so rewriting them
+    /// (`rewrite`) can stop at any point without losing any.
+    pub fn install_codec(&mut self, codec: &Codec) -> Result<u32> {
+        let generation = self.manifest.codec + 1;
+        let manifest = Manifest { codec: generation, ..self.manifest };
+        (&self.meta,)
+            .transaction(|(meta,)| {
+                meta.insert(format!("codec/{generation}").as_bytes(), seal(codec.to_bytes()))?;
+                meta.insert("manifest", manifest.to_bytes())?;
+                Ok::<_, ConflictableTransactionError<Error>>(())
+            })
+            .map_err(transaction_error)?;
+        self.db.flush()?;
+        self.manifest = manifest;
+        Ok(generation)
+    }
+
+    /// Replaces stored documents' tokens (same internal ids), in batches of at most 1,000.
+    pub fn rewrite(&mut self, tokens: impl Iterator<Item = (u32, Tokens)>) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        let mut pending = 0;
+        for (id, t) in tokens {
+            batch.insert(&key(id), t.to_bytes());
+            pending += 1;
+            if pending == 1000 {
+                self.vectors.apply_batch(std::mem::take(&mut batch))?;
+                pending = 0;
+            }
+        }
+        self.vectors.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Bytes sled uses on disk.
+    pub fn disk_bytes(&self) -> Result<u64> {
+        Ok(self.db.size_on_disk()?)
+    }
+}
+
+fn transaction_error(e: TransactionError<Error>) -> Error {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => Error::Storage(e),
+    }
+}
+
+#[cfg(test)]
+mod tests;
