@@ -6,7 +6,7 @@ pub mod codec;
 mod error;
 pub mod index;
 mod rng;
-// pub mod shard;
+pub mod shard;
 pub mod store;
 pub mod synthetic;
 

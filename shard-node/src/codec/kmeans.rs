@@ -121,7 +121,8 @@ mod tests {
     fn kmeans_finds_separated_clusters() {
         let mut rng = Rng::new(9);
         let dim = 8;
-        let centres: Vec<Vec<f32>> = (0..4).map(|c| (0..dim).map(|d| if d == c { 10.0 } else { 0.0 }).collect()).collect();
+        let centres: Vec<Vec<f32>> =
+            (0..4).map(|c| (0..dim).map(|d| if d == c { 10.0 } else { 0.0 }).collect()).collect();
         let vectors: Vec<f32> =
             (0..400).flat_map(|i| centres[i % 4].iter().map(|x| x + 0.1 * rng.normal()).collect::<Vec<_>>()).collect();
         let centroids = kmeans(&vectors, dim, 4, 10, 1).unwrap();

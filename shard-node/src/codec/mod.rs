@@ -57,7 +57,9 @@ impl Codec {
         let order = rng.sample(n, n);
         let sample_n = (k * params.sample_per_centroid).min(n);
         let held_n = (n - sample_n).min(50_000);
-        let gather = |ids: &[usize]| -> Vec<f32> { ids.iter().flat_map(|&i| vectors[i * dim..(i + 1) * dim].iter().copied()).collect() };
+        let gather = |ids: &[usize]| -> Vec<f32> {
+            ids.iter().flat_map(|&i| vectors[i * dim..(i + 1) * dim].iter().copied()).collect()
+        };
         let sample = gather(&order[..sample_n]);
         tracing::info!(vectors = n, k, sample = sample_n, held_out = held_n, nbits = params.nbits, "training codec");
         let centroids = kmeans(&sample, dim, k, params.iterations, params.seed)?;
@@ -155,7 +157,14 @@ mod tests {
 
     #[test]
     fn codec_round_trip_is_close_and_serialises() {
-        let data = synthetic::Collection::generate(&synthetic::Spec { docs: 300, tokens_per_doc: 40, centres: 64, dim: 64, seed: 4, ..Default::default() });
+        let data = synthetic::Collection::generate(&synthetic::Spec {
+            docs: 300,
+            tokens_per_doc: 40,
+            centres: 64,
+            dim: 64,
+            seed: 4,
+            ..Default::default()
+        });
         for (nbits, bound) in [(1, 0.2), (2, 0.12), (4, 0.05)] {
             let codec = Codec::train(&data.vectors, 64, TrainParams { nbits, ..Default::default() }).unwrap();
             let (codes, residuals) = codec.encode(&data.vectors).unwrap();
@@ -164,7 +173,8 @@ mod tests {
             for (i, v) in data.vectors.chunks_exact(64).enumerate() {
                 codec.decode(codes[i], &residuals[i * codec.residual_bytes()..][..codec.residual_bytes()], &mut back);
                 // Unit vectors: the cosine error of the reconstruction.
-                let cos: f32 = v.iter().zip(&back).map(|(a, b)| a * b).sum::<f32>() / back.iter().map(|x| x * x).sum::<f32>().sqrt();
+                let cos: f32 = v.iter().zip(&back).map(|(a, b)| a * b).sum::<f32>()
+                    / back.iter().map(|x| x * x).sum::<f32>().sqrt();
                 worst = worst.max(1.0 - cos);
             }
             assert!(worst < bound, "{nbits} bits: worst 1 − cos {worst}");

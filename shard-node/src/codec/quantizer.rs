@@ -113,7 +113,12 @@ mod tests {
 
     #[test]
     fn bucket_codes_are_packed_low_bits_first() {
-        let q = Quantizer { dim: 4, nbits: 2, cutoffs: [-1.0, 0.0, 1.0].repeat(4), weights: [-2.0, -0.5, 0.5, 2.0].repeat(4) };
+        let q = Quantizer {
+            dim: 4,
+            nbits: 2,
+            cutoffs: [-1.0, 0.0, 1.0].repeat(4),
+            weights: [-2.0, -0.5, 0.5, 2.0].repeat(4),
+        };
         let mut code = [0u8; 1];
         q.encode(&[-5.0, -0.5, 0.5, 5.0], &mut code);
         assert_eq!(code[0], 0b11_10_01_00);

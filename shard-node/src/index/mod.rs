@@ -6,7 +6,7 @@
 mod search;
 mod topk;
 
-pub use search::SearchParams;
+pub use search::{SearchParams, MAX_K};
 pub use topk::{rank, top_k, Hit};
 
 use crate::codec::Codec;
@@ -126,7 +126,9 @@ impl Index {
         Memory {
             residuals: self.runs.iter().map(|r| r.residuals.len()).sum(),
             ids: self.runs.iter().map(|r| r.ids.len() + std::mem::size_of::<Run>()).sum(),
-            centroids: (self.codec.centroids.len() + self.codec.quantizer.cutoffs.len() + self.codec.quantizer.weights.len())
+            centroids: (self.codec.centroids.len()
+                + self.codec.quantizer.cutoffs.len()
+                + self.codec.quantizer.weights.len())
                 * 4,
             docs: self.docs.len() * std::mem::size_of::<Doc>(),
         }

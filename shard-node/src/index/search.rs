@@ -76,7 +76,12 @@ impl Index {
 
     /// The best `params.candidates` documents by the estimated score (see the module docs),
     /// among live documents that `allowed` accepts.
-    pub fn candidates(&self, query: &[f32], params: &SearchParams, allowed: &(dyn Fn(u32) -> bool + Sync)) -> Result<Vec<Hit>> {
+    pub fn candidates(
+        &self,
+        query: &[f32],
+        params: &SearchParams,
+        allowed: &(dyn Fn(u32) -> bool + Sync),
+    ) -> Result<Vec<Hit>> {
         let nq = self.check_query(query)?;
         let (dim, k) = (self.codec.dim, self.codec.k());
         if params.nprobe == 0 || params.nprobe > 1024 {

@@ -3,7 +3,8 @@ use crate::codec::TrainParams;
 use crate::synthetic::{Collection, Spec};
 
 pub(crate) fn small_index(docs: usize, nbits: usize) -> (Collection, Index, Vec<(Vec<u32>, Vec<u8>)>) {
-    let data = Collection::generate(&Spec { docs, tokens_per_doc: 30, centres: 128, dim: 64, seed: 2, ..Default::default() });
+    let data =
+        Collection::generate(&Spec { docs, tokens_per_doc: 30, centres: 128, dim: 64, seed: 2, ..Default::default() });
     let codec = Codec::train(&data.vectors, 64, TrainParams { nbits, ..Default::default() }).unwrap();
     let mut index = Index::new(codec.clone());
     let mut encoded = Vec::new();
@@ -32,7 +33,11 @@ fn naive_exact(index: &Index, encoded: &[(Vec<u32>, Vec<u8>)], query: &[f32]) ->
                 .collect();
             query
                 .chunks_exact(dim)
-                .map(|q| doc.iter().map(|d| d.iter().zip(q).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>()).fold(f64::MIN, f64::max))
+                .map(|q| {
+                    doc.iter()
+                        .map(|d| d.iter().zip(q).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>())
+                        .fold(f64::MIN, f64::max)
+                })
                 .sum()
         })
         .collect()
@@ -48,7 +53,13 @@ fn exact_mode_is_maxsim_over_decoded_vectors() {
         let want = naive_exact(&index, &encoded, q);
         assert_eq!(hits.len(), 120);
         for h in hits {
-            assert!((h.score as f64 - want[h.doc as usize]).abs() < 1e-4, "doc {}: {} vs {}", h.doc, h.score, want[h.doc as usize]);
+            assert!(
+                (h.score as f64 - want[h.doc as usize]).abs() < 1e-4,
+                "doc {}: {} vs {}",
+                h.doc,
+                h.score,
+                want[h.doc as usize]
+            );
         }
     }
 }

@@ -96,7 +96,9 @@ impl Tokens {
         let n = r.u32().map_err(|_| corrupt())? as usize;
         let words = |b: &[u8]| -> Vec<[u8; 4]> { b.chunks_exact(4).map(|c| c.try_into().unwrap()).collect() };
         match tag {
-            0 => Ok(Tokens::Raw(words(r.take(n * 4).map_err(|_| corrupt())?).into_iter().map(f32::from_le_bytes).collect())),
+            0 => Ok(Tokens::Raw(
+                words(r.take(n * 4).map_err(|_| corrupt())?).into_iter().map(f32::from_le_bytes).collect(),
+            )),
             1 => {
                 let codes = words(r.take(n * 4).map_err(|_| corrupt())?).into_iter().map(u32::from_le_bytes).collect();
                 Ok(Tokens::Encoded { codec, codes, residuals: r.rest().to_vec() })
@@ -189,7 +191,9 @@ impl Store {
                 let mut value = id.to_le_bytes().to_vec();
                 put_string(&mut value, &doc.text);
                 put_string(&mut value, &doc.metadata);
-                let replaced = docs.insert(doc.id.as_bytes(), seal(value))?.map(|old| u32::from_le_bytes(old[..4].try_into().unwrap()));
+                let replaced = docs
+                    .insert(doc.id.as_bytes(), seal(value))?
+                    .map(|old| u32::from_le_bytes(old[..4].try_into().unwrap()));
                 if let Some(old) = replaced {
                     ids.remove(&key(old))?;
                     vectors.remove(&key(old))?;

@@ -8,7 +8,9 @@ fn doc(id: &str, text: &str) -> Document {
 fn upsert_get_replace_delete_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(dir.path(), 4, 2).unwrap();
-    let w = store.upsert(&[(doc("a", "first"), Tokens::Raw(vec![1.0; 4])), (doc("b", "second"), Tokens::Raw(vec![2.0; 8]))]).unwrap();
+    let w = store
+        .upsert(&[(doc("a", "first"), Tokens::Raw(vec![1.0; 4])), (doc("b", "second"), Tokens::Raw(vec![2.0; 8]))])
+        .unwrap();
     assert_eq!(w, [Written { id: 0, replaced: None }, Written { id: 1, replaced: None }]);
     let w = store.upsert(&[(doc("a", "first, again"), Tokens::Raw(vec![3.0; 4]))]).unwrap();
     assert_eq!(w, [Written { id: 2, replaced: Some(0) }]);

@@ -1,0 +1,385 @@
+//! A shard's life cycle. An empty shard keeps raw vectors (in sled and in memory) and answers
+//! exactly until it holds `train_tokens` tokens; then it trains a codec, compresses what it
+//! holds, and from then on compresses on arrival. `retrain` fits a new codec to the decoded
+//! documents and rewrites them, losing none. Start-up rebuilds the in-memory layout from sled.
+
+use std::collections::HashSet;
+
+use crate::codec::{Codec, TrainParams};
+use crate::index::{top_k, Hit, Index, SearchParams, MAX_K};
+use crate::store::{Document, Store, Tokens, Written};
+use crate::{Error, Result};
+
+#[derive(Debug, Clone)]
+pub struct ShardConfig {
+    pub dim: usize,
+    /// Tokens buffered before the first training.
+    pub train_tokens: usize,
+    pub train: TrainParams,
+    /// Most tokens one document may have.
+    pub max_doc_tokens: usize,
+}
+
+impl Default for ShardConfig {
+    fn default() -> Self {
+        ShardConfig { dim: 128, train_tokens: 100_000, train: TrainParams::default(), max_doc_tokens: 4096 }
+    }
+}
+
+/// A document to write: its text and metadata, and its token vectors `[n, dim]`.
+pub struct NewDocument {
+    pub doc: Document,
+    pub vectors: Vec<f32>,
+}
+
+/// A search result with the external id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found {
+    pub id: String,
+    pub score: f32,
+}
+
+enum State {
+    /// Raw vectors by internal id, in id order.
+    Buffering(Vec<(u32, Vec<f32>)>),
+    Ready {
+        index: Index,
+        generation: u32,
+    },
+}
+
+pub struct Shard {
+    config: ShardConfig,
+    store: Store,
+    state: State,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    pub documents: usize,
+    pub tokens: usize,
+    pub trained: bool,
+    pub memory_bytes: usize,
+}
+
+impl Shard {
+    /// Opens the shard's store and rebuilds the search layout (documents left raw or encoded by
+    /// an older codec, as a crash during training can leave them, are encoded now).
+    pub fn open(path: &std::path::Path, config: ShardConfig) -> Result<Shard> {
+        let store = Store::open(path, config.dim as u32, config.train.nbits as u32)?;
+        let manifest = store.manifest();
+        let mut shard = Shard { config, store, state: State::Buffering(Vec::new()) };
+        if manifest.codec == 0 {
+            let mut raw = Vec::new();
+            for entry in shard.store.all_tokens() {
+                match entry? {
+                    (id, Tokens::Raw(v)) => raw.push((id, v)),
+                    (id, Tokens::Encoded { .. }) => {
+                        return Err(Error::Corrupt {
+                            path: shard.store.path().into(),
+                            reason: format!("document {id} is encoded but the store has no codec"),
+                        })
+                    }
+                }
+            }
+            tracing::info!(path = shard.store.path(), documents = raw.len(), "opened untrained shard");
+            shard.state = State::Buffering(raw);
+            shard.train_if_due()?;
+        } else {
+            shard.load(manifest.codec)?;
+        }
+        Ok(shard)
+    }
+
+    /// Builds the index from the store, bringing every document to codec `generation`.
+    fn load(&mut self, generation: u32) -> Result<()> {
+        let codec = self.store.codec(generation)?;
+        let mut index = Index::new(codec.clone());
+        let mut stale = Vec::new();
+        let mut old_codecs: Vec<(u32, Codec)> = Vec::new();
+        let started = std::time::Instant::now();
+        for (n, entry) in self.store.all_tokens().enumerate() {
+            let (id, tokens) = entry?;
+            let (codes, residuals) = match tokens {
+                Tokens::Encoded { codec: g, codes, residuals } if g == generation => (codes, residuals),
+                other => {
+                    let raw = match other {
+                        Tokens::Raw(v) => v,
+                        Tokens::Encoded { codec: g, codes, residuals } => {
+                            if !old_codecs.iter().any(|(og, _)| *og == g) {
+                                old_codecs.push((g, self.store.codec(g)?));
+                            }
+                            let old = &old_codecs.iter().find(|(og, _)| *og == g).unwrap().1;
+                            decode_all(old, &codes, &residuals)
+                        }
+                    };
+                    let (codes, residuals) = codec.encode(&raw)?;
+                    stale.push((
+                        id,
+                        Tokens::Encoded { codec: generation, codes: codes.clone(), residuals: residuals.clone() },
+                    ));
+                    (codes, residuals)
+                }
+            };
+            index.add(id, &codes, &residuals)?;
+            if (n + 1) % 10_000 == 0 {
+                tracing::info!(
+                    documents = n + 1,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "rebuilding index"
+                );
+            }
+        }
+        if !stale.is_empty() {
+            tracing::info!(
+                documents = stale.len(),
+                generation,
+                "re-encoding documents left by an interrupted training"
+            );
+            self.store.rewrite(stale.into_iter())?;
+        }
+        tracing::info!(
+            path = self.store.path(),
+            documents = index.len(),
+            tokens = index.tokens(),
+            k = codec.k(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "index ready"
+        );
+        self.state = State::Ready { index, generation };
+        Ok(())
+    }
+
+    fn train_if_due(&mut self) -> Result<()> {
+        let State::Buffering(raw) = &self.state else { return Ok(()) };
+        let tokens: usize = raw.iter().map(|(_, v)| v.len() / self.config.dim).sum();
+        if tokens >= self.config.train_tokens.max(16) {
+            self.train_from(raw.iter().flat_map(|(_, v)| v.iter().copied()).collect())?;
+        }
+        Ok(())
+    }
+
+    /// Trains a codec on `vectors`, installs it, and re-encodes every document with it.
+    fn train_from(&mut self, vectors: Vec<f32>) -> Result<()> {
+        let codec = Codec::train(&vectors, self.config.dim, self.config.train)?;
+        drop(vectors);
+        let generation = self.store.install_codec(&codec)?;
+        self.load(generation)
+    }
+
+    /// Fits a new codec to the decoded live documents and rewrites them all with it (also
+    /// dropping deleted documents from the search layout). Before the first training, trains.
+    pub fn retrain(&mut self) -> Result<()> {
+        let vectors: Vec<f32> = match &self.state {
+            State::Buffering(raw) => raw.iter().flat_map(|(_, v)| v.iter().copied()).collect(),
+            State::Ready { index, .. } => {
+                let mut all = Vec::with_capacity(index.tokens() * self.config.dim);
+                for entry in self.store.all_tokens() {
+                    if let (_, Tokens::Encoded { codec: g, codes, residuals }) = entry? {
+                        all.extend(decode_all(&self.store.codec(g)?, &codes, &residuals));
+                    }
+                }
+                all
+            }
+        };
+        self.train_from(vectors)
+    }
+
+    fn check_document(&self, d: &NewDocument) -> Result<()> {
+        let dim = self.config.dim;
+        let n = d.vectors.len() / dim;
+        if d.doc.id.is_empty() || d.doc.id.len() > 512 {
+            return Err(Error::BadInput(format!("a document id must be 1 to 512 bytes, got {}", d.doc.id.len())));
+        }
+        if d.vectors.is_empty() || d.vectors.len() % dim != 0 || n > self.config.max_doc_tokens {
+            return Err(Error::BadInput(format!(
+                "document {:?}: {} values are not 1 to {} vectors of dim {dim}",
+                d.doc.id,
+                d.vectors.len(),
+                self.config.max_doc_tokens
+            )));
+        }
+        if d.vectors.iter().any(|x| !x.is_finite()) {
+            return Err(Error::BadInput(format!("document {:?} has a NaN or infinite value", d.doc.id)));
+        }
+        Ok(())
+    }
+
+    /// Writes documents (replacing any with the same id); returns once they are durable.
+    pub fn upsert(&mut self, docs: Vec<NewDocument>) -> Result<Vec<Written>> {
+        docs.iter().try_for_each(|d| self.check_document(d))?;
+        let batch: Vec<(Document, Tokens)> = match &self.state {
+            State::Buffering(_) => docs.into_iter().map(|d| (d.doc, Tokens::Raw(d.vectors))).collect(),
+            State::Ready { index, generation } => docs
+                .into_iter()
+                .map(|d| {
+                    let (codes, residuals) = index.codec().encode(&d.vectors)?;
+                    Ok((d.doc, Tokens::Encoded { codec: *generation, codes, residuals }))
+                })
+                .collect::<Result<_>>()?,
+        };
+        let written = self.store.upsert(&batch)?;
+        for (w, (_, tokens)) in written.iter().zip(batch) {
+            self.forget(w.replaced);
+            match (&mut self.state, tokens) {
+                (State::Buffering(raw), Tokens::Raw(v)) => raw.push((w.id, v)),
+                (State::Ready { index, .. }, Tokens::Encoded { codes, residuals, .. }) => {
+                    index.add(w.id, &codes, &residuals)?
+                }
+                _ => unreachable!("tokens were made for this state above"),
+            }
+        }
+        self.train_if_due()?;
+        Ok(written)
+    }
+
+    fn forget(&mut self, id: Option<u32>) {
+        let Some(id) = id else { return };
+        match &mut self.state {
+            State::Buffering(raw) => raw.retain(|(i, _)| *i != id),
+            State::Ready { index, .. } => {
+                index.delete(id);
+            }
+        }
+    }
+
+    /// Deletes documents by id; returns how many existed.
+    pub fn delete(&mut self, ids: &[String]) -> Result<usize> {
+        let removed = self.store.delete(ids)?;
+        for &id in &removed {
+            self.forget(Some(id));
+        }
+        Ok(removed.len())
+    }
+
+    pub fn get(&self, id: &str) -> Result<Document> {
+        self.store.get(id)?.map(|(_, d)| d).ok_or_else(|| Error::NotFound(id.to_string()))
+    }
+
+    fn check_search(&self, query: &[f32], k: usize) -> Result<()> {
+        if k == 0 || k > MAX_K {
+            return Err(Error::BadInput(format!("k must be in 1..={MAX_K}, not {k}")));
+        }
+        let dim = self.config.dim;
+        if query.is_empty() || query.len() % dim != 0 || query.len() / dim > 1024 {
+            return Err(Error::BadInput(format!(
+                "a query is 1 to 1024 vectors of dim {dim}: got {} values",
+                query.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Internal ids that `filter` (external ids) names; unknown ids are ignored.
+    fn allowed(&self, filter: Option<&[String]>) -> Result<Option<HashSet<u32>>> {
+        let Some(ids) = filter else { return Ok(None) };
+        let mut set = HashSet::with_capacity(ids.len());
+        for id in ids {
+            if let Some((internal, _)) = self.store.get(id)? {
+                set.insert(internal);
+            }
+        }
+        Ok(Some(set))
+    }
+
+    /// The top `params.k` documents: candidates from the index, re-scored exactly (MaxSim
+    /// over their decoded vectors); exact over raw vectors before training. `filter`, when
+    /// given, limits results to those external ids.
+    pub fn search(&self, query: &[f32], params: &SearchParams, filter: Option<&[String]>) -> Result<Vec<Found>> {
+        self.check_search(query, params.k)?;
+        let allowed = self.allowed(filter)?;
+        let ok = |d: u32| allowed.as_ref().is_none_or(|s| s.contains(&d));
+        let dim = self.config.dim;
+        let hits = match &self.state {
+            State::Buffering(raw) => {
+                let hits = raw
+                    .iter()
+                    .filter(|(id, _)| ok(*id))
+                    .map(|(id, v)| Ok(Hit { doc: *id, score: kernels::cpu::maxsim(query, v, dim)? }))
+                    .collect::<Result<_>>()?;
+                top_k(hits, params.k)
+            }
+            State::Ready { index, generation } => {
+                let candidates = index.candidates(
+                    query,
+                    &SearchParams { candidates: params.candidates.max(params.k), ..*params },
+                    &ok,
+                )?;
+                let mut hits = Vec::with_capacity(candidates.len());
+                for c in candidates {
+                    if let Some(Tokens::Encoded { codec: g, codes, residuals }) = self.store.tokens(c.doc)? {
+                        let vectors = if g == *generation {
+                            decode_all(index.codec(), &codes, &residuals)
+                        } else {
+                            decode_all(&self.store.codec(g)?, &codes, &residuals)
+                        };
+                        hits.push(Hit { doc: c.doc, score: kernels::cpu::maxsim(query, &vectors, dim)? });
+                    }
+                }
+                top_k(hits, params.k)
+            }
+        };
+        self.found(hits)
+    }
+
+    /// Exact MaxSim over every live document's decoded (or, before training, raw) vectors.
+    pub fn search_exact(&self, query: &[f32], k: usize, filter: Option<&[String]>) -> Result<Vec<Found>> {
+        self.check_search(query, k)?;
+        let allowed = self.allowed(filter)?;
+        let ok = |d: u32| allowed.as_ref().is_none_or(|s| s.contains(&d));
+        match &self.state {
+            State::Buffering(_) => self.search(query, &SearchParams::for_k(k), filter),
+            State::Ready { index, .. } => self.found(index.exact(&[query], k, &ok)?.remove(0)),
+        }
+    }
+
+    fn found(&self, hits: Vec<Hit>) -> Result<Vec<Found>> {
+        hits.into_iter()
+            .map(|h| {
+                let id =
+                    self.store.external_id(h.doc)?.ok_or_else(|| Error::NotFound(format!("internal {}", h.doc)))?;
+                Ok(Found { id, score: h.score })
+            })
+            .collect()
+    }
+
+    pub fn stats(&self) -> Stats {
+        match &self.state {
+            State::Buffering(raw) => Stats {
+                documents: raw.len(),
+                tokens: raw.iter().map(|(_, v)| v.len() / self.config.dim).sum(),
+                trained: false,
+                memory_bytes: raw.iter().map(|(_, v)| v.len() * 4).sum(),
+            },
+            State::Ready { index, .. } => Stats {
+                documents: index.len(),
+                tokens: index.tokens(),
+                trained: true,
+                memory_bytes: index.memory().total(),
+            },
+        }
+    }
+
+    pub fn index(&self) -> Option<&Index> {
+        match &self.state {
+            State::Ready { index, .. } => Some(index),
+            State::Buffering(_) => None,
+        }
+    }
+
+    pub fn disk_bytes(&self) -> Result<u64> {
+        self.store.disk_bytes()
+    }
+}
+
+fn decode_all(codec: &Codec, codes: &[u32], residuals: &[u8]) -> Vec<f32> {
+    let (dim, bytes) = (codec.dim, codec.residual_bytes());
+    let mut out = vec![0.0f32; codes.len() * dim];
+    for ((&c, r), v) in codes.iter().zip(residuals.chunks_exact(bytes)).zip(out.chunks_exact_mut(dim)) {
+        codec.decode(c, r, v);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
