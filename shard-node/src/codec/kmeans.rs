@@ -15,7 +15,7 @@ const SCORE_BUDGET: usize = 4 << 20;
 /// The nearest centroid of each vector (`vectors` `[n, dim]`, `centroids` `[k, dim]`).
 pub fn assign(vectors: &[f32], centroids: &[f32], dim: usize) -> Result<Vec<u32>> {
     let k = centroids.len() / dim;
-    if k == 0 || centroids.len() % dim != 0 || vectors.len() % dim != 0 {
+    if k == 0 || !centroids.len().is_multiple_of(dim) || !vectors.len().is_multiple_of(dim) {
         return Err(Error::BadInput(format!("assign: {} centroid values for dim {dim}", centroids.len())));
     }
     let bias: Vec<f32> = centroids.chunks_exact(dim).map(|c| -0.5 * c.iter().map(|x| x * x).sum::<f32>()).collect();

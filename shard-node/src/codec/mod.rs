@@ -49,7 +49,7 @@ impl Codec {
     /// of vectors k-means did not see (all of them when there are too few to hold any out).
     pub fn train(vectors: &[f32], dim: usize, params: TrainParams) -> Result<Codec> {
         let n = if dim == 0 { 0 } else { vectors.len() / dim };
-        if n < 16 || vectors.len() % dim != 0 {
+        if n < 16 || !vectors.len().is_multiple_of(dim) {
             return Err(Error::BadInput(format!("training needs at least 16 vectors of dim {dim}, got {n}")));
         }
         let k = centroid_count(n);
@@ -85,7 +85,7 @@ impl Codec {
 
     /// Encodes `vectors` `[n, dim]`: each one's centroid and packed residual.
     pub fn encode(&self, vectors: &[f32]) -> Result<(Vec<u32>, Vec<u8>)> {
-        if vectors.len() % self.dim != 0 {
+        if !vectors.len().is_multiple_of(self.dim) {
             return Err(Error::BadInput(format!("{} values are not whole vectors of dim {}", vectors.len(), self.dim)));
         }
         let codes = assign(vectors, &self.centroids, self.dim)?;

@@ -23,7 +23,7 @@ impl Quantizer {
             return Err(Error::BadInput(format!("nbits must be 1, 2 or 4, not {nbits}")));
         }
         let n = residuals.len() / dim;
-        if n == 0 || dim * nbits % 8 != 0 {
+        if n == 0 || !(dim * nbits).is_multiple_of(8) {
             return Err(Error::BadInput(format!("quantiser: {n} residuals of dim {dim} at {nbits} bits")));
         }
         let buckets = 1 << nbits;

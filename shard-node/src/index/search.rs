@@ -42,7 +42,7 @@ pub const MAX_K: usize = 1000;
 impl Index {
     fn check_query(&self, query: &[f32]) -> Result<usize> {
         let dim = self.codec.dim;
-        if query.is_empty() || query.len() % dim != 0 {
+        if query.is_empty() || !query.len().is_multiple_of(dim) {
             return Err(Error::BadInput(format!("a query is whole vectors of dim {dim}: got {} values", query.len())));
         }
         if query.iter().any(|x| !x.is_finite()) {

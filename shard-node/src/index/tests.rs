@@ -77,7 +77,7 @@ fn deleted_and_filtered_documents_are_never_returned() {
     assert_eq!(index.len(), 99);
     assert!(index.exact(&[q], 100, &|_| true).unwrap()[0].iter().all(|h| h.doc != target));
     assert!(index.candidates(q, &params, &|_| true).unwrap().iter().all(|h| h.doc != target));
-    let even = |d: u32| d % 2 == 0;
+    let even = |d: u32| d.is_multiple_of(2);
     assert!(index.exact(&[q], 100, &even).unwrap()[0].iter().all(|h| h.doc % 2 == 0));
     assert!(index.candidates(q, &params, &even).unwrap().iter().all(|h| h.doc % 2 == 0));
 }

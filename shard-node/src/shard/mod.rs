@@ -191,7 +191,7 @@ impl Shard {
         if d.doc.id.is_empty() || d.doc.id.len() > 512 {
             return Err(Error::BadInput(format!("a document id must be 1 to 512 bytes, got {}", d.doc.id.len())));
         }
-        if d.vectors.is_empty() || d.vectors.len() % dim != 0 || n > self.config.max_doc_tokens {
+        if d.vectors.is_empty() || !d.vectors.len().is_multiple_of(dim) || n > self.config.max_doc_tokens {
             return Err(Error::BadInput(format!(
                 "document {:?}: {} values are not 1 to {} vectors of dim {dim}",
                 d.doc.id,
@@ -261,7 +261,7 @@ impl Shard {
             return Err(Error::BadInput(format!("k must be in 1..={MAX_K}, not {k}")));
         }
         let dim = self.config.dim;
-        if query.is_empty() || query.len() % dim != 0 || query.len() / dim > 1024 {
+        if query.is_empty() || !query.len().is_multiple_of(dim) || query.len() / dim > 1024 {
             return Err(Error::BadInput(format!(
                 "a query is 1 to 1024 vectors of dim {dim}: got {} values",
                 query.len()

@@ -82,6 +82,6 @@ fn a_damaged_or_foreign_store_is_refused() {
     db.flush().unwrap();
     drop(db);
     let store = Store::open(dir.path(), 4, 2).unwrap();
-    let err = store.tokens(0).err().expect("damaged value");
+    let err = store.tokens(0).expect_err("damaged value");
     assert!(err.to_string().contains("document 0"), "{err}");
 }
