@@ -7,6 +7,7 @@ mod encode;
 mod eval_jsquad;
 mod jsquad;
 mod model_args;
+mod shard_bench;
 mod tokenize;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +31,8 @@ enum Command {
     BenchEncoder(bench_encoder::Args),
     /// Measure tokenizer throughput on the JSQuAD paragraphs.
     BenchTokenizer(bench_tokenizer::Args),
+    /// Build a shard index from synthetic clustered vectors, search it, print one JSON object.
+    ShardBench(shard_bench::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,5 +46,6 @@ fn main() -> anyhow::Result<()> {
         Command::EvalJsquad(args) => eval_jsquad::run(args),
         Command::BenchEncoder(args) => bench_encoder::run(args),
         Command::BenchTokenizer(args) => bench_tokenizer::run(args),
+        Command::ShardBench(args) => shard_bench::run(args),
     }
 }

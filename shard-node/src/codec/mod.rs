@@ -48,7 +48,7 @@ impl Codec {
     /// Trains on `vectors` `[n, dim]`: k-means on a sample, then the quantiser on the residuals
     /// of vectors k-means did not see (all of them when there are too few to hold any out).
     pub fn train(vectors: &[f32], dim: usize, params: TrainParams) -> Result<Codec> {
-        let n = if dim == 0 { 0 } else { vectors.len() / dim };
+        let n = vectors.len().checked_div(dim).unwrap_or(0);
         if n < 16 || !vectors.len().is_multiple_of(dim) {
             return Err(Error::BadInput(format!("training needs at least 16 vectors of dim {dim}, got {n}")));
         }

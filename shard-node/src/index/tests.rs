@@ -2,7 +2,10 @@ use super::*;
 use crate::codec::TrainParams;
 use crate::synthetic::{Collection, Spec};
 
-pub(crate) fn small_index(docs: usize, nbits: usize) -> (Collection, Index, Vec<(Vec<u32>, Vec<u8>)>) {
+/// Each document's centroid codes and packed residuals.
+type Encoded = Vec<(Vec<u32>, Vec<u8>)>;
+
+fn small_index(docs: usize, nbits: usize) -> (Collection, Index, Encoded) {
     let data =
         Collection::generate(&Spec { docs, tokens_per_doc: 30, centres: 128, dim: 64, seed: 2, ..Default::default() });
     let codec = Codec::train(&data.vectors, 64, TrainParams { nbits, ..Default::default() }).unwrap();

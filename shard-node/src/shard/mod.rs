@@ -185,6 +185,12 @@ impl Shard {
         self.train_from(vectors)
     }
 
+    /// Trains a codec on `vectors` `[n, dim]` (a sample of what the shard will hold) and
+    /// re-encodes any documents already stored: for bulk loads that know their data up front.
+    pub fn train_on(&mut self, vectors: &[f32]) -> Result<()> {
+        self.train_from(vectors.to_vec())
+    }
+
     fn check_document(&self, d: &NewDocument) -> Result<()> {
         let dim = self.config.dim;
         let n = d.vectors.len() / dim;
@@ -330,6 +336,19 @@ impl Shard {
         match &self.state {
             State::Buffering(_) => self.search(query, &SearchParams::for_k(k), filter),
             State::Ready { index, .. } => self.found(index.exact(&[query], k, &ok)?.remove(0)),
+        }
+    }
+
+    /// `search_exact` for many queries at once (each document decoded once for all).
+    pub fn search_exact_batch(&self, queries: &[&[f32]], k: usize) -> Result<Vec<Vec<Found>>> {
+        for q in queries {
+            self.check_search(q, k)?;
+        }
+        match &self.state {
+            State::Buffering(_) => queries.iter().map(|q| self.search_exact(q, k, None)).collect(),
+            State::Ready { index, .. } => {
+                index.exact(queries, k, &|_| true)?.into_iter().map(|hits| self.found(hits)).collect()
+            }
         }
     }
 

@@ -1,0 +1,153 @@
+//! `jacolbert shard-bench`: builds a shard in a temporary directory from synthetic clustered
+//! vectors, searches it, and prints one JSON object: recall@k against the exact mode, memory
+//! and disk bytes per token, build time, latency percentiles and queries per second. With
+//! `--write-vectors DIR` it also writes the very vectors and queries (raw little-endian f32)
+//! so that a peer engine can index the same data (scripts/bench_shard.py).
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use shard_node::codec::TrainParams;
+use shard_node::index::SearchParams;
+use shard_node::shard::{NewDocument, Shard, ShardConfig};
+use shard_node::store::Document;
+use shard_node::synthetic::{Collection, Spec};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, default_value_t = 20_000)]
+    docs: usize,
+    #[arg(long, default_value_t = 100)]
+    tokens_per_doc: usize,
+    #[arg(long, default_value_t = 100)]
+    queries: usize,
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, default_value_t = 2)]
+    nbits: usize,
+    /// Random centres the token vectors are drawn around.
+    #[arg(long, default_value_t = 2048)]
+    centres: usize,
+    /// Override the default centroids probed per query token for this k.
+    #[arg(long)]
+    nprobe: Option<usize>,
+    /// Override the default number of candidates re-scored exactly.
+    #[arg(long)]
+    candidates: Option<usize>,
+    /// Also write vectors.f32, doc_lens.u32, queries.f32 and meta.json here.
+    #[arg(long)]
+    write_vectors: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+const DIM: usize = 128;
+const QUERY_TOKENS: usize = 32;
+
+fn write_vectors(dir: &std::path::Path, data: &Collection, queries: &[(usize, Vec<f32>)]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let floats = |path: PathBuf, v: &mut dyn Iterator<Item = f32>| -> anyhow::Result<()> {
+        let mut out =
+            std::io::BufWriter::new(std::fs::File::create(&path).with_context(|| path.display().to_string())?);
+        for x in v {
+            out.write_all(&x.to_le_bytes())?;
+        }
+        Ok(out.flush()?)
+    };
+    floats(dir.join("vectors.f32"), &mut data.vectors.iter().copied())?;
+    floats(dir.join("queries.f32"), &mut queries.iter().flat_map(|(_, q)| q.iter().copied()))?;
+    let lens: Vec<u8> = data.offsets.windows(2).flat_map(|w| ((w[1] - w[0]) as u32).to_le_bytes()).collect();
+    std::fs::write(dir.join("doc_lens.u32"), lens)?;
+    let meta = serde_json::json!({
+        "dim": DIM, "docs": data.len(), "tokens": data.tokens(), "queries": queries.len(),
+        "query_tokens": QUERY_TOKENS,
+    });
+    std::fs::write(dir.join("meta.json"), meta.to_string())?;
+    Ok(())
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    anyhow::ensure!(args.docs > 0 && args.queries > 0, "--docs and --queries must be positive");
+    let spec = Spec {
+        docs: args.docs,
+        tokens_per_doc: args.tokens_per_doc,
+        centres: args.centres,
+        dim: DIM,
+        seed: args.seed,
+        ..Default::default()
+    };
+    let data = Collection::generate(&spec);
+    let queries = data.queries(args.queries, QUERY_TOKENS, 0.3, args.seed);
+    if let Some(dir) = &args.write_vectors {
+        write_vectors(dir, &data, &queries)?;
+    }
+    let dir = tempfile::tempdir()?;
+    let config = ShardConfig {
+        dim: DIM,
+        train_tokens: usize::MAX,
+        train: TrainParams { nbits: args.nbits, seed: args.seed, ..Default::default() },
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let mut shard = Shard::open(dir.path(), config)?;
+    shard.train_on(&data.vectors)?;
+    for first in (0..data.len()).step_by(500) {
+        let batch = (first..(first + 500).min(data.len()))
+            .map(|i| NewDocument {
+                doc: Document { id: i.to_string(), text: String::new(), metadata: String::new() },
+                vectors: data.doc(i).to_vec(),
+            })
+            .collect();
+        shard.upsert(batch)?;
+        tracing::info!(documents = (first + 500).min(data.len()), of = data.len(), "indexing");
+    }
+    let build_s = started.elapsed().as_secs_f64();
+    let mut params = SearchParams::for_k(args.k);
+    params.nprobe = args.nprobe.unwrap_or(params.nprobe);
+    params.candidates = args.candidates.unwrap_or(params.candidates);
+    let mut latencies = Vec::with_capacity(queries.len());
+    let mut results = Vec::with_capacity(queries.len());
+    let search_started = Instant::now();
+    for (_, q) in &queries {
+        let t = Instant::now();
+        results.push(shard.search(q, &params, None)?);
+        latencies.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let qps = queries.len() as f64 / search_started.elapsed().as_secs_f64();
+    let mut found = 0;
+    for (batch, got) in queries.chunks(16).zip(results.chunks(16)) {
+        let refs: Vec<&[f32]> = batch.iter().map(|(_, q)| q.as_slice()).collect();
+        for (exact, got) in shard.search_exact_batch(&refs, args.k)?.into_iter().zip(got) {
+            let exact: HashSet<String> = exact.into_iter().map(|f| f.id).collect();
+            found += got.iter().filter(|f| exact.contains(&f.id)).count();
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
+    let tokens = shard.stats().tokens as f64;
+    let memory = shard.index().context("the shard is trained")?.memory();
+    let report = serde_json::json!({
+        "docs": data.len(), "tokens": tokens, "k": args.k, "nbits": args.nbits,
+        "nprobe": params.nprobe, "candidates": params.candidates,
+        "centroids": shard.index().map(|i| i.codec().k()),
+        "recall_at_k": found as f64 / (args.k * queries.len()) as f64,
+        "bytes_per_token": memory.total() as f64 / tokens,
+        "bytes_per_token_parts": {
+            "residuals": memory.residuals as f64 / tokens, "doc_ids": memory.ids as f64 / tokens,
+            "centroids": memory.centroids as f64 / tokens, "doc_table": memory.docs as f64 / tokens,
+        },
+        "disk_bytes_per_token": shard.disk_bytes()? as f64 / tokens,
+        "build_s": build_s, "p50_ms": pct(0.5), "p99_ms": pct(0.99), "qps": qps,
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(())
+}
