@@ -127,6 +127,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             found += got.iter().filter(|f| exact.contains(&f.id)).count();
         }
     }
+    if let Some(dir) = &args.write_vectors {
+        // Our top-k per query (document numbers), so the peer script can score both engines
+        // against the same ground truth.
+        let ids: Vec<Vec<usize>> =
+            results.iter().map(|r| r.iter().map(|f| f.id.parse().unwrap_or(usize::MAX)).collect()).collect();
+        std::fs::write(dir.join("jacolbert_topk.json"), serde_json::to_string(&ids)?)?;
+    }
     latencies.sort_by(f64::total_cmp);
     let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
     let tokens = shard.stats().tokens as f64;

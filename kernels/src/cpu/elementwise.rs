@@ -45,6 +45,42 @@ multiversion! {
     pub fn softmax_in_place(row: &mut [f32]) -> () = softmax_portable
 }
 
+multiversion! {
+    /// Index of the first largest value of a row (0 for an empty one). Sixteen lanes keep their
+    /// own best with a select, which vectorises: a scalar compare-and-branch cost as much as
+    /// the matrix product whose rows it scans (nearest-centroid search).
+    pub fn argmax(row: &[f32]) -> u32 = argmax_portable
+}
+
+#[inline(always)]
+fn argmax_portable(row: &[f32]) -> u32 {
+    const LANES: usize = 16;
+    let (mut best, mut at) = ([f32::NEG_INFINITY; LANES], [0u32; LANES]);
+    let mut chunks = row.chunks_exact(LANES);
+    for (c, chunk) in (&mut chunks).enumerate() {
+        for l in 0..LANES {
+            let take = chunk[l] > best[l];
+            best[l] = if take { chunk[l] } else { best[l] };
+            at[l] = if take { (c * LANES + l) as u32 } else { at[l] };
+        }
+    }
+    let tail = row.len() - chunks.remainder().len();
+    let (mut value, mut index) = (f32::NEG_INFINITY, 0u32);
+    for (&v, &i) in best.iter().zip(&at) {
+        // Lanes hold increasing indices for equal values only across chunks, so ties go to
+        // the smaller index explicitly.
+        if v > value || (v == value && i < index) {
+            (value, index) = (v, i);
+        }
+    }
+    for (j, &v) in chunks.remainder().iter().enumerate() {
+        if v > value {
+            (value, index) = (v, (tail + j) as u32);
+        }
+    }
+    index
+}
+
 #[inline(always)]
 fn gelu_portable(x: &mut [f32]) {
     for v in x {
@@ -118,6 +154,20 @@ pub fn add_in_place(x: &mut [f32], y: &[f32]) -> Result<()> {
 mod tests {
     use super::*;
     use crate::cpu::testing::{max_rel_err, Rng};
+
+    #[test]
+    fn argmax_is_the_first_largest() {
+        let mut rng = Rng::new(8);
+        assert_eq!(argmax(&[]), 0);
+        for len in [1, 15, 16, 17, 100, 1024] {
+            for _ in 0..50 {
+                // Few distinct values, so ties across lanes and chunks are common.
+                let row: Vec<f32> = (0..len).map(|_| (rng.next_f32() * 5.0).floor()).collect();
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                assert_eq!(argmax(&row) as usize, row.iter().position(|&x| x == max).unwrap(), "{row:?}");
+            }
+        }
+    }
 
     /// Against libm's f64 `erf`: within the approximation's 1.5e-7 (relative to max(1, |y|)).
     #[test]

@@ -16,7 +16,7 @@ pub(crate) mod testing;
 
 pub use attention::{attention, AttentionShape};
 pub use dense::Dense;
-pub use elementwise::{add_in_place, gelu_erf, softmax_in_place};
+pub use elementwise::{add_in_place, argmax, gelu_erf, softmax_in_place};
 pub use linear::{linear, matmul_transposed};
 pub use maxsim::{maxsim, maxsim_matrix};
 pub use norm::{l2_normalize_rows, layer_norm};

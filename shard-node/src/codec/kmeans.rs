@@ -4,13 +4,16 @@
 
 use rayon::prelude::*;
 
-use kernels::cpu::Dense;
+use kernels::cpu::{argmax, Dense};
 
 use crate::rng::Rng;
 use crate::{Error, Result};
 
-/// Score rows kept at once per assignment chunk (rows × K floats ≈ 16 MiB).
-const SCORE_BUDGET: usize = 4 << 20;
+/// Vectors scored together, and centroids per block: one block's packed weight (512 KiB at
+/// dim 128) and the chunk's scores against it (1 MiB) stay in L2, and a running best per
+/// vector replaces a full score matrix.
+const CHUNK_ROWS: usize = 256;
+const BLOCK: usize = 1024;
 
 /// The nearest centroid of each vector (`vectors` `[n, dim]`, `centroids` `[k, dim]`).
 pub fn assign(vectors: &[f32], centroids: &[f32], dim: usize) -> Result<Vec<u32>> {
@@ -18,29 +21,32 @@ pub fn assign(vectors: &[f32], centroids: &[f32], dim: usize) -> Result<Vec<u32>
     if k == 0 || !centroids.len().is_multiple_of(dim) || !vectors.len().is_multiple_of(dim) {
         return Err(Error::BadInput(format!("assign: {} centroid values for dim {dim}", centroids.len())));
     }
-    let bias: Vec<f32> = centroids.chunks_exact(dim).map(|c| -0.5 * c.iter().map(|x| x * x).sum::<f32>()).collect();
-    let dense = Dense::new(centroids.to_vec(), Some(bias), k, dim)?;
-    let rows = (SCORE_BUDGET / k).clamp(8, 4096);
+    let blocks: Vec<Dense> = centroids
+        .chunks(BLOCK * dim)
+        .map(|block| {
+            let bias = block.chunks_exact(dim).map(|c| -0.5 * c.iter().map(|x| x * x).sum::<f32>()).collect();
+            Dense::new(block.to_vec(), Some(bias), block.len() / dim, dim)
+        })
+        .collect::<Result<_, _>>()?;
     let chunks: Vec<Vec<u32>> = vectors
-        .par_chunks(rows * dim)
-        .map(|chunk| {
+        .par_chunks(CHUNK_ROWS * dim)
+        .map_init(Vec::new, |scores, chunk| {
             let n = chunk.len() / dim;
-            let mut scores = vec![0.0f32; n * k];
-            dense.forward_into(chunk, n, &mut scores)?;
-            Ok(scores.chunks_exact(k).map(argmax).collect())
+            let mut best = vec![(f32::NEG_INFINITY, 0u32); n];
+            for (b, dense) in blocks.iter().enumerate() {
+                scores.resize(n * dense.out, 0.0);
+                dense.forward_into(chunk, n, scores)?;
+                for (row, best) in scores.chunks_exact(dense.out).zip(&mut best) {
+                    let j = argmax(row);
+                    if row[j as usize] > best.0 {
+                        *best = (row[j as usize], (b * BLOCK) as u32 + j);
+                    }
+                }
+            }
+            Ok(best.into_iter().map(|(_, c)| c).collect())
         })
         .collect::<Result<_>>()?;
     Ok(chunks.concat())
-}
-
-fn argmax(row: &[f32]) -> u32 {
-    let mut best = 0;
-    for (j, &s) in row.iter().enumerate() {
-        if s > row[best] {
-            best = j;
-        }
-    }
-    best as u32
 }
 
 /// `k` centroids `[k, dim]` of `vectors` after `iterations` Lloyd steps from `k` distinct

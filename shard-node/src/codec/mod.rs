@@ -23,7 +23,7 @@ pub struct TrainParams {
 
 impl Default for TrainParams {
     fn default() -> Self {
-        TrainParams { nbits: 2, iterations: 8, sample_per_centroid: 32, seed: 17 }
+        TrainParams { nbits: 2, iterations: 4, sample_per_centroid: 32, seed: 17 }
     }
 }
 

@@ -216,13 +216,26 @@ impl Shard {
         docs.iter().try_for_each(|d| self.check_document(d))?;
         let batch: Vec<(Document, Tokens)> = match &self.state {
             State::Buffering(_) => docs.into_iter().map(|d| (d.doc, Tokens::Raw(d.vectors))).collect(),
-            State::Ready { index, generation } => docs
-                .into_iter()
-                .map(|d| {
-                    let (codes, residuals) = index.codec().encode(&d.vectors)?;
-                    Ok((d.doc, Tokens::Encoded { codec: *generation, codes, residuals }))
-                })
-                .collect::<Result<_>>()?,
+            State::Ready { index, generation } => {
+                // One encode for the whole batch: nearest-centroid search is a matrix product
+                // that pays its set-up once per call.
+                let codec = index.codec();
+                let all: Vec<f32> = docs.iter().flat_map(|d| d.vectors.iter().copied()).collect();
+                let (codes, residuals) = codec.encode(&all)?;
+                let (mut at, bytes) = (0, codec.residual_bytes());
+                docs.into_iter()
+                    .map(|d| {
+                        let n = d.vectors.len() / self.config.dim;
+                        let tokens = Tokens::Encoded {
+                            codec: *generation,
+                            codes: codes[at..at + n].to_vec(),
+                            residuals: residuals[at * bytes..(at + n) * bytes].to_vec(),
+                        };
+                        at += n;
+                        (d.doc, tokens)
+                    })
+                    .collect()
+            }
         };
         let written = self.store.upsert(&batch)?;
         for (w, (_, tokens)) in written.iter().zip(batch) {
