@@ -39,6 +39,9 @@ pub struct Args {
     /// Override the default number of candidates re-scored exactly.
     #[arg(long)]
     candidates: Option<usize>,
+    /// Search settings to compare on the one index, `nprobe:candidates,…` (one JSON line each).
+    #[arg(long)]
+    sweep: Option<String>,
     /// Also write vectors.f32, doc_lens.u32, queries.f32 and meta.json here.
     #[arg(long)]
     write_vectors: Option<PathBuf>,
@@ -106,55 +109,75 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         shard.upsert(batch)?;
         tracing::info!(documents = (first + 500).min(data.len()), of = data.len(), "indexing");
     }
+    shard.shrink_to_fit();
     let build_s = started.elapsed().as_secs_f64();
-    let mut params = SearchParams::for_k(args.k);
-    params.nprobe = args.nprobe.unwrap_or(params.nprobe);
-    params.candidates = args.candidates.unwrap_or(params.candidates);
-    let mut latencies = Vec::with_capacity(queries.len());
-    let mut results = Vec::with_capacity(queries.len());
-    let search_started = Instant::now();
-    for (_, q) in &queries {
-        let t = Instant::now();
-        results.push(shard.search(q, &params, None)?);
-        latencies.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    let qps = queries.len() as f64 / search_started.elapsed().as_secs_f64();
-    let mut found = 0;
-    for (batch, got) in queries.chunks(16).zip(results.chunks(16)) {
-        let refs: Vec<&[f32]> = batch.iter().map(|(_, q)| q.as_slice()).collect();
-        for (exact, got) in shard.search_exact_batch(&refs, args.k)?.into_iter().zip(got) {
-            let exact: HashSet<String> = exact.into_iter().map(|f| f.id).collect();
-            found += got.iter().filter(|f| exact.contains(&f.id)).count();
+    let mut settings = Vec::new();
+    match &args.sweep {
+        Some(list) => {
+            for pair in list.split(',') {
+                let (nprobe, candidates) = pair.split_once(':').context("--sweep takes nprobe:candidates pairs")?;
+                settings.push(SearchParams {
+                    k: args.k,
+                    nprobe: nprobe.trim().parse()?,
+                    candidates: candidates.trim().parse()?,
+                });
+            }
+        }
+        None => {
+            let mut params = SearchParams::for_k(args.k);
+            params.nprobe = args.nprobe.unwrap_or(params.nprobe);
+            params.candidates = args.candidates.unwrap_or(params.candidates);
+            settings.push(params);
         }
     }
-    if let Some(dir) = &args.write_vectors {
-        // Our top-k per query (document numbers), so the peer script can score both engines
-        // against the same ground truth.
-        let ids: Vec<Vec<usize>> =
-            results.iter().map(|r| r.iter().map(|f| f.id.parse().unwrap_or(usize::MAX)).collect()).collect();
-        std::fs::write(dir.join("jacolbert_topk.json"), serde_json::to_string(&ids)?)?;
+    let refs: Vec<&[f32]> = queries.iter().map(|(_, q)| q.as_slice()).collect();
+    let mut exact = Vec::with_capacity(queries.len());
+    for batch in refs.chunks(16) {
+        for hits in shard.search_exact_batch(batch, args.k)? {
+            exact.push(hits.into_iter().map(|f| f.id).collect::<HashSet<String>>());
+        }
     }
-    latencies.sort_by(f64::total_cmp);
-    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
-    let tokens = shard.stats().tokens as f64;
-    let memory = shard.index().context("the shard is trained")?.memory();
-    let report = serde_json::json!({
-        "docs": data.len(), "tokens": tokens, "k": args.k, "nbits": args.nbits,
-        "nprobe": params.nprobe, "candidates": params.candidates,
-        "centroids": shard.index().map(|i| i.codec().k()),
-        "recall_at_k": found as f64 / (args.k * queries.len()) as f64,
-        "bytes_per_token": memory.total() as f64 / tokens,
-        "bytes_per_token_parts": {
-            "residuals": memory.residuals as f64 / tokens, "doc_ids": memory.ids as f64 / tokens,
-            "centroids": memory.centroids as f64 / tokens, "doc_table": memory.docs as f64 / tokens,
-        },
-        "disk_bytes_per_token": shard.disk_bytes()? as f64 / tokens,
-        "build_s": build_s, "p50_ms": pct(0.5), "p99_ms": pct(0.99), "qps": qps,
-    });
-    if args.json {
-        println!("{report}");
-    } else {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    for params in settings {
+        let mut latencies = Vec::with_capacity(queries.len());
+        let mut results = Vec::with_capacity(queries.len());
+        let search_started = Instant::now();
+        for q in &refs {
+            let t = Instant::now();
+            results.push(shard.search(q, &params, None)?);
+            latencies.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let qps = queries.len() as f64 / search_started.elapsed().as_secs_f64();
+        let found: usize =
+            results.iter().zip(&exact).map(|(got, want)| got.iter().filter(|f| want.contains(&f.id)).count()).sum();
+        if let Some(dir) = &args.write_vectors {
+            // Our top-k per query (document numbers), so the peer script can score both
+            // engines against the same ground truth.
+            let ids: Vec<Vec<usize>> =
+                results.iter().map(|r| r.iter().map(|f| f.id.parse().unwrap_or(usize::MAX)).collect()).collect();
+            std::fs::write(dir.join("jacolbert_topk.json"), serde_json::to_string(&ids)?)?;
+        }
+        latencies.sort_by(f64::total_cmp);
+        let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
+        let tokens = shard.stats().tokens as f64;
+        let memory = shard.index().context("the shard is trained")?.memory();
+        let report = serde_json::json!({
+            "docs": data.len(), "tokens": tokens, "k": args.k, "nbits": args.nbits,
+            "nprobe": params.nprobe, "candidates": params.candidates,
+            "centroids": shard.index().map(|i| i.codec().k()),
+            "recall_at_k": found as f64 / (args.k * queries.len()) as f64,
+            "bytes_per_token": memory.total() as f64 / tokens,
+            "bytes_per_token_parts": {
+                "residuals": memory.residuals as f64 / tokens, "doc_ids": memory.ids as f64 / tokens,
+                "centroids": memory.centroids as f64 / tokens, "doc_table": memory.docs as f64 / tokens,
+            },
+            "disk_bytes_per_token": shard.disk_bytes()? as f64 / tokens,
+            "build_s": build_s, "p50_ms": pct(0.5), "p99_ms": pct(0.99), "qps": qps,
+        });
+        if args.json {
+            println!("{report}");
+        } else {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
     }
     Ok(())
 }

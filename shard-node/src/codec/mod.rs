@@ -1,12 +1,17 @@
 //! The shard's codec: K centroids (k-means) and a residual quantiser. A token is stored as its
 //! centroid's number and `dim·nbits/8` bytes of residual buckets; it decodes to
-//! `centroid + bucket weights`.
+//! `centroid + bucket weights`. Centroids are kept in f16: at 16·√tokens of them they would
+//! otherwise cost 4 bytes per token; the residuals are fitted against the rounded centroids,
+//! so the rounding is absorbed, not added.
 
 mod kmeans;
 mod quantizer;
 
 pub use kmeans::{assign, kmeans};
 pub use quantizer::Quantizer;
+
+use half::f16;
+use half::slice::HalfFloatSliceExt;
 
 use crate::rng::Rng;
 use crate::{Error, Result};
@@ -31,7 +36,7 @@ impl Default for TrainParams {
 pub struct Codec {
     pub dim: usize,
     /// `[k, dim]`.
-    pub centroids: Vec<f32>,
+    pub centroids: Vec<f16>,
     pub quantizer: Quantizer,
 }
 
@@ -62,13 +67,15 @@ impl Codec {
         };
         let sample = gather(&order[..sample_n]);
         tracing::info!(vectors = n, k, sample = sample_n, held_out = held_n, nbits = params.nbits, "training codec");
-        let centroids = kmeans(&sample, dim, k, params.iterations, params.seed)?;
+        let centroids: Vec<f16> =
+            kmeans(&sample, dim, k, params.iterations, params.seed)?.into_iter().map(f16::from_f32).collect();
+        let rounded = to_f32(&centroids);
         let held = if held_n > 0 { gather(&order[sample_n..sample_n + held_n]) } else { sample };
-        let codes = assign(&held, &centroids, dim)?;
+        let codes = assign(&held, &rounded, dim)?;
         let residuals: Vec<f32> = held
             .chunks_exact(dim)
             .zip(&codes)
-            .flat_map(|(v, &c)| v.iter().zip(&centroids[c as usize * dim..]).map(|(x, c)| x - c).collect::<Vec<_>>())
+            .flat_map(|(v, &c)| v.iter().zip(&rounded[c as usize * dim..]).map(|(x, c)| x - c).collect::<Vec<_>>())
             .collect();
         let quantizer = Quantizer::fit(&residuals, dim, params.nbits)?;
         Ok(Codec { dim, centroids, quantizer })
@@ -76,6 +83,11 @@ impl Codec {
 
     pub fn k(&self) -> usize {
         self.centroids.len() / self.dim
+    }
+
+    /// Bytes the codec holds in memory.
+    pub fn memory(&self) -> usize {
+        self.centroids.len() * 2 + (self.quantizer.cutoffs.len() + self.quantizer.weights.len()) * 4
     }
 
     /// Residual bytes per token.
@@ -88,12 +100,13 @@ impl Codec {
         if !vectors.len().is_multiple_of(self.dim) {
             return Err(Error::BadInput(format!("{} values are not whole vectors of dim {}", vectors.len(), self.dim)));
         }
-        let codes = assign(vectors, &self.centroids, self.dim)?;
+        let centroids = to_f32(&self.centroids);
+        let codes = assign(vectors, &centroids, self.dim)?;
         let bytes = self.residual_bytes();
         let mut residuals = vec![0u8; codes.len() * bytes];
         let mut r = vec![0.0f32; self.dim];
         for ((v, &c), out) in vectors.chunks_exact(self.dim).zip(&codes).zip(residuals.chunks_exact_mut(bytes)) {
-            for ((r, x), c) in r.iter_mut().zip(v).zip(&self.centroids[c as usize * self.dim..]) {
+            for ((r, x), c) in r.iter_mut().zip(v).zip(&centroids[c as usize * self.dim..]) {
                 *r = x - c;
             }
             self.quantizer.encode(&r, out);
@@ -104,17 +117,40 @@ impl Codec {
     /// One token back: `centroid + decoded residual`, into `out` (`dim` values).
     pub fn decode(&self, code: u32, residual: &[u8], out: &mut [f32]) {
         let c = code as usize * self.dim;
-        out.copy_from_slice(&self.centroids[c..c + self.dim]);
+        self.centroids[c..c + self.dim].convert_to_f32_slice(out);
         self.quantizer.decode_add(residual, out);
     }
 
-    /// A self-describing little-endian encoding: dim, nbits, k, then the three float arrays.
+    /// `[nq, k]`: each query vector's dot product with every centroid, converted a block at a
+    /// time (the f32 copy of all of them is never held).
+    pub fn centroid_scores(&self, query: &[f32]) -> Result<Vec<f32>> {
+        const BLOCK: usize = 1024;
+        let (dim, k) = (self.dim, self.k());
+        let nq = query.len() / dim;
+        let mut scores = vec![0.0f32; nq * k];
+        let (mut block, mut part) = (Vec::new(), Vec::new());
+        for (b, half) in self.centroids.chunks(BLOCK * dim).enumerate() {
+            let n = half.len() / dim;
+            block.resize(half.len(), 0.0);
+            half.convert_to_f32_slice(&mut block);
+            part.resize(nq * n, 0.0);
+            kernels::cpu::matmul_transposed(query, &block, &mut part, nq, n, dim)?;
+            for (row, src) in scores.chunks_exact_mut(k).zip(part.chunks_exact(n)) {
+                row[b * BLOCK..b * BLOCK + n].copy_from_slice(src);
+            }
+        }
+        Ok(scores)
+    }
+
+    /// A self-describing little-endian encoding: dim, nbits, k, the centroids (f16), then the
+    /// cutoffs and weights (f32).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
         for v in [self.dim, self.quantizer.nbits, self.k()] {
             out.extend((v as u32).to_le_bytes());
         }
-        for x in self.centroids.iter().chain(&self.quantizer.cutoffs).chain(&self.quantizer.weights) {
+        self.centroids.iter().for_each(|x| out.extend(x.to_le_bytes()));
+        for x in self.quantizer.cutoffs.iter().chain(&self.quantizer.weights) {
             out.extend(x.to_le_bytes());
         }
         out
@@ -130,16 +166,24 @@ impl Codec {
             return Err(bad(format!("implausible header dim {dim}, nbits {nbits}, k {k}")));
         }
         let buckets = 1 << nbits;
-        let floats = k * dim + dim * (buckets - 1) + dim * buckets;
-        if bytes.len() != 12 + floats * 4 {
-            return Err(bad(format!("{} bytes, expected {}", bytes.len(), 12 + floats * 4)));
+        let floats = dim * (buckets - 1) + dim * buckets;
+        let expected = 12 + k * dim * 2 + floats * 4;
+        if bytes.len() != expected {
+            return Err(bad(format!("{} bytes, expected {expected}", bytes.len())));
         }
-        let all: Vec<f32> = bytes[12..].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
-        let (centroids, rest) = all.split_at(k * dim);
-        let (cutoffs, weights) = rest.split_at(dim * (buckets - 1));
+        let (half, rest) = bytes[12..].split_at(k * dim * 2);
+        let centroids: Vec<f16> = half.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]])).collect();
+        let all: Vec<f32> = rest.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+        let (cutoffs, weights) = all.split_at(dim * (buckets - 1));
         let quantizer = Quantizer { dim, nbits, cutoffs: cutoffs.to_vec(), weights: weights.to_vec() };
-        Ok(Codec { dim, centroids: centroids.to_vec(), quantizer })
+        Ok(Codec { dim, centroids, quantizer })
     }
+}
+
+fn to_f32(half: &[f16]) -> Vec<f32> {
+    let mut out = vec![0.0f32; half.len()];
+    half.convert_to_f32_slice(&mut out);
+    out
 }
 
 #[cfg(test)]

@@ -12,11 +12,12 @@ pub use topk::{rank, top_k, Hit};
 use crate::codec::Codec;
 use crate::{Error, Result};
 
+/// One centroid's tokens: each entry is the document id as a LEB128 delta from the previous
+/// entry's (the first from 0), then the packed residual. One allocation per run, read front
+/// to back.
 #[derive(Default)]
 struct Run {
-    /// Document ids as LEB128 deltas from the previous entry's (the first from 0).
-    ids: Vec<u8>,
-    residuals: Vec<u8>,
+    entries: Vec<u8>,
     last: u32,
 }
 
@@ -32,6 +33,8 @@ pub struct Index {
     docs: Vec<Doc>,
     live: usize,
     tokens: usize,
+    /// Tokens in the runs, deleted documents' included.
+    tokens_stored: usize,
 }
 
 /// Breakdown of what the index holds in memory.
@@ -52,7 +55,7 @@ impl Memory {
 impl Index {
     pub fn new(codec: Codec) -> Index {
         let runs = (0..codec.k()).map(|_| Run::default()).collect();
-        Index { codec, runs, docs: Vec::new(), live: 0, tokens: 0 }
+        Index { codec, runs, docs: Vec::new(), live: 0, tokens: 0, tokens_stored: 0 }
     }
 
     pub fn codec(&self) -> &Codec {
@@ -89,23 +92,30 @@ impl Index {
         }
         for (&code, residual) in codes.iter().zip(residuals.chunks_exact(bytes)) {
             let run = &mut self.runs[code as usize];
+            // Grow by an eighth rather than double: a run lives as long as the index, and the
+            // slack of doubling would cost more than the ids.
+            let needed = run.entries.len() + 5 + bytes;
+            if needed > run.entries.capacity() {
+                run.entries.reserve_exact((needed - run.entries.len()).max(run.entries.len() / 8));
+            }
             let mut delta = doc - run.last;
             loop {
                 let byte = (delta & 0x7f) as u8;
                 delta >>= 7;
                 if delta == 0 {
-                    run.ids.push(byte);
+                    run.entries.push(byte);
                     break;
                 }
-                run.ids.push(byte | 0x80);
+                run.entries.push(byte | 0x80);
             }
-            run.residuals.extend_from_slice(residual);
+            run.entries.extend_from_slice(residual);
             run.last = doc;
         }
         self.docs.resize(doc as usize + 1, Doc::default());
         self.docs[doc as usize] = Doc { tokens: codes.len() as u32, live: true };
         self.live += 1;
         self.tokens += codes.len();
+        self.tokens_stored += codes.len();
         Ok(())
     }
 
@@ -122,27 +132,33 @@ impl Index {
         }
     }
 
+    /// Allocated bytes (capacity, not length).
     pub fn memory(&self) -> Memory {
+        let entries: usize = self.runs.iter().map(|r| r.entries.capacity()).sum();
+        let residuals = self.tokens_stored * self.codec.residual_bytes();
         Memory {
-            residuals: self.runs.iter().map(|r| r.residuals.len()).sum(),
-            ids: self.runs.iter().map(|r| r.ids.len() + std::mem::size_of::<Run>()).sum(),
-            centroids: (self.codec.centroids.len()
-                + self.codec.quantizer.cutoffs.len()
-                + self.codec.quantizer.weights.len())
-                * 4,
-            docs: self.docs.len() * std::mem::size_of::<Doc>(),
+            residuals,
+            ids: entries - residuals + self.runs.capacity() * std::mem::size_of::<Run>(),
+            centroids: self.codec.memory(),
+            docs: self.docs.capacity() * std::mem::size_of::<Doc>(),
         }
+    }
+
+    /// Gives back the runs' spare capacity (after a bulk load or a rebuild).
+    pub fn shrink_to_fit(&mut self) {
+        self.runs.iter_mut().for_each(|r| r.entries.shrink_to_fit());
+        self.docs.shrink_to_fit();
     }
 
     /// Calls `f(doc, residual)` for every entry of centroid `c`'s run, in order.
     fn scan(&self, c: usize, mut f: impl FnMut(u32, &[u8])) {
-        let run = &self.runs[c];
+        let entries = &self.runs[c].entries;
         let bytes = self.codec.residual_bytes();
         let (mut doc, mut at) = (0u32, 0usize);
-        for residual in run.residuals.chunks_exact(bytes) {
+        while at < entries.len() {
             let (mut delta, mut shift) = (0u32, 0);
             loop {
-                let byte = run.ids[at];
+                let byte = entries[at];
                 at += 1;
                 delta |= ((byte & 0x7f) as u32) << shift;
                 shift += 7;
@@ -151,7 +167,8 @@ impl Index {
                 }
             }
             doc += delta;
-            f(doc, residual);
+            f(doc, &entries[at..at + bytes]);
+            at += bytes;
         }
     }
 }

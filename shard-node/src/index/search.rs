@@ -82,14 +82,13 @@ impl Index {
         params: &SearchParams,
         allowed: &(dyn Fn(u32) -> bool + Sync),
     ) -> Result<Vec<Hit>> {
-        let nq = self.check_query(query)?;
-        let (dim, k) = (self.codec.dim, self.codec.k());
+        self.check_query(query)?;
+        let k = self.codec.k();
         if params.nprobe == 0 || params.nprobe > 1024 {
             return Err(Error::BadInput(format!("nprobe must be in 1..=1024, not {}", params.nprobe)));
         }
         let nprobe = params.nprobe.min(k);
-        let mut scores = vec![0.0f32; nq * k];
-        kernels::cpu::matmul_transposed(query, &self.codec.centroids, &mut scores, nq, k, dim)?;
+        let scores = self.codec.centroid_scores(query)?;
         let tables = self.lookup_tables(query);
         let bytes = self.codec.residual_bytes();
         // Per query token: its probed centroids' documents with their best token, and the

@@ -146,6 +146,7 @@ impl Shard {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "index ready"
         );
+        index.shrink_to_fit();
         self.state = State::Ready { index, generation };
         Ok(())
     }
@@ -389,6 +390,14 @@ impl Shard {
                 trained: true,
                 memory_bytes: index.memory().total(),
             },
+        }
+    }
+
+    /// Gives back spare capacity of the search layout (after a bulk load; a restart leaves
+    /// the same).
+    pub fn shrink_to_fit(&mut self) {
+        if let State::Ready { index, .. } = &mut self.state {
+            index.shrink_to_fit();
         }
     }
 

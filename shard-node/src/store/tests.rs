@@ -35,7 +35,7 @@ fn codec_generations_are_kept_and_documents_can_be_rewritten() {
     store.upsert(&[(doc("a", ""), Tokens::Raw(vec![0.5; 4]))]).unwrap();
     let codec = Codec {
         dim: 4,
-        centroids: vec![0.0; 4],
+        centroids: vec![half::f16::ZERO; 4],
         quantizer: crate::codec::Quantizer { dim: 4, nbits: 2, cutoffs: vec![0.0; 12], weights: vec![0.0; 16] },
     };
     assert_eq!(store.install_codec(&codec).unwrap(), 1);
