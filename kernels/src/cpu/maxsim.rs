@@ -18,6 +18,35 @@ pub fn maxsim(query: &[f32], doc: &[f32], dim: usize) -> Result<f32> {
     Ok(sims.chunks_exact(nd).map(|row| row.iter().copied().fold(f32::NEG_INFINITY, f32::max)).sum())
 }
 
+/// One query scored against many documents (re-ranking candidates): the query is packed
+/// once as the fixed operand, each document's tokens are the rows multiplied by it.
+pub struct QueryScorer {
+    dense: Dense,
+}
+
+impl QueryScorer {
+    pub fn new(query: &[f32], dim: usize) -> Result<QueryScorer> {
+        let nq = check_rows("QueryScorer", "query", query.len(), dim)?;
+        Ok(QueryScorer { dense: Dense::new(query.to_vec(), None, nq, dim)? })
+    }
+
+    /// MaxSim of the query against `doc` `[n, dim]` (0 for no tokens); `sims` is scratch.
+    pub fn score(&self, doc: &[f32], sims: &mut Vec<f32>) -> Result<f32> {
+        let (nq, dim) = (self.dense.out, self.dense.inp);
+        let nd = check_rows("QueryScorer", "doc", doc.len(), dim)?;
+        if nd == 0 {
+            return Ok(0.0);
+        }
+        sims.resize(nd * nq, 0.0);
+        self.dense.forward_into(doc, nd, sims)?;
+        let mut best = vec![f32::NEG_INFINITY; nq];
+        for row in sims.chunks_exact(nq) {
+            best.iter_mut().zip(row).for_each(|(b, &s)| *b = b.max(s));
+        }
+        Ok(best.iter().sum())
+    }
+}
+
 /// Document tokens multiplied at once (about 8 MiB of vectors at dim 128).
 const CHUNK_TOKENS: usize = 16 * 1024;
 /// Queries multiplied at once.
@@ -106,6 +135,23 @@ mod tests {
         }
         assert_eq!(maxsim(&[1.0; 128], &[], 128).unwrap(), 0.0);
         assert!(maxsim(&[1.0; 130], &[1.0; 128], 128).is_err());
+    }
+
+    #[test]
+    fn query_scorer_matches_maxsim() {
+        let mut rng = Rng::new(52);
+        let dim = 128;
+        let q = rng.vec(32 * dim, 0.1);
+        let scorer = QueryScorer::new(&q, dim).unwrap();
+        let mut sims = Vec::new();
+        for nd in [1, 7, 100, 300] {
+            let d = rng.vec(nd * dim, 0.1);
+            let (got, want) = (scorer.score(&d, &mut sims).unwrap(), maxsim(&q, &d, dim).unwrap());
+            assert!((got - want).abs() < 1e-5 * want.abs().max(1.0), "{nd}: {got} vs {want}");
+        }
+        assert_eq!(scorer.score(&[], &mut sims).unwrap(), 0.0);
+        assert!(scorer.score(&[0.0; 129], &mut sims).is_err());
+        assert!(QueryScorer::new(&[0.0; 5], dim).is_err());
     }
 
     #[test]

@@ -87,7 +87,8 @@ impl Codec {
 
     /// Bytes the codec holds in memory.
     pub fn memory(&self) -> usize {
-        self.centroids.len() * 2 + (self.quantizer.cutoffs.len() + self.quantizer.weights.len()) * 4
+        let table = self.quantizer.table.get().map_or(0, Vec::len);
+        self.centroids.len() * 2 + (self.quantizer.cutoffs.len() + self.quantizer.weights.len() + table) * 4
     }
 
     /// Residual bytes per token.
@@ -175,7 +176,8 @@ impl Codec {
         let centroids: Vec<f16> = half.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]])).collect();
         let all: Vec<f32> = rest.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
         let (cutoffs, weights) = all.split_at(dim * (buckets - 1));
-        let quantizer = Quantizer { dim, nbits, cutoffs: cutoffs.to_vec(), weights: weights.to_vec() };
+        let quantizer =
+            Quantizer { dim, nbits, cutoffs: cutoffs.to_vec(), weights: weights.to_vec(), table: Default::default() };
         Ok(Codec { dim, centroids, quantizer })
     }
 }

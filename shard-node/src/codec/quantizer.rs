@@ -6,7 +6,7 @@
 
 use crate::{Error, Result};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Quantizer {
     pub dim: usize,
     pub nbits: usize,
@@ -14,6 +14,16 @@ pub struct Quantizer {
     pub cutoffs: Vec<f32>,
     /// `[dim][buckets]`: what each bucket decodes to.
     pub weights: Vec<f32>,
+    /// `[bytes][256][8 / nbits]`: what each value of each packed byte decodes to, built on
+    /// first use (decoding a byte is then one short copy instead of a shift per dimension).
+    pub table: std::sync::OnceLock<Vec<f32>>,
+}
+
+/// Equal when they encode and decode alike (the table is derived).
+impl PartialEq for Quantizer {
+    fn eq(&self, other: &Self) -> bool {
+        (self.dim, self.nbits, &self.cutoffs, &self.weights) == (other.dim, other.nbits, &other.cutoffs, &other.weights)
+    }
 }
 
 impl Quantizer {
@@ -47,7 +57,7 @@ impl Quantizer {
             }
             cutoffs.extend(cuts);
         }
-        Ok(Quantizer { dim, nbits, cutoffs, weights })
+        Ok(Quantizer { dim, nbits, cutoffs, weights, table: Default::default() })
     }
 
     /// Bytes per encoded residual.
@@ -69,12 +79,26 @@ impl Quantizer {
 
     /// Adds the decoded residual to `out` (which holds the centroid).
     pub fn decode_add(&self, code: &[u8], out: &mut [f32]) {
-        let (buckets, mask) = (1 << self.nbits, (1u8 << self.nbits).wrapping_sub(1));
-        for (d, x) in out.iter_mut().enumerate() {
-            let bit = d * self.nbits;
-            let bucket = (code[bit / 8] >> (bit % 8)) & mask;
-            *x += self.weights[d * buckets + bucket as usize];
+        let per_byte = 8 / self.nbits;
+        let table = self.table.get_or_init(|| self.byte_table());
+        for ((&byte, out), j) in code.iter().zip(out.chunks_exact_mut(per_byte)).zip(0..) {
+            let values = &table[(j * 256 + byte as usize) * per_byte..][..per_byte];
+            out.iter_mut().zip(values).for_each(|(o, v)| *o += v);
         }
+    }
+
+    fn byte_table(&self) -> Vec<f32> {
+        let (per_byte, buckets, mask) = (8 / self.nbits, 1 << self.nbits, (1usize << self.nbits) - 1);
+        let mut table = Vec::with_capacity(self.bytes() * 256 * per_byte);
+        for j in 0..self.bytes() {
+            for byte in 0..256usize {
+                for t in 0..per_byte {
+                    let d = j * per_byte + t;
+                    table.push(self.weights[d * buckets + ((byte >> (t * self.nbits)) & mask)]);
+                }
+            }
+        }
+        table
     }
 }
 
@@ -118,6 +142,7 @@ mod tests {
             nbits: 2,
             cutoffs: [-1.0, 0.0, 1.0].repeat(4),
             weights: [-2.0, -0.5, 0.5, 2.0].repeat(4),
+            table: Default::default(),
         };
         let mut code = [0u8; 1];
         q.encode(&[-5.0, -0.5, 0.5, 5.0], &mut code);

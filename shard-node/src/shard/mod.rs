@@ -5,6 +5,8 @@
 
 use std::collections::HashSet;
 
+use rayon::prelude::*;
+
 use crate::codec::{Codec, TrainParams};
 use crate::index::{top_k, Hit, Index, SearchParams, MAX_K};
 use crate::store::{Document, Store, Tokens, Written};
@@ -325,17 +327,30 @@ impl Shard {
                     &SearchParams { candidates: params.candidates.max(params.k), ..*params },
                     &ok,
                 )?;
-                let mut hits = Vec::with_capacity(candidates.len());
-                for c in candidates {
+                // Exact re-scoring: the candidates' tokens are read here (sled is used from
+                // this thread only: its deferred frees would otherwise sit in the pool's
+                // threads and keep the database locked after the shard is dropped), then
+                // decoded and scored on all cores.
+                let mut stored = Vec::with_capacity(candidates.len());
+                // Documents an interrupted retraining left on an older codec (rare).
+                let mut older: Vec<(u32, Codec)> = Vec::new();
+                for c in &candidates {
                     if let Some(Tokens::Encoded { codec: g, codes, residuals }) = self.store.tokens(c.doc)? {
-                        let vectors = if g == *generation {
-                            decode_all(index.codec(), &codes, &residuals)
-                        } else {
-                            decode_all(&self.store.codec(g)?, &codes, &residuals)
-                        };
-                        hits.push(Hit { doc: c.doc, score: kernels::cpu::maxsim(query, &vectors, dim)? });
+                        if g != *generation && older.iter().all(|(o, _)| *o != g) {
+                            older.push((g, self.store.codec(g)?));
+                        }
+                        stored.push((c.doc, g, codes, residuals));
                     }
                 }
+                let codec_of = |g: u32| older.iter().find(|(o, _)| *o == g).map_or(index.codec(), |(_, c)| c);
+                let scorer = kernels::cpu::QueryScorer::new(query, dim)?;
+                let hits: Vec<Hit> = stored
+                    .par_iter()
+                    .map_init(Vec::new, |sims, (doc, g, codes, residuals)| {
+                        let vectors = decode_all(codec_of(*g), codes, residuals);
+                        Ok(Hit { doc: *doc, score: scorer.score(&vectors, sims)? })
+                    })
+                    .collect::<Result<_>>()?;
                 top_k(hits, params.k)
             }
         };

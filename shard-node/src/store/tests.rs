@@ -36,7 +36,13 @@ fn codec_generations_are_kept_and_documents_can_be_rewritten() {
     let codec = Codec {
         dim: 4,
         centroids: vec![half::f16::ZERO; 4],
-        quantizer: crate::codec::Quantizer { dim: 4, nbits: 2, cutoffs: vec![0.0; 12], weights: vec![0.0; 16] },
+        quantizer: crate::codec::Quantizer {
+            dim: 4,
+            nbits: 2,
+            cutoffs: vec![0.0; 12],
+            weights: vec![0.0; 16],
+            table: Default::default(),
+        },
     };
     assert_eq!(store.install_codec(&codec).unwrap(), 1);
     let encoded = Tokens::Encoded { codec: 1, codes: vec![0], residuals: vec![7] };
