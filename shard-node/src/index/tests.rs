@@ -98,3 +98,29 @@ fn bad_queries_and_documents_are_refused() {
     assert!(index.add(50, codes, &residuals[1..]).is_err());
     assert!(index.add(50, &[u32::MAX], &residuals[..index.codec().residual_bytes()]).is_err());
 }
+
+#[test]
+fn lookup_tables_give_the_dot_product_with_the_decoded_residual() {
+    for nbits in [1, 2, 4] {
+        let (data, index, encoded) = small_index(40, nbits);
+        let codec = index.codec();
+        let (dim, bytes) = (codec.dim, codec.residual_bytes());
+        let query = &data.queries(1, 3, 0.2, 1)[0].1;
+        let tables = index.lookup_tables(query);
+        for (codes, residuals) in encoded.iter().take(5) {
+            for (&c, r) in codes.iter().zip(residuals.chunks_exact(bytes)) {
+                let centroid: Vec<f32> =
+                    codec.centroids[c as usize * dim..][..dim].iter().map(|h| h.to_f32()).collect();
+                let mut decoded = vec![0.0; dim];
+                codec.decode(c, r, &mut decoded);
+                for (i, q) in query.chunks_exact(dim).enumerate() {
+                    let want: f64 =
+                        q.iter().zip(decoded.iter().zip(&centroid)).map(|(q, (d, c))| *q as f64 * (d - c) as f64).sum();
+                    let table = &tables[i * bytes * 256..];
+                    let got: f32 = r.iter().enumerate().map(|(j, &b)| table[j * 256 + b as usize]).sum();
+                    assert!((got as f64 - want).abs() < 1e-4, "{nbits} bits: {got} vs {want}");
+                }
+            }
+        }
+    }
+}
