@@ -5,11 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 JACOLBERT_MECAB_DIC="$(scripts/fetch-unidic.sh)"
 export JACOLBERT_MECAB_DIC
-# First the PyLate parity tests on the portable kernels (the path of CPUs without AVX-512; on
-# such CPUs this repeats the run below), then everything on the fastest kernels this CPU has.
+# First the PyLate parity tests on the portable kernels (the path of CPUs without AVX-512) and
+# on the AVX-512 kernels (the path of CPUs without AMX); where a CPU lacks one, its run repeats
+# a path. Then everything on the fastest kernels this CPU has.
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 JACOLBERT_KERNELS=portable cargo test --workspace --release pylate 2>&1 | tee "$log"
+JACOLBERT_KERNELS=avx512 cargo test --workspace --release pylate 2>&1 | tee -a "$log"
 cargo test --workspace --release 2>&1 | tee -a "$log"
 # One closing line for both runs (cargo's own last line is a doc-test run with no tests).
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "%d passed, %d failed\n", passed, failed }' "$log"

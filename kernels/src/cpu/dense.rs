@@ -9,6 +9,8 @@ enum Weight {
     Plain(Vec<f32>),
     #[cfg(target_arch = "x86_64")]
     Packed(super::avx512::PackedWeight),
+    #[cfg(target_arch = "x86_64")]
+    Amx(super::amx::AmxWeight),
 }
 
 pub struct Dense {
@@ -23,8 +25,10 @@ impl Dense {
     pub fn new(weight: Vec<f32>, bias: Option<Vec<f32>>, out: usize, inp: usize) -> Result<Dense> {
         let mut dense = Dense::plain(weight, bias, out, inp)?;
         #[cfg(target_arch = "x86_64")]
-        if super::avx512::available() {
-            if let Weight::Plain(w) = &dense.weight {
+        if let Weight::Plain(w) = &dense.weight {
+            if super::amx::available() {
+                dense.weight = Weight::Amx(super::amx::AmxWeight::pack(w, out, inp));
+            } else if super::avx512::available() {
                 dense.weight = Weight::Packed(super::avx512::PackedWeight::pack(w, out, inp));
             }
         }
@@ -79,6 +83,10 @@ impl Dense {
             }
             #[cfg(target_arch = "x86_64")]
             Weight::Packed(p) => {
+                p.matmul(x, rows, y, super::avx512::Epilogue { bias: self.bias.as_deref(), gelu, residual })
+            }
+            #[cfg(target_arch = "x86_64")]
+            Weight::Amx(p) => {
                 p.matmul(x, rows, y, super::avx512::Epilogue { bias: self.bias.as_deref(), gelu, residual })
             }
         }

@@ -1,6 +1,8 @@
 //! CPU ops in f32, row-major. Matrix products go through the `gemm` crate on all cores; the rest
 //! are per-row loops the compiler vectorises.
 
+#[cfg(target_arch = "x86_64")]
+mod amx;
 mod attention;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
