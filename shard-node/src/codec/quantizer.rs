@@ -1,10 +1,14 @@
 //! Residual quantisation: each dimension of `token − centroid` becomes an nbits bucket index.
-//! Cutoffs are that dimension's quantiles on held-out residuals (so each bucket is used about
-//! equally), and a bucket decodes to the mean of the residuals that fell in it. PLAID fits one
-//! set of cutoffs for all dimensions; per dimension costs 128 × 2^nbits floats and fits
-//! dimensions whose spread differs.
+//! Per dimension, on held-out residuals: cutoffs start at the quantiles (equal-mass buckets, as
+//! PLAID) and are refined by Lloyd–Max steps (cutoffs halfway between bucket means), and a
+//! bucket decodes to the mean of the residuals that fell in it. PLAID fits one set for all
+//! dimensions; per dimension costs 128 × 2^nbits floats and fits dimensions whose spread
+//! differs.
 
 use crate::{Error, Result};
+
+/// Lloyd–Max refinements of the initial quantile cutoffs.
+const LLOYD_STEPS: usize = 10;
 
 #[derive(Debug, Clone)]
 pub struct Quantizer {
@@ -43,18 +47,27 @@ impl Quantizer {
             column.clear();
             column.extend(residuals.iter().skip(d).step_by(dim).copied());
             column.sort_unstable_by(f32::total_cmp);
-            let cuts: Vec<f32> = (1..buckets).map(|b| column[(b * n / buckets).min(n - 1)]).collect();
-            // Each bucket's mean; a bucket no value fell in (ties) decodes to its cutoff.
-            for b in 0..buckets {
-                let lo = if b == 0 { 0 } else { column.partition_point(|&x| x < cuts[b - 1]) };
-                let hi = if b == buckets - 1 { n } else { column.partition_point(|&x| x < cuts[b]) };
-                let mean = if hi > lo {
-                    (column[lo..hi].iter().map(|&x| x as f64).sum::<f64>() / (hi - lo) as f64) as f32
-                } else {
-                    cuts[b.min(buckets - 2)]
-                };
-                weights.push(mean);
+            // Start from equal-mass buckets, then Lloyd–Max steps: each bucket decodes to the
+            // mean of its values, each cutoff sits halfway between neighbouring means. This
+            // lowers the squared error below the quantiles' (the last step's means are kept).
+            let mut cuts: Vec<f32> = (1..buckets).map(|b| column[(b * n / buckets).min(n - 1)]).collect();
+            let mut means = vec![0.0f32; buckets];
+            for step in 0..=LLOYD_STEPS {
+                for (b, mean) in means.iter_mut().enumerate() {
+                    let lo = if b == 0 { 0 } else { column.partition_point(|&x| x < cuts[b - 1]) };
+                    let hi = if b == buckets - 1 { n } else { column.partition_point(|&x| x < cuts[b]) };
+                    // A bucket no value fell in (ties) decodes to its nearest cutoff.
+                    *mean = if hi > lo {
+                        (column[lo..hi].iter().map(|&x| x as f64).sum::<f64>() / (hi - lo) as f64) as f32
+                    } else {
+                        cuts[b.min(buckets - 2)]
+                    };
+                }
+                if step < LLOYD_STEPS {
+                    cuts.iter_mut().enumerate().for_each(|(b, c)| *c = 0.5 * (means[b] + means[b + 1]));
+                }
             }
+            weights.extend(&means);
             cutoffs.extend(cuts);
         }
         Ok(Quantizer { dim, nbits, cutoffs, weights, table: Default::default() })
@@ -115,7 +128,7 @@ mod tests {
         let data: Vec<f32> = (0..20_000 * dim).map(|i| rng.normal() * scale[i % dim]).collect();
         let (fit, test) = data.split_at(10_000 * dim);
         let mut previous = f64::INFINITY;
-        for (nbits, bound) in [(1, 0.62), (2, 0.40), (4, 0.17)] {
+        for (nbits, bound) in [(1, 0.61), (2, 0.35), (4, 0.12)] {
             let q = Quantizer::fit(fit, dim, nbits).unwrap();
             let mut code = vec![0u8; q.bytes()];
             let (mut err, mut norm) = (0.0f64, 0.0f64);
@@ -126,8 +139,8 @@ mod tests {
                 err += v.iter().zip(&back).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>();
                 norm += v.iter().map(|a| (*a as f64).powi(2)).sum::<f64>();
             }
-            // Relative RMS error of a Gaussian quantised at its 2^nbits quantiles, with margin:
-            // ~0.60 at 1 bit, ~0.37 at 2, ~0.15 at 4 (equal-mass buckets, not Lloyd–Max).
+            // Relative RMS error of the Lloyd–Max quantiser of a Gaussian, with a little
+            // margin: 0.60 at 1 bit, 0.34 at 2, 0.096 at 4 (ten steps leave 4 bits at ~0.11).
             let rel = (err / norm).sqrt();
             assert!(rel < bound && rel < previous, "{nbits} bits: {rel}");
             previous = rel;
