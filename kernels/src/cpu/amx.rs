@@ -26,8 +26,10 @@ use super::avx512::Epilogue;
 const TK: usize = 32;
 const TR: usize = 16;
 const TILE: usize = TR * TK;
-/// Rows of `a` packed at once: four 32-row C blocks.
+/// Rows of `a` packed at once: up to four 32-row C blocks, fewer when k is long, so that the
+/// packed block (rows × 3k bf16) stays within about half of L2 while the columns pass over it.
 const ROW_BLOCK: usize = 128;
+const PACKED_BUDGET: usize = 512 * 1024;
 /// Which split of `a` and of the weight each third of k' multiplies.
 const PRODUCTS: [(usize, usize); 3] = [(0, 0), (0, 1), (1, 0)];
 
@@ -122,8 +124,9 @@ impl AmxWeight {
         // SAFETY: the tile configuration below is what every tile instruction here assumes;
         // the tile state is released before returning.
         unsafe { configure() };
-        for r0 in rows.clone().step_by(ROW_BLOCK) {
-            let block_rows = ROW_BLOCK.min(rows.end - r0);
+        let row_block = (PACKED_BUDGET / (kt * TK * 2) / (2 * TR) * (2 * TR)).clamp(2 * TR, ROW_BLOCK);
+        for r0 in rows.clone().step_by(row_block) {
+            let block_rows = row_block.min(rows.end - r0);
             self.pack_a(&a[r0 * self.k..], block_rows, packed);
             for pair in cols.clone() {
                 for b in 0..block_rows.div_ceil(2 * TR) {
@@ -136,19 +139,23 @@ impl AmxWeight {
                         let bt = self.tiles.as_ptr().add(pair * 2 * kt * TILE);
                         block(at, bt, kt, spill.as_mut_ptr());
                     }
-                    // Epilogue and store of the valid h×w corner, this thread's rows/columns only.
+                    // Epilogue on the whole block (one call of the vectorised GELU, not one
+                    // per row), then the store of its valid h×w corner: this thread's rows and
+                    // columns only.
+                    let j0 = pair * 2 * TR;
+                    if let Some(bias) = post.bias {
+                        for row in spill.chunks_exact_mut(2 * TR) {
+                            row[..w].iter_mut().zip(&bias[j0..j0 + w]).for_each(|(d, b)| *d += b);
+                        }
+                    }
+                    if post.gelu {
+                        super::gelu_erf(&mut spill[..h * 2 * TR]);
+                    }
                     for r in 0..h {
                         let i = i0 + r;
-                        let j0 = pair * 2 * TR;
                         // SAFETY: row i, columns j0..j0+w lie in `out`, written by this thread only.
                         let dst = unsafe { std::slice::from_raw_parts_mut(out.0.add(i * n + j0), w) };
                         dst.copy_from_slice(&spill[r * 2 * TR..r * 2 * TR + w]);
-                        if let Some(bias) = post.bias {
-                            dst.iter_mut().zip(&bias[j0..j0 + w]).for_each(|(d, b)| *d += b);
-                        }
-                        if post.gelu {
-                            super::gelu_erf(dst);
-                        }
                         if let Some(res) = post.residual {
                             dst.iter_mut().zip(&res[i * n + j0..i * n + j0 + w]).for_each(|(d, r)| *d += r);
                         }

@@ -64,9 +64,9 @@ pub fn attention(
                 }
                 let n = keys.len();
                 q_bh.clear();
-                q_bh.extend((0..seq).flat_map(|i| q[start(i)..start(i) + d].iter()));
+                (0..seq).for_each(|i| q_bh.extend_from_slice(&q[start(i)..start(i) + d]));
                 k_sel.clear();
-                k_sel.extend(keys.iter().flat_map(|&j| k[start(j)..start(j) + d].iter()));
+                keys.iter().for_each(|&j| k_sel.extend_from_slice(&k[start(j)..start(j) + d]));
                 // vᵀ, so that both products have the `a · bᵀ` form.
                 v_t.resize(d * n, 0.0);
                 for (kk, &j) in keys.iter().enumerate() {
