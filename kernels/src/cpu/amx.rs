@@ -30,7 +30,8 @@ const TILE: usize = TR * TK;
 /// packed block (rows × 3k bf16) stays within about half of L2 while the columns pass over it.
 const ROW_BLOCK: usize = 128;
 const PACKED_BUDGET: usize = 512 * 1024;
-/// Which split of `a` and of the weight each third of k' multiplies.
+/// Which split of `a` and of the weight each third of k' multiplies (the weight's are read
+/// from its stored [hi | lo] tiles, the third product's hi again).
 const PRODUCTS: [(usize, usize); 3] = [(0, 0), (0, 1), (1, 0)];
 
 /// Whether AMX runs here: the CPU has AMX-BF16 and AVX-512 BF16, Linux grants this process the
@@ -60,32 +61,34 @@ fn split(x: f32) -> [u16; 2] {
     [hi, bf16(x - f32::from_bits((hi as u32) << 16))]
 }
 
-/// A weight `[n, k]` as VNNI tiles `[n/16][3·k/32]` (n and k zero-padded to 32).
+/// A weight `[n, k]` as VNNI tiles `[n/16][2·k/32]`: its hi parts, then its lo parts (n and k
+/// zero-padded to 32). The third product reads the hi tiles again, so the weight takes the
+/// same memory as in f32.
 pub struct AmxWeight {
     pub n: usize,
     pub k: usize,
-    /// k padded to a multiple of 32, and the tiles along k' = 3·kp.
+    /// k padded to a multiple of 32, the tiles along k' = 3·kp, and the stored ones (2·kp).
     kp: usize,
     kt: usize,
+    stored: usize,
     tiles: Vec<u16>,
 }
 
 impl AmxWeight {
     pub fn pack(w: &[f32], n: usize, k: usize) -> AmxWeight {
         let kp = k.next_multiple_of(TK);
-        let kt = 3 * kp / TK;
-        let mut tiles = vec![0u16; n.next_multiple_of(2 * TR) / TR * kt * TILE];
+        let (kt, stored) = (3 * kp / TK, 2 * kp / TK);
+        let mut tiles = vec![0u16; n.next_multiple_of(2 * TR) / TR * stored * TILE];
         for j in 0..n {
             for (kk, &x) in w[j * k..(j + 1) * k].iter().enumerate() {
-                let parts = split(x);
-                for (p, &(_, part)) in PRODUCTS.iter().enumerate() {
-                    let kq = p * kp + kk;
-                    let at = ((j / TR) * kt + kq / TK) * TILE + (kq % TK / 2) * TK + (j % TR) * 2 + kq % 2;
-                    tiles[at] = parts[part];
+                for (part, value) in split(x).into_iter().enumerate() {
+                    let kq = part * kp + kk;
+                    let at = ((j / TR) * stored + kq / TK) * TILE + (kq % TK / 2) * TK + (j % TR) * 2 + kq % 2;
+                    tiles[at] = value;
                 }
             }
         }
-        AmxWeight { n, k, kp, kt, tiles }
+        AmxWeight { n, k, kp, kt, stored, tiles }
     }
 
     /// `out[m,n] = post(a[m,k] · wᵀ)` on all threads. Only call where `available()`.
@@ -119,7 +122,7 @@ impl AmxWeight {
         out: &OutPtr,
         post: Epilogue,
     ) {
-        let (n, kt) = (self.n, self.kt);
+        let (n, kt, stored) = (self.n, self.kt, self.stored);
         let mut spill = [0.0f32; 4 * TR * TR];
         // SAFETY: the tile configuration below is what every tile instruction here assumes;
         // the tile state is released before returning.
@@ -136,8 +139,8 @@ impl AmxWeight {
                     // `tiles` the pair's column tiles, each kt tiles long; `spill` is 32×32.
                     unsafe {
                         let at = packed.as_ptr().add(b * 2 * kt * TILE);
-                        let bt = self.tiles.as_ptr().add(pair * 2 * kt * TILE);
-                        block(at, bt, kt, spill.as_mut_ptr());
+                        let bt = self.tiles.as_ptr().add(pair * 2 * stored * TILE);
+                        block(at, bt, kt, stored, spill.as_mut_ptr());
                     }
                     // Epilogue on the whole block (one call of the vectorised GELU, not one
                     // per row), then the store of its valid h×w corner: this thread's rows and
@@ -236,12 +239,14 @@ unsafe fn configure() {
 }
 
 /// One 32×32 block of C over all `kt` tiles of k': A tiles at `a` (`[2][kt]`), weight tiles at
-/// `b` (`[2][kt]`), result into `c` (32 rows of 32 floats).
+/// `b` (`[2][stored]`, k' tile t read at t, or at t − stored past the stored ones), result
+/// into `c` (32 rows of 32 floats).
 #[inline(always)]
-unsafe fn block(a: *const u16, b: *const u16, kt: usize, c: *mut f32) {
+unsafe fn block(a: *const u16, b: *const u16, kt: usize, stored: usize, c: *mut f32) {
     asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack));
     let stride = 64usize;
     for t in 0..kt {
+        let tb = if t < stored { t } else { t - stored };
         asm!(
             "tileloadd tmm4, [{a0} + {s}*1]",
             "tileloadd tmm6, [{b0} + {s}*1]",
@@ -253,8 +258,8 @@ unsafe fn block(a: *const u16, b: *const u16, kt: usize, c: *mut f32) {
             "tdpbf16ps tmm3, tmm5, tmm7",
             a0 = in(reg) a.add(t * TILE),
             a1 = in(reg) a.add((kt + t) * TILE),
-            b0 = in(reg) b.add(t * TILE),
-            b1 = in(reg) b.add((kt + t) * TILE),
+            b0 = in(reg) b.add(tb * TILE),
+            b1 = in(reg) b.add((stored + tb) * TILE),
             s = in(reg) stride,
             options(nostack),
         );
