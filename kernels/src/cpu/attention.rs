@@ -55,7 +55,7 @@ pub fn attention(
             SCRATCH.with_borrow_mut(|scratch| {
                 let (b, head) = (task / heads, task % heads);
                 let start = |row: usize| (b * seq + row) * row_stride + head * d;
-                let Scratch { keys, q_bh, k_sel, v_t, scores, packed } = scratch;
+                let Scratch { keys, q_bh, k_sel, v_sel, scores, packed } = scratch;
                 let mask = &key_mask[b * seq..(b + 1) * seq];
                 keys.clear();
                 keys.extend((0..seq).filter(|&j| mask[j] != 0));
@@ -67,33 +67,26 @@ pub fn attention(
                 (0..seq).for_each(|i| q_bh.extend_from_slice(&q[start(i)..start(i) + d]));
                 k_sel.clear();
                 keys.iter().for_each(|&j| k_sel.extend_from_slice(&k[start(j)..start(j) + d]));
-                // vᵀ, so that both products have the `a · bᵀ` form.
-                v_t.resize(d * n, 0.0);
-                for (kk, &j) in keys.iter().enumerate() {
-                    for (x, &val) in v[start(j)..start(j) + d].iter().enumerate() {
-                        v_t[x * n + kk] = val;
-                    }
-                }
+                v_sel.clear();
+                keys.iter().for_each(|&j| v_sel.extend_from_slice(&v[start(j)..start(j) + d]));
                 scores.resize(seq * n, 0.0);
                 product_bt(q_bh, k_sel, seq, n, d, scores, packed)?;
                 for row in scores.chunks_exact_mut(n) {
                     row.iter_mut().for_each(|s| *s *= scale);
                     softmax_in_place(row);
                 }
-                // contextᵀ = vᵀ · scoresᵀ rather than context = scores · v: the kernel's
-                // panels are 48 columns wide, so `seq` columns waste less than `d` = 64 would.
-                let mut ctx_t = vec![0.0f32; d * seq];
-                product_bt(v_t, scores, d, seq, n, &mut ctx_t, packed)?;
-                Ok(ctx_t)
+                let mut ctx = vec![0.0f32; seq * d];
+                // q_bh is spent: it serves as product_ab's scratch.
+                product_ab(scores, v_sel, seq, d, n, &mut ctx, packed, q_bh)?;
+                Ok(ctx)
             })
         })
         .collect::<Result<_>>()?;
-    for (task, ctx_t) in contexts.iter().enumerate() {
+    for (task, ctx) in contexts.iter().enumerate() {
         let (b, head) = (task / heads, task % heads);
-        for (x, column) in ctx_t.chunks_exact(seq).enumerate() {
-            for (t, &value) in column.iter().enumerate() {
-                out[(b * seq + t) * h + head * d + x] = value;
-            }
+        for (t, row) in ctx.chunks_exact(d).enumerate() {
+            let at = (b * seq + t) * h + head * d;
+            out[at..at + d].copy_from_slice(row);
         }
     }
     Ok(())
@@ -106,7 +99,7 @@ struct Scratch {
     keys: Vec<usize>,
     q_bh: Vec<f32>,
     k_sel: Vec<f32>,
-    v_t: Vec<f32>,
+    v_sel: Vec<f32>,
     scores: Vec<f32>,
     packed: Packed,
 }
@@ -118,6 +111,34 @@ type Packed = ();
 
 thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// `out = a[m,k] · b[k,n]` on this thread: the AVX-512 kernel packs `b` from its rows; else
+/// `b` is transposed (into `spare`) for `gemm`.
+#[allow(clippy::too_many_arguments)]
+fn product_ab(
+    a: &[f32],
+    b: &[f32],
+    m: usize,
+    n: usize,
+    k: usize,
+    out: &mut [f32],
+    packed: &mut Packed,
+    spare: &mut Vec<f32>,
+) -> Result<()> {
+    check_len("attention", "b", b.len(), k * n)?;
+    #[cfg(target_arch = "x86_64")]
+    if super::avx512::available() {
+        check_len("attention", "a", a.len(), m * k)?;
+        check_len("attention", "out", out.len(), m * n)?;
+        let weight = packed.get_or_insert_with(|| super::avx512::PackedWeight::pack(&[], 0, 0));
+        weight.repack_transposed(b, n, k);
+        weight.matmul_strided(a, k, m, out, Default::default(), false);
+        return Ok(());
+    }
+    spare.clear();
+    spare.extend((0..n * k).map(|i| b[(i % k) * n + i / k]));
+    matmul_transposed(a, spare, out, m, n, k)
 }
 
 /// `out = a[m,k] · b[n,k]ᵀ` on this thread: the AVX-512 kernel where there is one (`b` packed

@@ -71,6 +71,22 @@ impl PackedWeight {
         (self.n, self.k) = (n, k);
     }
 
+    /// Packs another weight into this one's allocation, given transposed: `wt` is `[k, n]`
+    /// (so each panel row is a plain copy of part of a `wt` row).
+    pub fn repack_transposed(&mut self, wt: &[f32], n: usize, k: usize) {
+        assert!(wt.len() >= n * k);
+        let count = n.div_ceil(NR);
+        self.panels.clear();
+        self.panels.resize(count * k * NR, 0.0);
+        for (p, panel) in self.panels.chunks_exact_mut((k * NR).max(1)).enumerate() {
+            let cols = NR.min(n - p * NR);
+            for (kk, row) in panel.chunks_exact_mut(NR).enumerate() {
+                row[..cols].copy_from_slice(&wt[kk * n + p * NR..kk * n + p * NR + cols]);
+            }
+        }
+        (self.n, self.k) = (n, k);
+    }
+
     /// `out[m,n] = post(a[m,k] · wᵀ)` on all threads. Only call where `available()`.
     pub fn matmul(&self, a: &[f32], m: usize, out: &mut [f32], post: Epilogue) {
         self.matmul_strided(a, self.k, m, out, post, true)
@@ -417,6 +433,21 @@ mod tests {
             // SAFETY: AVX-512F is available (checked above); 16 floats in and out.
             unsafe { _mm512_storeu_ps(got.as_mut_ptr(), gelu16(_mm512_loadu_ps(chunk.as_ptr()))) };
             assert_eq!(got.map(f32::to_bits), <[f32; 16]>::try_from(want).unwrap().map(f32::to_bits), "{chunk:?}");
+        }
+    }
+
+    #[test]
+    fn transposed_packing_is_the_same_weight() {
+        if skipped() {
+            return;
+        }
+        let mut rng = Rng::new(37);
+        for (n, k) in [(1, 1), (64, 300), (100, 7)] {
+            let w = rng.vec(n * k, 1.0);
+            let wt: Vec<f32> = (0..k * n).map(|i| w[(i % n) * k + i / n]).collect();
+            let mut t = PackedWeight::pack(&[], 0, 0);
+            t.repack_transposed(&wt, n, k);
+            assert_eq!(t.panels, PackedWeight::pack(&w, n, k).panels);
         }
     }
 
