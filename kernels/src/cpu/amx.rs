@@ -158,7 +158,12 @@ impl AmxWeight {
                         let i = i0 + r;
                         // SAFETY: row i, columns j0..j0+w lie in `out`, written by this thread only.
                         let dst = unsafe { std::slice::from_raw_parts_mut(out.0.add(i * n + j0), w) };
-                        dst.copy_from_slice(&spill[r * 2 * TR..r * 2 * TR + w]);
+                        let src = &spill[r * 2 * TR..r * 2 * TR + w];
+                        match <&mut [f32; 2 * TR]>::try_from(&mut *dst) {
+                            // The usual full row: a fixed length keeps the copy inline.
+                            Ok(full) => *full = src.try_into().unwrap(),
+                            Err(_) => dst.copy_from_slice(src),
+                        }
                         if let Some(res) = post.residual {
                             dst.iter_mut().zip(&res[i * n + j0..i * n + j0 + w]).for_each(|(d, r)| *d += r);
                         }
@@ -180,22 +185,26 @@ impl AmxWeight {
         for i in 0..rows {
             let tile_row = &mut packed[(i / TR) * kt * TILE..][..kt * TILE];
             let row = &a[i * k..(i + 1) * k];
-            let put = |tile_row: &mut [u16], kk: usize, parts: [&[u16]; 2]| {
-                for (p, &(part, _)) in PRODUCTS.iter().enumerate() {
-                    let kq = p * kp + kk;
-                    let at = (kq / TK) * TILE + (i % TR) * TK + kq % TK;
-                    tile_row[at..at + parts[part].len()].copy_from_slice(parts[part]);
-                }
+            let at = |p: usize, kk: usize| {
+                let kq = p * kp + kk;
+                (kq / TK) * TILE + (i % TR) * TK + kq % TK
             };
             let whole = k / 16 * 16;
             for kk in (0..whole).step_by(16) {
                 // SAFETY: AVX-512 BF16 is present wherever `available()` let us get here.
-                let (hi, lo) = unsafe { split16(&row[kk..kk + 16]) };
-                put(tile_row, kk, [&hi, &lo]);
+                let parts = unsafe { split16(&row[kk..kk + 16]) };
+                for (p, &(part, _)) in PRODUCTS.iter().enumerate() {
+                    // Sixteen values never cross a tile row (kk is a multiple of 16, rows are
+                    // 32 long); a fixed length keeps the copy inline.
+                    let dst: &mut [u16; 16] = (&mut tile_row[at(p, kk)..at(p, kk) + 16]).try_into().unwrap();
+                    *dst = parts[part];
+                }
             }
             for (kk, &x) in row.iter().enumerate().skip(whole) {
-                let [hi, lo] = split(x);
-                put(tile_row, kk, [&[hi], &[lo]]);
+                let parts = split(x);
+                for (p, &(part, _)) in PRODUCTS.iter().enumerate() {
+                    tile_row[at(p, kk)] = parts[part];
+                }
             }
         }
     }
@@ -203,7 +212,7 @@ impl AmxWeight {
 
 /// `split` on 16 values at once.
 #[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn split16(x: &[f32]) -> ([u16; 16], [u16; 16]) {
+unsafe fn split16(x: &[f32]) -> [[u16; 16]; 2] {
     let v = _mm512_loadu_ps(x.as_ptr());
     let hi = _mm512_cvtneps_pbh(v);
     let back = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(std::mem::transmute::<
@@ -211,7 +220,7 @@ unsafe fn split16(x: &[f32]) -> ([u16; 16], [u16; 16]) {
         __m256i,
     >(hi))));
     let lo = _mm512_cvtneps_pbh(_mm512_sub_ps(v, back));
-    (std::mem::transmute::<__m256bh, [u16; 16]>(hi), std::mem::transmute::<__m256bh, [u16; 16]>(lo))
+    [std::mem::transmute::<__m256bh, [u16; 16]>(hi), std::mem::transmute::<__m256bh, [u16; 16]>(lo)]
 }
 
 thread_local! {
