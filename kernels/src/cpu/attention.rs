@@ -55,7 +55,7 @@ pub fn attention(
             SCRATCH.with_borrow_mut(|scratch| {
                 let (b, head) = (task / heads, task % heads);
                 let start = |row: usize| (b * seq + row) * row_stride + head * d;
-                let Scratch { keys, q_bh, k_sel, v_sel, scores, packed } = scratch;
+                let Scratch { keys, q_bh, k_sel, v_sel, v_spare, scores, packed } = scratch;
                 let mask = &key_mask[b * seq..(b + 1) * seq];
                 keys.clear();
                 keys.extend((0..seq).filter(|&j| mask[j] != 0));
@@ -70,14 +70,13 @@ pub fn attention(
                 v_sel.clear();
                 keys.iter().for_each(|&j| v_sel.extend_from_slice(&v[start(j)..start(j) + d]));
                 scores.resize(seq * n, 0.0);
-                product_bt(q_bh, k_sel, seq, n, d, scores, packed)?;
+                product(q_bh, k_sel, Layout::Rows, (seq, n, d), scores, packed, v_spare)?;
                 for row in scores.chunks_exact_mut(n) {
                     row.iter_mut().for_each(|s| *s *= scale);
                     softmax_in_place(row);
                 }
                 let mut ctx = vec![0.0f32; seq * d];
-                // q_bh is spent: it serves as product_ab's scratch.
-                product_ab(scores, v_sel, seq, d, n, &mut ctx, packed, q_bh)?;
+                product(scores, v_sel, Layout::Columns, (seq, d, n), &mut ctx, packed, v_spare)?;
                 Ok(ctx)
             })
         })
@@ -100,6 +99,8 @@ struct Scratch {
     q_bh: Vec<f32>,
     k_sel: Vec<f32>,
     v_sel: Vec<f32>,
+    /// `v_sel` transposed, where the portable path needs it.
+    v_spare: Vec<f32>,
     scores: Vec<f32>,
     packed: Packed,
 }
@@ -113,48 +114,49 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
-/// `out = a[m,k] · b[k,n]` on this thread: the AVX-512 kernel packs `b` from its rows; else
-/// `b` is transposed (into `spare`) for `gemm`.
-#[allow(clippy::too_many_arguments)]
-fn product_ab(
+/// How `product`'s second operand is laid out.
+#[derive(Clone, Copy)]
+enum Layout {
+    /// `[n, k]`: the product is `a · bᵀ`.
+    Rows,
+    /// `[k, n]`: the product is `a · b`.
+    Columns,
+}
+
+/// `out = a[m,k] · b` on this thread: the AVX-512 kernel where there is one (`b` packed into
+/// `packed`'s allocation, from either layout), else `gemm` (`b` transposed into `spare` first
+/// when it is `Columns`).
+#[allow(unused_variables)]
+fn product(
     a: &[f32],
     b: &[f32],
-    m: usize,
-    n: usize,
-    k: usize,
+    layout: Layout,
+    (m, n, k): (usize, usize, usize),
     out: &mut [f32],
     packed: &mut Packed,
     spare: &mut Vec<f32>,
 ) -> Result<()> {
-    check_len("attention", "b", b.len(), k * n)?;
+    check_len("attention", "a", a.len(), m * k)?;
+    check_len("attention", "b", b.len(), n * k)?;
+    check_len("attention", "out", out.len(), m * n)?;
     #[cfg(target_arch = "x86_64")]
     if super::avx512::available() {
-        check_len("attention", "a", a.len(), m * k)?;
-        check_len("attention", "out", out.len(), m * n)?;
         let weight = packed.get_or_insert_with(|| super::avx512::PackedWeight::pack(&[], 0, 0));
-        weight.repack_transposed(b, n, k);
+        match layout {
+            Layout::Rows => weight.repack(b, n, k),
+            Layout::Columns => weight.repack_transposed(b, n, k),
+        }
         weight.matmul_strided(a, k, m, out, Default::default(), false);
         return Ok(());
     }
-    spare.clear();
-    spare.extend((0..n * k).map(|i| b[(i % k) * n + i / k]));
-    matmul_transposed(a, spare, out, m, n, k)
-}
-
-/// `out = a[m,k] · b[n,k]ᵀ` on this thread: the AVX-512 kernel where there is one (`b` packed
-/// into `packed`'s allocation), else `gemm`.
-#[allow(unused_variables)]
-fn product_bt(a: &[f32], b: &[f32], m: usize, n: usize, k: usize, out: &mut [f32], packed: &mut Packed) -> Result<()> {
-    #[cfg(target_arch = "x86_64")]
-    if super::avx512::available() {
-        check_len("attention", "a", a.len(), m * k)?;
-        check_len("attention", "b", b.len(), n * k)?;
-        check_len("attention", "out", out.len(), m * n)?;
-        let weight = packed.get_or_insert_with(|| super::avx512::PackedWeight::pack(&[], 0, 0));
-        weight.repack(b, n, k);
-        weight.matmul_strided(a, k, m, out, Default::default(), false);
-        return Ok(());
-    }
+    let b = match layout {
+        Layout::Rows => b,
+        Layout::Columns => {
+            spare.clear();
+            spare.extend((0..n * k).map(|i| b[(i % k) * n + i / k]));
+            spare
+        }
+    };
     matmul_transposed(a, b, out, m, n, k)
 }
 

@@ -57,34 +57,34 @@ impl PackedWeight {
     /// Packs another `[n, k]` weight into this one's allocation.
     pub fn repack(&mut self, w: &[f32], n: usize, k: usize) {
         assert!(w.len() >= n * k);
-        let count = n.div_ceil(NR);
-        self.panels.clear();
-        self.panels.resize(count * k * NR, 0.0);
-        // `max(1)`: an empty weight (k = 0) has no panels, and chunks may not be empty.
-        for (p, panel) in self.panels.chunks_exact_mut((k * NR).max(1)).enumerate() {
+        for (p, panel) in self.reset(n, k).enumerate() {
             for j in 0..NR.min(n - p * NR) {
                 for (kk, &v) in w[(p * NR + j) * k..(p * NR + j + 1) * k].iter().enumerate() {
                     panel[kk * NR + j] = v;
                 }
             }
         }
-        (self.n, self.k) = (n, k);
     }
 
     /// Packs another weight into this one's allocation, given transposed: `wt` is `[k, n]`
     /// (so each panel row is a plain copy of part of a `wt` row).
     pub fn repack_transposed(&mut self, wt: &[f32], n: usize, k: usize) {
         assert!(wt.len() >= n * k);
-        let count = n.div_ceil(NR);
-        self.panels.clear();
-        self.panels.resize(count * k * NR, 0.0);
-        for (p, panel) in self.panels.chunks_exact_mut((k * NR).max(1)).enumerate() {
+        for (p, panel) in self.reset(n, k).enumerate() {
             let cols = NR.min(n - p * NR);
             for (kk, row) in panel.chunks_exact_mut(NR).enumerate() {
                 row[..cols].copy_from_slice(&wt[kk * n + p * NR..kk * n + p * NR + cols]);
             }
         }
+    }
+
+    /// Zeroed panels for an `[n, k]` weight, one `[k][NR]` chunk each.
+    fn reset(&mut self, n: usize, k: usize) -> std::slice::ChunksExactMut<'_, f32> {
         (self.n, self.k) = (n, k);
+        self.panels.clear();
+        self.panels.resize(n.div_ceil(NR) * k * NR, 0.0);
+        // `max(1)`: an empty weight (k = 0) has no panels, and chunks may not be empty.
+        self.panels.chunks_exact_mut((k * NR).max(1))
     }
 
     /// `out[m,n] = post(a[m,k] · wᵀ)` on all threads. Only call where `available()`.
