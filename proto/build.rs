@@ -1,0 +1,12 @@
+//! Generates the jacolbert.v1 messages and tonic services. protoc comes from the
+//! protoc-bin-vendored crate unless `PROTOC` names one, so no system package is needed.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if std::env::var_os("PROTOC").is_none() {
+        // SAFETY: build scripts are single-threaded; nothing else reads the environment now.
+        unsafe { std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?) };
+    }
+    println!("cargo:rerun-if-changed=jacolbert/v1/jacolbert.proto");
+    tonic_prost_build::configure().compile_protos(&["jacolbert/v1/jacolbert.proto"], &["."])?;
+    Ok(())
+}
