@@ -17,3 +17,16 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The one mapping from shard errors to gRPC codes.
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> tonic::Status {
+        let message = e.to_string();
+        match e {
+            Error::BadInput(_) | Error::Kernel(_) => tonic::Status::invalid_argument(message),
+            Error::NotFound(_) => tonic::Status::not_found(message),
+            Error::Corrupt { .. } => tonic::Status::data_loss(message),
+            Error::Storage(_) => tonic::Status::internal(message),
+        }
+    }
+}

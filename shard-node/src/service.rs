@@ -1,0 +1,153 @@
+//! The `jacolbert.v1.Shard` gRPC service over a `Shard`. Searches share a read lock, writes take
+//! the write lock; both run on Tokio's blocking pool, as they are CPU or disk bound.
+
+use std::sync::{Arc, RwLock};
+
+use proto::v1::shard_server::Shard as ShardRpc;
+use proto::v1::{
+    DeleteRequest, DeleteResponse, Document as WireDocument, GetRequest, GetResponse, Hit, ShardSearchRequest,
+    ShardSearchResponse, ShardStats, ShardUpsertRequest, StatsRequest, UpsertResponse,
+};
+use proto::Matrix;
+use tonic::{Request, Response, Status};
+
+use crate::index::{SearchParams, MAX_K};
+use crate::shard::{NewDocument, Shard};
+use crate::store::Document;
+use crate::Error;
+
+/// Most documents one upsert may carry, and most filter ids one search may name.
+pub const MAX_BATCH: usize = 1000;
+pub const MAX_FILTER_IDS: usize = 100_000;
+
+pub struct ShardService {
+    shard: Arc<RwLock<Shard>>,
+    /// This shard's number, reported in every hit.
+    number: u32,
+    dim: usize,
+}
+
+impl ShardService {
+    pub fn new(shard: Shard, number: u32, dim: usize) -> ShardService {
+        ShardService { shard: Arc::new(RwLock::new(shard)), number, dim }
+    }
+
+    /// Runs `f` under the read lock on the blocking pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Shard) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Status> {
+        let shard = self.shard.clone();
+        blocking(move || f(&*shard.read().map_err(|_| poisoned())?).map_err(Status::from)).await
+    }
+
+    /// Runs `f` under the write lock on the blocking pool.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Shard) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Status> {
+        let shard = self.shard.clone();
+        blocking(move || f(&mut *shard.write().map_err(|_| poisoned())?).map_err(Status::from)).await
+    }
+
+    fn matrix(&self, tensor: Option<&proto::v1::Tensor>, what: &str) -> Result<Matrix, Status> {
+        let m = Matrix::from_tensor(tensor).map_err(|e| Status::invalid_argument(format!("{what}: {e}")))?;
+        if m.dim != self.dim {
+            return Err(Status::invalid_argument(format!(
+                "{what}: vectors of dim {}, this shard holds dim {}",
+                m.dim, self.dim
+            )));
+        }
+        Ok(m)
+    }
+}
+
+fn poisoned() -> Status {
+    Status::internal("the shard's lock is poisoned (a writer panicked)")
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Status> + Send + 'static) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Status::internal(format!("shard task failed: {e}")))?
+}
+
+#[tonic::async_trait]
+impl ShardRpc for ShardService {
+    async fn search(&self, request: Request<ShardSearchRequest>) -> Result<Response<ShardSearchResponse>, Status> {
+        let r = request.into_inner();
+        let query = self.matrix(r.query.as_ref(), "query")?;
+        let k = r.k as usize;
+        if k == 0 || k > MAX_K {
+            return Err(Status::invalid_argument(format!("k must be in 1..={MAX_K}, got {k}")));
+        }
+        if r.filter_ids.len() > MAX_FILTER_IDS {
+            return Err(Status::invalid_argument(format!(
+                "at most {MAX_FILTER_IDS} filter ids, got {}",
+                r.filter_ids.len()
+            )));
+        }
+        let wire = r.params.unwrap_or_default();
+        let mut params = SearchParams::for_k(k);
+        if wire.nprobe > 0 {
+            params.nprobe = wire.nprobe as usize;
+        }
+        if wire.candidates > 0 {
+            params.candidates = wire.candidates as usize;
+        }
+        let filter = (!r.filter_ids.is_empty()).then_some(r.filter_ids);
+        let found = self
+            .read(move |shard| match wire.exact {
+                true => shard.search_exact(&query.values, k, filter.as_deref()),
+                false => shard.search(&query.values, &params, filter.as_deref()),
+            })
+            .await?;
+        let hits = found.into_iter().map(|f| Hit { id: f.id, score: f.score, shard: self.number }).collect();
+        Ok(Response::new(ShardSearchResponse { hits }))
+    }
+
+    async fn upsert(&self, request: Request<ShardUpsertRequest>) -> Result<Response<UpsertResponse>, Status> {
+        let r = request.into_inner();
+        if r.documents.is_empty() || r.documents.len() > MAX_BATCH {
+            return Err(Status::invalid_argument(format!(
+                "an upsert carries 1 to {MAX_BATCH} documents, got {}",
+                r.documents.len()
+            )));
+        }
+        let mut docs = Vec::with_capacity(r.documents.len());
+        for (i, d) in r.documents.into_iter().enumerate() {
+            let vectors = self.matrix(d.vectors.as_ref(), &format!("document {i}"))?.values;
+            let WireDocument { id, text, metadata } =
+                d.document.ok_or_else(|| Status::invalid_argument(format!("document {i}: missing")))?;
+            docs.push(NewDocument { doc: Document { id, text, metadata }, vectors });
+        }
+        let written = self.write(move |shard| shard.upsert(docs)).await?;
+        let replaced = written.iter().filter(|w| w.replaced.is_some()).count() as u32;
+        Ok(Response::new(UpsertResponse { written: written.len() as u32, replaced }))
+    }
+
+    async fn delete(&self, request: Request<DeleteRequest>) -> Result<Response<DeleteResponse>, Status> {
+        let ids = request.into_inner().ids;
+        if ids.len() > MAX_BATCH {
+            return Err(Status::invalid_argument(format!("a delete names at most {MAX_BATCH} ids, got {}", ids.len())));
+        }
+        let deleted = self.write(move |shard| shard.delete(&ids)).await?;
+        Ok(Response::new(DeleteResponse { deleted: deleted as u32 }))
+    }
+
+    async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
+        let id = request.into_inner().id;
+        let doc = self.read(move |shard| shard.get(&id)).await?;
+        let document = WireDocument { id: doc.id, text: doc.text, metadata: doc.metadata };
+        Ok(Response::new(GetResponse { document: Some(document) }))
+    }
+
+    async fn stats(&self, _: Request<StatsRequest>) -> Result<Response<ShardStats>, Status> {
+        let (stats, disk) = self.read(|shard| Ok((shard.stats(), shard.disk_bytes()?))).await?;
+        Ok(Response::new(ShardStats {
+            documents: stats.documents as u64,
+            tokens: stats.tokens as u64,
+            trained: stats.trained,
+            memory_bytes: stats.memory_bytes as u64,
+            disk_bytes: disk,
+        }))
+    }
+}
