@@ -1,4 +1,4 @@
-//! The crate's one error type. The gRPC layer (a later issue) maps each variant to one status code.
+//! The crate's one error type, mapped once to gRPC status codes (below).
 
 use std::path::PathBuf;
 
@@ -55,5 +55,21 @@ impl Error {
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
+    }
+}
+
+/// The one mapping from encoder errors to gRPC codes.
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> tonic::Status {
+        let message = e.to_string();
+        match e {
+            Error::BadInput(_) => tonic::Status::invalid_argument(message),
+            Error::Io { .. }
+            | Error::Dictionary { .. }
+            | Error::DictionaryNotFound { .. }
+            | Error::Model { .. }
+            | Error::Vocab { .. }
+            | Error::Kernel(_) => tonic::Status::internal(message),
+        }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod error;
 pub mod model;
+pub mod service;
 pub mod tokenizer;
 
 pub use error::{Error, Result};

@@ -38,7 +38,14 @@ fn search(query: Option<Tensor>, k: u32) -> ShardSearchRequest {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn shard_service_end_to_end_and_bad_requests() {
-    let data = Collection::generate(&Spec { docs: 150, tokens_per_doc: 40, centres: 64, dim: DIM, seed: 5, ..Default::default() });
+    let data = Collection::generate(&Spec {
+        docs: 150,
+        tokens_per_doc: 40,
+        centres: 64,
+        dim: DIM,
+        seed: 5,
+        ..Default::default()
+    });
     let dir = tempfile::tempdir().unwrap();
     let mut client = serve(dir.path()).await;
     let documents: Vec<EncodedDocument> = (0..data.len())
@@ -59,7 +66,8 @@ async fn shard_service_end_to_end_and_bad_requests() {
     assert_eq!(hits.len(), 5);
     assert_eq!((hits[0].id.as_str(), hits[0].shard), (format!("d{target}").as_str(), 4));
     // Exact mode agrees on the best hit; f16 queries are accepted.
-    let exact = ShardSearchRequest { params: Some(SearchParams { exact: true, ..Default::default() }), ..search(tensor(q), 5) };
+    let exact =
+        ShardSearchRequest { params: Some(SearchParams { exact: true, ..Default::default() }), ..search(tensor(q), 5) };
     assert_eq!(client.search(exact).await.unwrap().into_inner().hits[0].id, hits[0].id);
     let half = Matrix { rows: q.len() / DIM, dim: DIM, values: q.clone() }.to_tensor(Dtype::F16);
     assert_eq!(client.search(search(Some(half), 5)).await.unwrap().into_inner().hits[0].id, hits[0].id);
