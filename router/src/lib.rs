@@ -1,0 +1,13 @@
+//! The router: the public `jacolbert.v1.Search` service. It encodes a query on an encoder
+//! node, fans it out to one replica of every shard under the caller's deadline, retries once on
+//! another replica when one is unavailable, and merges the top-k; writes go to every replica of
+//! the shard that placement names. DESIGN.md §2.
+
+mod error;
+mod merge;
+pub mod placement;
+mod service;
+
+pub use error::Error;
+pub use merge::merge;
+pub use service::{Router, RouterConfig};

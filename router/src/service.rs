@@ -1,0 +1,354 @@
+//! `Router`: the Search service over encoder and shard clients.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use proto::v1::encoder_client::EncoderClient;
+use proto::v1::search_server::Search;
+use proto::v1::shard_client::ShardClient;
+use proto::v1::{
+    DeleteRequest, DeleteResponse, Dtype, EncodeRequest, EncodedDocument, GetRequest, GetResponse, SearchRequest,
+    SearchResponse, ShardFailure, ShardSearchRequest, ShardUpsertRequest, UpsertRequest, UpsertResponse,
+};
+use tokio::task::JoinSet;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Response, Status};
+
+use crate::placement::shard_of;
+use crate::{merge, Error};
+
+/// Limits checked at the edge, and the deadline a request without one gets.
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    pub default_deadline: Duration,
+    pub max_query_bytes: usize,
+    pub max_k: usize,
+    pub max_batch: usize,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig { default_deadline: Duration::from_secs(10), max_query_bytes: 4096, max_k: 1000, max_batch: 256 }
+    }
+}
+
+/// One shard's replicas, read round robin.
+struct Replicas {
+    addresses: Vec<String>,
+    clients: Vec<ShardClient<Channel>>,
+    next: AtomicUsize,
+}
+
+pub struct Router {
+    encoders: Vec<EncoderClient<Channel>>,
+    next_encoder: AtomicUsize,
+    shards: Vec<Replicas>,
+    config: RouterConfig,
+}
+
+fn channel(address: &str) -> Result<Channel, Error> {
+    let bad = |reason: String| Error::Address { address: address.to_string(), reason };
+    // Lazy: a node that is down now is an UNAVAILABLE call later, not a start-up failure.
+    Ok(Channel::from_shared(format!("http://{address}")).map_err(|e| bad(e.to_string()))?.connect_lazy())
+}
+
+/// What a shard call came to.
+enum Outcome {
+    Hits(Vec<proto::v1::Hit>),
+    Failed(ShardFailure, bool),
+}
+
+impl Router {
+    /// `shards[i]` lists shard i's replica addresses (`host:port`).
+    pub fn new(encoders: &[String], shards: &[Vec<String>], config: RouterConfig) -> Result<Router, Error> {
+        if encoders.is_empty() || shards.is_empty() || shards.iter().any(Vec::is_empty) {
+            return Err(Error::BadInput("a router needs an encoder and at least one replica per shard".into()));
+        }
+        let encoders = encoders.iter().map(|a| channel(a).map(EncoderClient::new)).collect::<Result<_, _>>()?;
+        let shards = shards
+            .iter()
+            .map(|addresses| {
+                let clients = addresses.iter().map(|a| channel(a).map(ShardClient::new)).collect::<Result<_, _>>()?;
+                Ok(Replicas { addresses: addresses.clone(), clients, next: AtomicUsize::new(0) })
+            })
+            .collect::<Result<_, Error>>()?;
+        Ok(Router { encoders, next_encoder: AtomicUsize::new(0), shards, config })
+    }
+
+    fn encoder(&self) -> EncoderClient<Channel> {
+        self.encoders[self.next_encoder.fetch_add(1, Ordering::Relaxed) % self.encoders.len()].clone()
+    }
+
+    /// The caller's deadline (`grpc-timeout`), or the default.
+    fn deadline<T>(&self, request: &Request<T>) -> Instant {
+        let given = request.metadata().get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout);
+        Instant::now() + given.unwrap_or(self.config.default_deadline).min(self.config.default_deadline * 6)
+    }
+
+    async fn encode(
+        &self,
+        texts: Vec<String>,
+        queries: bool,
+        deadline: Instant,
+    ) -> Result<Vec<proto::v1::Tensor>, Error> {
+        let mut encoder = self.encoder();
+        let request = EncodeRequest { texts, dtype: Dtype::F16 as i32 };
+        let call = async {
+            match queries {
+                true => encoder.encode_queries(request).await,
+                false => encoder.encode_documents(request).await,
+            }
+        };
+        let response = tokio::time::timeout(remaining(deadline), call)
+            .await
+            .map_err(|_| Error::Deadline("while encoding".into()))??;
+        Ok(response.into_inner().embeddings)
+    }
+
+    /// Shard `s`'s answer: one replica, then (when it is unavailable and time remains) another.
+    async fn search_shard(
+        s: usize,
+        clients: Vec<ShardClient<Channel>>,
+        addresses: Vec<String>,
+        first: usize,
+        request: ShardSearchRequest,
+        deadline: Instant,
+    ) -> Outcome {
+        let mut last = None;
+        for attempt in 0..clients.len().min(2) {
+            let r = (first + attempt) % clients.len();
+            let failure = |code: Code, message: String| ShardFailure {
+                shard: s as u32,
+                address: addresses[r].clone(),
+                code: format!("{code:?}"),
+                message,
+            };
+            let time = remaining(deadline);
+            if time.is_zero() {
+                return Outcome::Failed(failure(Code::DeadlineExceeded, "no time left".into()), true);
+            }
+            let mut client = clients[r].clone();
+            match tokio::time::timeout(time, client.search(request.clone())).await {
+                Ok(Ok(response)) => return Outcome::Hits(response.into_inner().hits),
+                Ok(Err(status)) if status.code() == Code::Unavailable => {
+                    last = Some(failure(status.code(), status.message().to_string()));
+                }
+                Ok(Err(status)) => {
+                    let timed_out = status.code() == Code::DeadlineExceeded;
+                    return Outcome::Failed(failure(status.code(), status.message().to_string()), timed_out);
+                }
+                Err(_) => {
+                    return Outcome::Failed(
+                        failure(Code::DeadlineExceeded, "no answer within the deadline".into()),
+                        true,
+                    )
+                }
+            }
+        }
+        Outcome::Failed(last.expect("at least one attempt"), false)
+    }
+
+    /// Sends `request(s)` to every replica of shard `s`; all must succeed.
+    async fn write_shard<R: Clone + Send + 'static, T: Send + 'static>(
+        &self,
+        s: usize,
+        request: R,
+        deadline: Instant,
+        call: fn(ShardClient<Channel>, R) -> futures_call::BoxCall<T>,
+    ) -> Result<T, Error> {
+        let replicas = &self.shards[s];
+        let mut set = JoinSet::new();
+        for (r, client) in replicas.clients.iter().enumerate() {
+            let (client, request) = (client.clone(), request.clone());
+            set.spawn(async move { (r, tokio::time::timeout(remaining(deadline), call(client, request)).await) });
+        }
+        let mut first = None;
+        while let Some(joined) = set.join_next().await {
+            let (r, result) = joined.map_err(|e| Error::Unavailable(format!("shard {s}: {e}")))?;
+            let address = &replicas.addresses[r];
+            match result {
+                Ok(Ok(value)) => first = first.or(Some(value)),
+                Ok(Err(status)) if status.code() == Code::InvalidArgument || status.code() == Code::NotFound => {
+                    return Err(Error::Upstream(status))
+                }
+                Ok(Err(status)) => {
+                    return Err(Error::Unavailable(format!("shard {s} replica {address}: {}", status.message())))
+                }
+                Err(_) => return Err(Error::Deadline(format!("waiting for shard {s} replica {address}"))),
+            }
+        }
+        Ok(first.expect("every replica answered"))
+    }
+}
+
+/// Boxed shard calls, so `write_shard` can take any of them.
+mod futures_call {
+    use std::future::Future;
+    use std::pin::Pin;
+
+    pub type BoxCall<T> = Pin<Box<dyn Future<Output = Result<T, tonic::Status>> + Send>>;
+}
+
+fn remaining(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
+/// `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n).
+fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok().filter(|_| digits.len() <= 8)?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[tonic::async_trait]
+impl Search for Router {
+    async fn search(&self, request: Request<SearchRequest>) -> Result<Response<SearchResponse>, Status> {
+        let started = Instant::now();
+        let deadline = self.deadline(&request);
+        let r = request.into_inner();
+        let (k, max_k, max_bytes) = (r.k as usize, self.config.max_k, self.config.max_query_bytes);
+        if r.query.trim().is_empty() {
+            return Err(Error::BadInput("the query is empty".into()).into());
+        }
+        if r.query.len() > max_bytes {
+            return Err(
+                Error::BadInput(format!("the query has {} bytes; the limit is {max_bytes}", r.query.len())).into()
+            );
+        }
+        if k == 0 || k > max_k {
+            return Err(Error::BadInput(format!("k must be in 1..={max_k}, got {k}")).into());
+        }
+        let query = self.encode(vec![r.query], true, deadline).await?.pop();
+        let shard_request = ShardSearchRequest { query, k: r.k, filter_ids: r.filter_ids, params: r.params };
+        let mut set = JoinSet::new();
+        for (s, replicas) in self.shards.iter().enumerate() {
+            let first = replicas.next.fetch_add(1, Ordering::Relaxed);
+            let (clients, addresses) = (replicas.clients.clone(), replicas.addresses.clone());
+            set.spawn(Router::search_shard(s, clients, addresses, first, shard_request.clone(), deadline));
+        }
+        let (mut lists, mut failures, mut timed_out) = (Vec::new(), Vec::new(), false);
+        while let Some(joined) = set.join_next().await {
+            match joined.map_err(|e| Status::internal(format!("shard call failed: {e}")))? {
+                Outcome::Hits(hits) => lists.push(hits),
+                Outcome::Failed(f, late) => {
+                    timed_out |= late;
+                    failures.push(f);
+                }
+            }
+        }
+        failures.sort_by_key(|f| f.shard);
+        let total = self.shards.len() as u32;
+        if !failures.is_empty() && !r.allow_partial.unwrap_or(true) {
+            let what: Vec<String> =
+                failures.iter().map(|f| format!("shard {} ({}): {}", f.shard, f.code, f.message)).collect();
+            return Err(Error::Unavailable(format!(
+                "{} of {total} shards failed: {}",
+                failures.len(),
+                what.join("; ")
+            ))
+            .into());
+        }
+        let ok = lists.len() as u32;
+        Ok(Response::new(SearchResponse {
+            hits: merge(lists, k),
+            shards_total: total,
+            shards_ok: ok,
+            partial: !failures.is_empty(),
+            failures,
+            timed_out,
+            took_micros: started.elapsed().as_micros() as u64,
+        }))
+    }
+
+    async fn upsert(&self, request: Request<UpsertRequest>) -> Result<Response<UpsertResponse>, Status> {
+        let deadline = self.deadline(&request);
+        let docs = request.into_inner().documents;
+        if docs.is_empty() || docs.len() > self.config.max_batch {
+            let limit = self.config.max_batch;
+            return Err(Error::BadInput(format!("an upsert carries 1 to {limit} documents, got {}", docs.len())).into());
+        }
+        if let Some(d) = docs.iter().find(|d| d.id.is_empty() || d.id.len() > 512) {
+            return Err(Error::BadInput(format!("document ids are 1 to 512 bytes, got {:?}", d.id)).into());
+        }
+        let vectors = self.encode(docs.iter().map(|d| d.text.clone()).collect(), false, deadline).await?;
+        let mut per_shard: Vec<Vec<EncodedDocument>> = vec![Vec::new(); self.shards.len()];
+        for (doc, vectors) in docs.into_iter().zip(vectors) {
+            per_shard[shard_of(&doc.id, self.shards.len())]
+                .push(EncodedDocument { document: Some(doc), vectors: Some(vectors) });
+        }
+        let (mut written, mut replaced) = (0, 0);
+        for (s, documents) in per_shard.into_iter().enumerate().filter(|(_, d)| !d.is_empty()) {
+            let done = self
+                .write_shard(s, ShardUpsertRequest { documents }, deadline, |mut c, r| {
+                    Box::pin(async move { c.upsert(r).await.map(Response::into_inner) })
+                })
+                .await?;
+            written += done.written;
+            replaced += done.replaced;
+        }
+        Ok(Response::new(UpsertResponse { written, replaced }))
+    }
+
+    async fn delete(&self, request: Request<DeleteRequest>) -> Result<Response<DeleteResponse>, Status> {
+        let deadline = self.deadline(&request);
+        let ids = request.into_inner().ids;
+        if ids.len() > self.config.max_batch {
+            return Err(Error::BadInput(format!("a delete names at most {} ids", self.config.max_batch)).into());
+        }
+        let mut per_shard: Vec<Vec<String>> = vec![Vec::new(); self.shards.len()];
+        for id in ids {
+            per_shard[shard_of(&id, self.shards.len())].push(id);
+        }
+        let mut deleted = 0;
+        for (s, ids) in per_shard.into_iter().enumerate().filter(|(_, d)| !d.is_empty()) {
+            let done = self
+                .write_shard(s, DeleteRequest { ids }, deadline, |mut c, r| {
+                    Box::pin(async move { c.delete(r).await.map(Response::into_inner) })
+                })
+                .await?;
+            deleted += done.deleted;
+        }
+        Ok(Response::new(DeleteResponse { deleted }))
+    }
+
+    async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
+        let deadline = self.deadline(&request);
+        let id = request.into_inner().id;
+        let replicas = &self.shards[shard_of(&id, self.shards.len())];
+        let first = replicas.next.fetch_add(1, Ordering::Relaxed);
+        let mut last = Status::unavailable("no replica answered");
+        for attempt in 0..replicas.clients.len().min(2) {
+            let mut client = replicas.clients[(first + attempt) % replicas.clients.len()].clone();
+            match tokio::time::timeout(remaining(deadline), client.get(GetRequest { id: id.clone() })).await {
+                Ok(Ok(response)) => return Ok(response),
+                Ok(Err(status)) if status.code() == Code::Unavailable => last = status,
+                Ok(Err(status)) => return Err(status),
+                Err(_) => return Err(Error::Deadline(format!("reading {id:?}")).into()),
+            }
+        }
+        Err(last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse() {
+        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout("3S"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        for bad in ["", "m", "12", "123456789m", "5x", "-5m"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad}");
+        }
+    }
+}

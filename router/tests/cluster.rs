@@ -1,0 +1,173 @@
+//! A whole cluster on loopback ports in one process: an encoder (tiny-lexical), three shards
+//! and the router. Writes, reads, placement, a dead shard (partial answers, or UNAVAILABLE when
+//! partial answers are refused) and bad requests.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use encoder_node::model::{ColbertModel, EncodeOptions};
+use encoder_node::service::{BatchConfig, EncoderService};
+use proto::v1::encoder_server::EncoderServer;
+use proto::v1::search_client::SearchClient;
+use proto::v1::search_server::SearchServer;
+use proto::v1::shard_client::ShardClient;
+use proto::v1::shard_server::ShardServer;
+use proto::v1::{DeleteRequest, Document, GetRequest, SearchRequest, UpsertRequest};
+use router::placement::shard_of;
+use router::{Router, RouterConfig};
+use shard_node::service::ShardService;
+use shard_node::shard::{Shard, ShardConfig};
+use tokio::sync::oneshot;
+use tonic::service::Routes;
+use tonic::transport::Server;
+use tonic::Code;
+
+const TEXTS: [&str; 12] = [
+    "富士山は日本で最も高い山である。",
+    "東京都は日本の首都で、人口が最も多い。",
+    "梅雨は初夏に雨が多く降る季節である。",
+    "寿司は酢飯と魚を組み合わせた日本料理である。",
+    "新幹線は日本の高速鉄道である。",
+    "京都には多くの寺院と神社がある。",
+    "北海道は冬に雪が多く、寒い地域である。",
+    "将棋は二人で行う盤上の遊戯である。",
+    "桜は春に咲く花で、花見が行われる。",
+    "沖縄は南にある島々で、海が美しい。",
+    "相撲は日本の伝統的な格闘技である。",
+    "俳句は五七五の音からなる短い詩である。",
+];
+
+/// Starts services on a loopback port; the sender stops them.
+async fn spawn(routes: Routes) -> (String, oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tokio::spawn(Server::builder().add_routes(routes).serve_with_incoming_shutdown(incoming, async {
+        let _ = stopped.await;
+    }));
+    (address, stop)
+}
+
+fn doc(i: usize, text: &str) -> Document {
+    Document { id: format!("doc-{i}"), text: text.to_string(), metadata: String::new() }
+}
+
+fn query(text: &str, k: u32) -> SearchRequest {
+    SearchRequest { query: text.into(), k, filter_ids: vec![], params: None, allow_partial: None }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cluster_writes_reads_and_survives_a_dead_shard() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/tiny-lexical");
+    let model = Arc::new(ColbertModel::load(&dir, None, EncodeOptions::default()).unwrap());
+    let dim = model.dim();
+    let (encoder, _keep_encoder) =
+        spawn(Routes::new(EncoderServer::new(EncoderService::start(model.clone(), BatchConfig::default())))).await;
+    let data = tempfile::tempdir().unwrap();
+    let (mut shards, mut stops) = (Vec::new(), Vec::new());
+    for s in 0..3 {
+        let config = ShardConfig { dim, train_tokens: 1 << 30, ..Default::default() };
+        let shard = Shard::open(&data.path().join(format!("shard-{s}")), config).unwrap();
+        let (address, stop) = spawn(Routes::new(ShardServer::new(ShardService::new(shard, s, dim)))).await;
+        shards.push(address);
+        stops.push(Some(stop));
+    }
+    let replicas: Vec<Vec<String>> = shards.iter().map(|a| vec![a.clone()]).collect();
+    let router = Router::new(&[encoder], &replicas, RouterConfig::default()).unwrap();
+    let (address, _keep_router) = spawn(Routes::new(SearchServer::new(router))).await;
+    let mut client = SearchClient::connect(format!("http://{address}")).await.unwrap();
+
+    let documents: Vec<Document> = TEXTS.iter().enumerate().map(|(i, t)| doc(i, t)).collect();
+    let written = client.upsert(UpsertRequest { documents }).await.unwrap().into_inner();
+    assert_eq!((written.written, written.replaced), (12, 0));
+    // Each document is on the shard placement names, and only there.
+    for i in 0..TEXTS.len() {
+        let id = format!("doc-{i}");
+        for (s, address) in shards.iter().enumerate() {
+            let mut shard = ShardClient::connect(format!("http://{address}")).await.unwrap();
+            let found = shard.get(GetRequest { id: id.clone() }).await;
+            assert_eq!(found.is_ok(), s == shard_of(&id, 3), "{id} on shard {s}");
+        }
+    }
+    // The merged answer is exhaustive MaxSim's ranking (the shards are untrained, so exact;
+    // vectors travel as f16, so the oracle rounds them the same way).
+    let f16 = |v: &[f32]| v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect::<Vec<f32>>();
+    let oracle = |q: &str, texts: &[&str]| {
+        let qv = f16(&model.encode_queries(&[q]).unwrap()[0].vectors);
+        let mut scored: Vec<(String, f32)> = model
+            .encode_documents(texts)
+            .unwrap()
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (format!("doc-{i}"), kernels::cpu::maxsim(&qv, &f16(&d.vectors), dim).unwrap()))
+            .collect();
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        scored
+    };
+    let want = oracle("富士山はどんな山か", &TEXTS);
+    let answer = client.search(query("富士山はどんな山か", 3)).await.unwrap().into_inner();
+    assert_eq!((answer.shards_total, answer.shards_ok, answer.partial), (3, 3, false));
+    for (hit, (id, score)) in answer.hits.iter().zip(&want) {
+        assert_eq!(&hit.id, id);
+        assert!((hit.score - score).abs() < 1e-4, "{hit:?} vs {score}");
+    }
+    let all = client.search(query("日本", 12)).await.unwrap().into_inner().hits;
+    assert_eq!(all.len(), 12);
+    assert!(all.windows(2).all(|w| w[0].score > w[1].score || (w[0].score == w[1].score && w[0].id < w[1].id)));
+
+    // Replace, get, delete through the router.
+    let replacement = doc(0, "俳句は季語を含む短い詩である。");
+    let r = client.upsert(UpsertRequest { documents: vec![replacement.clone()] }).await.unwrap().into_inner();
+    assert_eq!((r.written, r.replaced), (1, 1));
+    assert_eq!(
+        client.get(GetRequest { id: "doc-0".into() }).await.unwrap().into_inner().document.unwrap(),
+        replacement
+    );
+    let new_score = client.search(query("俳句", 12)).await.unwrap().into_inner().hits;
+    let replaced_score = new_score.iter().find(|h| h.id == "doc-0").unwrap().score;
+    let mut texts = TEXTS;
+    texts[0] = "俳句は季語を含む短い詩である。";
+    let want = oracle("俳句", &texts);
+    assert!((replaced_score - want.iter().find(|(id, _)| id == "doc-0").unwrap().1).abs() < 1e-4);
+    assert_eq!(
+        client.delete(DeleteRequest { ids: vec!["doc-1".into(), "nope".into()] }).await.unwrap().into_inner().deleted,
+        1
+    );
+    assert_eq!(client.get(GetRequest { id: "doc-1".into() }).await.unwrap_err().code(), Code::NotFound);
+
+    // Bad requests.
+    for (what, request, code) in [
+        ("empty query", query("  ", 5), Code::InvalidArgument),
+        ("1 MB query", query(&"あ".repeat(350_000), 5), Code::InvalidArgument),
+        ("k = 0", query("山", 0), Code::InvalidArgument),
+        ("k = 100000", query("山", 100_000), Code::InvalidArgument),
+    ] {
+        let status = client.search(request).await.expect_err(what);
+        assert_eq!(status.code(), code, "{what}: {status:?}");
+    }
+    assert_eq!(client.upsert(UpsertRequest { documents: vec![] }).await.unwrap_err().code(), Code::InvalidArgument);
+
+    // A dead shard: partial answers with the survivors' top-k, or UNAVAILABLE if refused.
+    let dead = 1usize;
+    stops[dead].take().unwrap().send(()).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let everything = client.search(query("日本", 12)).await.unwrap().into_inner();
+    assert_eq!((everything.shards_ok, everything.partial), (2, true));
+    assert_eq!(everything.failures.len(), 1);
+    assert_eq!(everything.failures[0].shard, dead as u32);
+    let survivors: Vec<String> = all
+        .iter()
+        .filter(|h| h.id != "doc-0" && h.id != "doc-1" && shard_of(&h.id, 3) != dead)
+        .map(|h| h.id.clone())
+        .collect();
+    let mut got: Vec<String> = everything.hits.iter().map(|h| h.id.clone()).collect();
+    got.sort();
+    let mut want = survivors;
+    want.sort();
+    // doc-0 was replaced (still present, other text), so it may be among the survivors too.
+    got.retain(|id| id != "doc-0");
+    assert_eq!(got, want);
+    let strict = SearchRequest { allow_partial: Some(false), ..query("日本", 5) };
+    assert_eq!(client.search(strict).await.unwrap_err().code(), Code::Unavailable);
+}
