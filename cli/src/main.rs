@@ -3,9 +3,11 @@
 
 mod bench_encoder;
 mod bench_tokenizer;
+mod client;
 mod encode;
 mod eval_jsquad;
 mod jsquad;
+mod local;
 mod model_args;
 mod shard_bench;
 mod tokenize;
@@ -33,6 +35,12 @@ enum Command {
     BenchTokenizer(bench_tokenizer::Args),
     /// Build a shard index from synthetic clustered vectors, search it, print one JSON object.
     ShardBench(shard_bench::Args),
+    /// Run a whole cluster in this process: router, one encoder, N shards on loopback ports.
+    Local(local::Args),
+    /// Send documents from a JSON-lines file to a running router.
+    Index(client::IndexArgs),
+    /// Search through a running router.
+    Search(client::SearchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,5 +55,8 @@ fn main() -> anyhow::Result<()> {
         Command::BenchEncoder(args) => bench_encoder::run(args),
         Command::BenchTokenizer(args) => bench_tokenizer::run(args),
         Command::ShardBench(args) => shard_bench::run(args),
+        Command::Local(args) => local::run(args),
+        Command::Index(args) => client::index(args),
+        Command::Search(args) => client::search(args),
     }
 }

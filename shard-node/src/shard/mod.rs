@@ -136,7 +136,7 @@ impl Shard {
             tracing::info!(
                 documents = stale.len(),
                 generation,
-                "re-encoding documents left by an interrupted training"
+                "encoding documents stored raw or by an older codec"
             );
             self.store.rewrite(stale.into_iter())?;
         }

@@ -1,0 +1,119 @@
+//! Client commands against a running router: `jacolbert index FILE.jsonl` and
+//! `jacolbert search "query"`.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use proto::v1::search_client::SearchClient;
+use proto::v1::{Document, GetRequest, SearchRequest, UpsertRequest};
+
+#[derive(clap::Args)]
+pub struct IndexArgs {
+    /// JSON lines: {"id": …, "text": …, "metadata"?: …}.
+    file: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    router: String,
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+}
+
+#[derive(clap::Args)]
+pub struct SearchArgs {
+    query: String,
+    #[arg(short, default_value_t = 10)]
+    k: u32,
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    router: String,
+    /// One JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+async fn connect(router: &str) -> anyhow::Result<SearchClient<tonic::transport::Channel>> {
+    SearchClient::connect(format!("http://{router}"))
+        .await
+        .with_context(|| format!("connecting to the router at {router}"))
+}
+
+pub fn index(args: IndexArgs) -> anyhow::Result<()> {
+    let lines: Vec<String> =
+        std::io::BufReader::new(std::fs::File::open(&args.file).with_context(|| args.file.display().to_string())?)
+            .lines()
+            .collect::<Result<_, _>>()?;
+    let mut docs = Vec::with_capacity(lines.len());
+    for (n, line) in lines.iter().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("line {}", n + 1))?;
+        let field = |name: &str| v.get(name).and_then(|x| x.as_str()).map(str::to_string);
+        let id = field("id").with_context(|| format!("line {}: no \"id\"", n + 1))?;
+        let text = field("text").with_context(|| format!("line {}: no \"text\"", n + 1))?;
+        let metadata = v.get("metadata").map(|m| m.to_string()).unwrap_or_default();
+        docs.push(Document { id, text, metadata });
+    }
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let mut client = connect(&args.router).await?;
+        let started = std::time::Instant::now();
+        let mut done = 0;
+        for batch in docs.chunks(args.batch.max(1)) {
+            client.upsert(UpsertRequest { documents: batch.to_vec() }).await?;
+            done += batch.len();
+            eprint!(
+                "\rindexed {done}/{} documents ({:.0}/s)",
+                docs.len(),
+                done as f64 / started.elapsed().as_secs_f64()
+            );
+        }
+        eprintln!();
+        Ok(())
+    })
+}
+
+pub fn search(args: SearchArgs) -> anyhow::Result<()> {
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let mut client = connect(&args.router).await?;
+        let request = SearchRequest {
+            query: args.query.clone(),
+            k: args.k,
+            filter_ids: vec![],
+            params: None,
+            allow_partial: None,
+        };
+        let answer = client.search(request).await?.into_inner();
+        let mut hits = Vec::new();
+        for h in &answer.hits {
+            let text = client
+                .get(GetRequest { id: h.id.clone() })
+                .await?
+                .into_inner()
+                .document
+                .map(|d| d.text)
+                .unwrap_or_default();
+            hits.push(serde_json::json!({"id": h.id, "score": h.score, "shard": h.shard, "text": text}));
+        }
+        if args.json {
+            let out = serde_json::json!({
+                "query": args.query, "hits": hits, "shards_total": answer.shards_total, "shards_ok": answer.shards_ok,
+                "partial": answer.partial, "timed_out": answer.timed_out, "took_ms": answer.took_micros as f64 / 1e3,
+            });
+            println!("{out}");
+        } else {
+            println!(
+                "{}  ({} of {} shards, {:.1} ms)",
+                args.query,
+                answer.shards_ok,
+                answer.shards_total,
+                answer.took_micros as f64 / 1e3
+            );
+            for (rank, h) in hits.iter().enumerate() {
+                let text: String = h["text"].as_str().unwrap_or("").chars().take(60).collect();
+                println!(
+                    "{:>3}. {:>8.3}  {:<12} {text}",
+                    rank + 1,
+                    h["score"].as_f64().unwrap_or(0.0),
+                    h["id"].as_str().unwrap_or("")
+                );
+            }
+        }
+        Ok(())
+    })
+}
