@@ -64,7 +64,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let service = ShardServer::new(ShardService::new(shard, s as u32, dim)).max_decoding_message_size(256 << 20);
             shards.push(vec![serve(Routes::new(service), args.port + 2 + s as u16).await?]);
         }
-        let router = Router::new(&[encoder.clone()], &shards, RouterConfig::default())?;
+        let router = Router::new(std::slice::from_ref(&encoder), &shards, RouterConfig::default())?;
         let address = serve(Routes::new(SearchServer::new(router)), args.port).await?;
         tracing::info!(router = %address, encoder = %encoder, shards = ?shards, data = %args.data_dir.display(), "jacolbert local is up");
         println!("router listening on {address}");

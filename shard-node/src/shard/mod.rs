@@ -133,11 +133,7 @@ impl Shard {
             }
         }
         if !stale.is_empty() {
-            tracing::info!(
-                documents = stale.len(),
-                generation,
-                "encoding documents stored raw or by an older codec"
-            );
+            tracing::info!(documents = stale.len(), generation, "encoding documents stored raw or by an older codec");
             self.store.rewrite(stale.into_iter())?;
         }
         tracing::info!(
