@@ -5,19 +5,14 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context;
 use encoder_node::model::EncodeOptions;
-use encoder_node::service::{BatchConfig, EncoderService};
-use proto::v1::encoder_server::EncoderServer;
 use proto::v1::search_server::SearchServer;
-use proto::v1::shard_server::ShardServer;
 use router::{Router, RouterConfig};
-use shard_node::service::ShardService;
-use shard_node::shard::{Shard, ShardConfig};
+use shard_node::shard::ShardConfig;
 use tonic::service::Routes;
-use tonic::transport::Server;
 
 use crate::model_args::ModelArgs;
+use crate::roles::{encoder_routes, open_shard, serve, shard_routes};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -36,33 +31,18 @@ pub struct Args {
     train_tokens: usize,
 }
 
-/// Serves `routes` on 127.0.0.1:`port` in the background.
-async fn serve(routes: Routes, port: u16) -> anyhow::Result<String> {
-    let address = format!("127.0.0.1:{port}");
-    let listener = tokio::net::TcpListener::bind(&address).await.with_context(|| format!("binding {address}"))?;
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    tokio::spawn(async move {
-        if let Err(e) = Server::builder().add_routes(routes).serve_with_incoming(incoming).await {
-            tracing::error!(error = %e, "server stopped");
-        }
-    });
-    Ok(address)
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!((1..=64).contains(&args.shards), "--shards must be 1 to 64");
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let model = Arc::new(args.model.load(EncodeOptions::default())?);
         let dim = model.dim();
-        let encoder = serve(Routes::new(EncoderServer::new(EncoderService::start(model, BatchConfig::default()))), args.port + 1).await?;
+        let encoder = serve(encoder_routes(model), args.port + 1).await?;
         let mut shards = Vec::new();
         for s in 0..args.shards {
             let config = ShardConfig { dim, train_tokens: args.train_tokens, ..Default::default() };
-            let path = args.data_dir.join(format!("shard-{s}"));
-            let shard = tokio::task::spawn_blocking(move || Shard::open(&path, config)).await??;
-            let service = ShardServer::new(ShardService::new(shard, s as u32, dim)).max_decoding_message_size(256 << 20);
-            shards.push(vec![serve(Routes::new(service), args.port + 2 + s as u16).await?]);
+            let shard = open_shard(args.data_dir.join(format!("shard-{s}")), config).await?;
+            shards.push(vec![serve(shard_routes(shard, s as u32, dim), args.port + 2 + s as u16).await?]);
         }
         let router = Router::new(std::slice::from_ref(&encoder), &shards, RouterConfig::default())?;
         let address = serve(Routes::new(SearchServer::new(router)), args.port).await?;

@@ -9,6 +9,7 @@ mod eval_jsquad;
 mod jsquad;
 mod local;
 mod model_args;
+mod roles;
 mod shard_bench;
 mod tokenize;
 
@@ -37,6 +38,12 @@ enum Command {
     ShardBench(shard_bench::Args),
     /// Run a whole cluster in this process: router, one encoder, N shards on loopback ports.
     Local(local::Args),
+    /// Run an encoder node.
+    Encoder(roles::EncoderArgs),
+    /// Run a shard node.
+    Shard(roles::ShardArgs),
+    /// Run the router (the public Search service).
+    Router(roles::RouterArgs),
     /// Send documents from a JSON-lines file to a running router.
     Index(client::IndexArgs),
     /// Search through a running router.
@@ -56,6 +63,9 @@ fn main() -> anyhow::Result<()> {
         Command::BenchTokenizer(args) => bench_tokenizer::run(args),
         Command::ShardBench(args) => shard_bench::run(args),
         Command::Local(args) => local::run(args),
+        Command::Encoder(args) => roles::encoder(args),
+        Command::Shard(args) => roles::shard(args),
+        Command::Router(args) => roles::router(args),
         Command::Index(args) => client::index(args),
         Command::Search(args) => client::search(args),
     }
