@@ -117,3 +117,89 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
         Ok(())
     })
 }
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    router: String,
+    /// Seconds of load.
+    #[arg(long, default_value_t = 20)]
+    duration: u64,
+    /// Searches in flight.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    #[arg(short, default_value_t = 10)]
+    k: u32,
+    /// Questions to send, round robin (a JSQuAD file).
+    #[arg(long, default_value = "tests/fixtures/jsquad/jsquad-valid-v1.1.json")]
+    jsquad: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+/// `jacolbert bench`: concurrent searches against a router for a while; QPS, latency
+/// percentiles and errors.
+pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let questions: Vec<String> =
+        crate::jsquad::load(&args.jsquad, false)?.questions.into_iter().map(|(q, _)| q).collect();
+    anyhow::ensure!(!questions.is_empty(), "no questions in {}", args.jsquad.display());
+    let questions = std::sync::Arc::new(questions);
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let client = connect(&args.router).await?;
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(args.duration);
+        let started = std::time::Instant::now();
+        let mut workers = tokio::task::JoinSet::new();
+        for w in 0..args.concurrency.max(1) {
+            let (mut client, questions, k) = (client.clone(), questions.clone(), args.k);
+            workers.spawn(async move {
+                let (mut latencies, mut errors, mut partial) = (Vec::new(), 0usize, 0usize);
+                let mut i = w;
+                while std::time::Instant::now() < end {
+                    let request = SearchRequest {
+                        query: questions[i % questions.len()].clone(),
+                        k,
+                        filter_ids: vec![],
+                        params: None,
+                        allow_partial: None,
+                    };
+                    let t = std::time::Instant::now();
+                    match client.search(request).await {
+                        Ok(r) => {
+                            latencies.push(t.elapsed().as_secs_f64() * 1e3);
+                            partial += r.into_inner().partial as usize;
+                        }
+                        Err(_) => errors += 1,
+                    }
+                    i += STRIDE;
+                }
+                (latencies, errors, partial)
+            });
+        }
+        let (mut latencies, mut errors, mut partial) = (Vec::new(), 0, 0);
+        while let Some(done) = workers.join_next().await {
+            let (l, e, p) = done?;
+            latencies.extend(l);
+            errors += e;
+            partial += p;
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        latencies.sort_by(f64::total_cmp);
+        let pct = |p: f64| {
+            latencies.get(((latencies.len().max(1) - 1) as f64 * p).round() as usize).copied().unwrap_or(f64::NAN)
+        };
+        let report = serde_json::json!({
+            "searches": latencies.len(), "errors": errors, "partial": partial, "concurrency": args.concurrency,
+            "seconds": elapsed, "qps": latencies.len() as f64 / elapsed,
+            "p50_ms": pct(0.5), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
+        });
+        if args.json {
+            println!("{report}");
+        } else {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Ok(())
+    })
+}
+
+/// Workers step through the questions with a stride, so concurrent workers ask different ones.
+const STRIDE: usize = 7;

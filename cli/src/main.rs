@@ -48,6 +48,8 @@ enum Command {
     Index(client::IndexArgs),
     /// Search through a running router.
     Search(client::SearchArgs),
+    /// Concurrent searches against a running router: QPS, latency percentiles, errors.
+    Bench(client::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -68,5 +70,6 @@ fn main() -> anyhow::Result<()> {
         Command::Router(args) => roles::router(args),
         Command::Index(args) => client::index(args),
         Command::Search(args) => client::search(args),
+        Command::Bench(args) => client::bench(args),
     }
 }

@@ -26,7 +26,12 @@ const MAX_MESSAGE: usize = 256 << 20;
 pub async fn serve(routes: Routes, port: u16) -> anyhow::Result<String> {
     let address = format!("127.0.0.1:{port}");
     let listener = tokio::net::TcpListener::bind(&address).await.with_context(|| format!("binding {address}"))?;
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Small request/response messages: without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms.
+    let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |s| {
+        s.inspect(|s| {
+            let _ = s.set_nodelay(true);
+        })
+    });
     tokio::spawn(async move {
         if let Err(e) = Server::builder().add_routes(routes).serve_with_incoming(incoming).await {
             tracing::error!(error = %e, "server stopped");
