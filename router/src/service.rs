@@ -227,6 +227,10 @@ impl Search for Router {
             return Err(Error::BadInput(format!("k must be in 1..={max_k}, got {k}")).into());
         }
         let query = self.encode(vec![r.query], true, deadline).await?.pop();
+        // Shards get the caller's remaining time less a margin to merge and reply in, so that a
+        // late shard costs its hits, not the whole answer.
+        let margin = (remaining(deadline) / 10).min(Duration::from_millis(50));
+        let deadline = deadline.checked_sub(margin).unwrap_or(deadline);
         let shard_request = ShardSearchRequest { query, k: r.k, filter_ids: r.filter_ids, params: r.params };
         let mut set = JoinSet::new();
         for (s, replicas) in self.shards.iter().enumerate() {

@@ -171,3 +171,97 @@ async fn cluster_writes_reads_and_survives_a_dead_shard() {
     let strict = SearchRequest { allow_partial: Some(false), ..query("日本", 5) };
     assert_eq!(client.search(strict).await.unwrap_err().code(), Code::Unavailable);
 }
+
+/// A shard that answers nothing in time: every search sleeps past any test deadline.
+#[derive(Clone)]
+struct Stalled;
+
+#[tonic::async_trait]
+impl proto::v1::shard_server::Shard for Stalled {
+    async fn search(
+        &self,
+        _: tonic::Request<proto::v1::ShardSearchRequest>,
+    ) -> Result<tonic::Response<proto::v1::ShardSearchResponse>, tonic::Status> {
+        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+        Ok(tonic::Response::new(Default::default()))
+    }
+    async fn upsert(
+        &self,
+        _: tonic::Request<proto::v1::ShardUpsertRequest>,
+    ) -> Result<tonic::Response<proto::v1::UpsertResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("stalled"))
+    }
+    async fn delete(
+        &self,
+        _: tonic::Request<DeleteRequest>,
+    ) -> Result<tonic::Response<proto::v1::DeleteResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("stalled"))
+    }
+    async fn get(
+        &self,
+        _: tonic::Request<GetRequest>,
+    ) -> Result<tonic::Response<proto::v1::GetResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("stalled"))
+    }
+    async fn stats(
+        &self,
+        _: tonic::Request<proto::v1::StatsRequest>,
+    ) -> Result<tonic::Response<proto::v1::ShardStats>, tonic::Status> {
+        Err(tonic::Status::unimplemented("stalled"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_hide_a_dead_one_and_a_stalled_shard_times_out_within_the_deadline() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/tiny-lexical");
+    let model = Arc::new(ColbertModel::load(&dir, None, EncodeOptions::default()).unwrap());
+    let dim = model.dim();
+    let (encoder, _keep_encoder) =
+        spawn(Routes::new(EncoderServer::new(EncoderService::start(model, BatchConfig::default())))).await;
+    let data = tempfile::tempdir().unwrap();
+    // Two shards, two replicas each.
+    let (mut replicas, mut stops) = (vec![Vec::new(), Vec::new()], Vec::new());
+    for s in 0..2 {
+        for r in 0..2 {
+            let config = ShardConfig { dim, train_tokens: 1 << 30, ..Default::default() };
+            let shard = Shard::open(&data.path().join(format!("shard-{s}-{r}")), config).unwrap();
+            let (address, stop) = spawn(Routes::new(ShardServer::new(ShardService::new(shard, s, dim)))).await;
+            replicas[s as usize].push(address);
+            stops.push(Some(stop));
+        }
+    }
+    let router = Router::new(std::slice::from_ref(&encoder), &replicas, RouterConfig::default()).unwrap();
+    let (address, _keep_router) = spawn(Routes::new(SearchServer::new(router))).await;
+    let mut client = SearchClient::connect(format!("http://{address}")).await.unwrap();
+    let documents: Vec<Document> = TEXTS.iter().enumerate().map(|(i, t)| doc(i, t)).collect();
+    client.upsert(UpsertRequest { documents }).await.unwrap();
+    let full = client.search(query("日本", 12)).await.unwrap().into_inner();
+    assert_eq!((full.shards_ok, full.hits.len()), (2, 12));
+    // Kill one replica of each shard: every answer is still whole, round robin or not.
+    stops[1].take().unwrap().send(()).unwrap();
+    stops[2].take().unwrap().send(()).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    for _ in 0..6 {
+        let answer = client.search(query("日本", 12)).await.unwrap().into_inner();
+        assert_eq!((answer.shards_ok, answer.partial), (2, false), "{:?}", answer.failures);
+        let ids = |a: &proto::v1::SearchResponse| a.hits.iter().map(|h| (h.id.clone(), h.score)).collect::<Vec<_>>();
+        assert_eq!(ids(&answer), ids(&full));
+    }
+
+    // A stalled shard: the answer comes within the caller's deadline (plus a margin), partial
+    // and timed out, with the other shard's hits.
+    let (stalled, _keep_stalled) = spawn(Routes::new(ShardServer::new(Stalled))).await;
+    let live = replicas[0].clone();
+    let router = Router::new(&[encoder], &[live, vec![stalled]], RouterConfig::default()).unwrap();
+    let (address, _keep) = spawn(Routes::new(SearchServer::new(router))).await;
+    let mut client = SearchClient::connect(format!("http://{address}")).await.unwrap();
+    let mut request = tonic::Request::new(query("日本", 12));
+    request.set_timeout(std::time::Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    let answer = client.search(request).await.unwrap().into_inner();
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_millis(800), "{took:?}");
+    assert_eq!((answer.shards_ok, answer.partial, answer.timed_out), (1, true, true));
+    assert_eq!(answer.failures[0].code, "DeadlineExceeded");
+    assert!(!answer.hits.is_empty() && answer.hits.iter().all(|h| h.shard == 0));
+}
