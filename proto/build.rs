@@ -7,6 +7,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         unsafe { std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?) };
     }
     println!("cargo:rerun-if-changed=jacolbert/v1/jacolbert.proto");
-    tonic_prost_build::configure().compile_protos(&["jacolbert/v1/jacolbert.proto"], &["."])?;
+    let descriptors = std::path::PathBuf::from(std::env::var("OUT_DIR")?).join("jacolbert_descriptor.bin");
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(descriptors)
+        .compile_protos(&["jacolbert/v1/jacolbert.proto"], &["."])?;
     Ok(())
 }

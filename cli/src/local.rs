@@ -12,7 +12,7 @@ use shard_node::shard::ShardConfig;
 use tonic::service::Routes;
 
 use crate::model_args::ModelArgs;
-use crate::roles::{encoder_routes, open_shard, serve, shard_routes};
+use crate::roles::{encoder_routes, open_shard, serve, shard_routes, ENCODER, SEARCH, SHARD};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -37,15 +37,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let model = Arc::new(args.model.load(EncodeOptions::default())?);
         let dim = model.dim();
-        let encoder = serve(encoder_routes(model), args.port + 1).await?;
+        let encoder = serve(encoder_routes(model), ENCODER, args.port + 1).await?;
         let mut shards = Vec::new();
         for s in 0..args.shards {
             let config = ShardConfig { dim, train_tokens: args.train_tokens, ..Default::default() };
             let shard = open_shard(args.data_dir.join(format!("shard-{s}")), config).await?;
-            shards.push(vec![serve(shard_routes(shard, s as u32, dim), args.port + 2 + s as u16).await?]);
+            shards.push(vec![serve(shard_routes(shard, s as u32, dim), SHARD, args.port + 2 + s as u16).await?]);
         }
         let router = Router::new(std::slice::from_ref(&encoder), &shards, RouterConfig::default())?;
-        let address = serve(Routes::new(SearchServer::new(router)), args.port).await?;
+        let address = serve(Routes::new(SearchServer::new(router)), SEARCH, args.port).await?;
         tracing::info!(router = %address, encoder = %encoder, shards = ?shards, data = %args.data_dir.display(), "jacolbert local is up");
         println!("router listening on {address}");
         tokio::signal::ctrl_c().await?;

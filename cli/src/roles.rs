@@ -19,11 +19,24 @@ use tonic::transport::Server;
 
 use crate::model_args::ModelArgs;
 
+/// The gRPC service names the health service reports.
+pub const ENCODER: &str = "jacolbert.v1.Encoder";
+pub const SHARD: &str = "jacolbert.v1.Shard";
+pub const SEARCH: &str = "jacolbert.v1.Search";
+
 /// Most bytes one message may carry (a batch of encoded documents).
 const MAX_MESSAGE: usize = 256 << 20;
 
-/// Serves `routes` on 127.0.0.1:`port` in the background; returns the address.
-pub async fn serve(routes: Routes, port: u16) -> anyhow::Result<String> {
+/// Serves `routes` on 127.0.0.1:`port` in the background, with the standard gRPC health
+/// service (reporting `service` as serving) and server reflection; returns the address.
+pub async fn serve(routes: Routes, service: &str, port: u16) -> anyhow::Result<String> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_service_status(service, tonic_health::ServingStatus::Serving).await;
+    health.set_service_status("", tonic_health::ServingStatus::Serving).await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let routes = routes.add_service(health_service).add_service(reflection);
     let address = format!("127.0.0.1:{port}");
     let listener = tokio::net::TcpListener::bind(&address).await.with_context(|| format!("binding {address}"))?;
     // Small request/response messages: without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms.
@@ -74,7 +87,7 @@ pub struct EncoderArgs {
 pub fn encoder(args: EncoderArgs) -> anyhow::Result<()> {
     tokio::runtime::Runtime::new()?.block_on(async {
         let model = Arc::new(args.model.load(EncodeOptions::default())?);
-        let address = serve(encoder_routes(model), args.port).await?;
+        let address = serve(encoder_routes(model), ENCODER, args.port).await?;
         until_ctrl_c("encoder", &address).await
     })
 }
@@ -99,7 +112,7 @@ pub fn shard(args: ShardArgs) -> anyhow::Result<()> {
     tokio::runtime::Runtime::new()?.block_on(async {
         let config = ShardConfig { dim: args.dim, train_tokens: args.train_tokens, ..Default::default() };
         let shard = open_shard(args.data_dir, config).await?;
-        let address = serve(shard_routes(shard, args.number, args.dim), args.port).await?;
+        let address = serve(shard_routes(shard, args.number, args.dim), SHARD, args.port).await?;
         until_ctrl_c("shard", &address).await
     })
 }
@@ -121,7 +134,7 @@ pub fn router(args: RouterArgs) -> anyhow::Result<()> {
         args.shards.iter().map(|s| s.split(',').map(|a| a.trim().to_string()).collect()).collect();
     tokio::runtime::Runtime::new()?.block_on(async {
         let router = Router::new(&args.encoders, &shards, RouterConfig::default())?;
-        let address = serve(Routes::new(SearchServer::new(router)), args.port).await?;
+        let address = serve(Routes::new(SearchServer::new(router)), SEARCH, args.port).await?;
         until_ctrl_c("router", &address).await
     })
 }

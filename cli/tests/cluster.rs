@@ -104,6 +104,13 @@ async fn a_killed_shard_gives_partial_answers_and_a_restart_restores_them() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = cluster(dir.path(), 3);
     let mut client = SearchClient::connect(format!("http://127.0.0.1:{}", c.router)).await.unwrap();
+    // Every node answers the standard health check.
+    for port in c.shard_ports.iter().chain([&c.router]) {
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}")).unwrap();
+        let mut health = tonic_health::pb::health_client::HealthClient::new(endpoint.connect().await.unwrap());
+        let status = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.unwrap();
+        assert_eq!(status.into_inner().status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    }
     let texts = ["富士山", "東京都", "梅雨", "寿司", "新幹線", "京都", "北海道", "将棋", "桜", "沖縄", "相撲", "俳句"];
     let documents: Vec<Document> = (0..120)
         .map(|i| Document {

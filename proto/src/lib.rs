@@ -6,6 +6,9 @@ pub mod v1 {
     tonic::include_proto!("jacolbert.v1");
 }
 
+/// The encoded descriptors of `jacolbert.v1`, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("jacolbert_descriptor");
+
 mod tensor;
 
 pub use tensor::{Matrix, TensorError};
