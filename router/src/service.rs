@@ -7,8 +7,10 @@ use proto::v1::encoder_client::EncoderClient;
 use proto::v1::search_server::Search;
 use proto::v1::shard_client::ShardClient;
 use proto::v1::{
-    DeleteRequest, DeleteResponse, Dtype, EncodeRequest, EncodedDocument, GetRequest, GetResponse, SearchRequest,
-    SearchResponse, ShardFailure, ShardSearchRequest, ShardUpsertRequest, UpsertRequest, UpsertResponse,
+    ClusterStats, ClusterStatsRequest, DeleteRequest, DeleteResponse, Dtype, EncodeRequest, EncodedDocument,
+    GetRequest, GetResponse, RerankRequest, RerankResponse, ScoreRequest, SearchBatchRequest, SearchBatchResponse,
+    SearchRequest, SearchResponse, ShardFailure, ShardSearchRequest, ShardUpsertRequest, StatsRequest, UpsertRequest,
+    UpsertResponse,
 };
 use tokio::task::JoinSet;
 use tonic::transport::Channel;
@@ -148,6 +150,67 @@ impl Router {
         Outcome::Failed(last.expect("at least one attempt"), false)
     }
 
+    /// One search under `deadline` (see the module docs).
+    async fn search_one(&self, r: SearchRequest, deadline: Instant) -> Result<SearchResponse, Status> {
+        let started = Instant::now();
+        let (k, max_k, max_bytes) = (r.k as usize, self.config.max_k, self.config.max_query_bytes);
+        if r.query.trim().is_empty() {
+            return Err(Error::BadInput("the query is empty".into()).into());
+        }
+        if r.query.len() > max_bytes {
+            return Err(
+                Error::BadInput(format!("the query has {} bytes; the limit is {max_bytes}", r.query.len())).into()
+            );
+        }
+        if k == 0 || k > max_k {
+            return Err(Error::BadInput(format!("k must be in 1..={max_k}, got {k}")).into());
+        }
+        let query = self.encode(vec![r.query], true, deadline).await?.pop();
+        // Shards get the caller's remaining time less a margin to merge and reply in, so that a
+        // late shard costs its hits, not the whole answer.
+        let margin = (remaining(deadline) / 10).min(Duration::from_millis(50));
+        let deadline = deadline.checked_sub(margin).unwrap_or(deadline);
+        let shard_request = ShardSearchRequest { query, k: r.k, filter_ids: r.filter_ids, params: r.params };
+        let mut set = JoinSet::new();
+        for (s, replicas) in self.shards.iter().enumerate() {
+            let first = replicas.next.fetch_add(1, Ordering::Relaxed);
+            let (clients, addresses) = (replicas.clients.clone(), replicas.addresses.clone());
+            set.spawn(Router::search_shard(s, clients, addresses, first, shard_request.clone(), deadline));
+        }
+        let (mut lists, mut failures, mut timed_out) = (Vec::new(), Vec::new(), false);
+        while let Some(joined) = set.join_next().await {
+            match joined.map_err(|e| Status::internal(format!("shard call failed: {e}")))? {
+                Outcome::Hits(hits) => lists.push(hits),
+                Outcome::Failed(f, late) => {
+                    timed_out |= late;
+                    failures.push(f);
+                }
+            }
+        }
+        failures.sort_by_key(|f| f.shard);
+        let total = self.shards.len() as u32;
+        if !failures.is_empty() && !r.allow_partial.unwrap_or(true) {
+            let what: Vec<String> =
+                failures.iter().map(|f| format!("shard {} ({}): {}", f.shard, f.code, f.message)).collect();
+            return Err(Error::Unavailable(format!(
+                "{} of {total} shards failed: {}",
+                failures.len(),
+                what.join("; ")
+            ))
+            .into());
+        }
+        let ok = lists.len() as u32;
+        Ok(SearchResponse {
+            hits: merge(lists, k),
+            shards_total: total,
+            shards_ok: ok,
+            partial: !failures.is_empty(),
+            failures,
+            timed_out,
+            took_micros: started.elapsed().as_micros() as u64,
+        })
+    }
+
     /// Sends `request(s)` to every replica of shard `s`; all must succeed.
     async fn write_shard<R: Clone + Send + 'static, T: Send + 'static>(
         &self,
@@ -211,65 +274,59 @@ fn parse_grpc_timeout(value: &str) -> Option<Duration> {
 #[tonic::async_trait]
 impl Search for Router {
     async fn search(&self, request: Request<SearchRequest>) -> Result<Response<SearchResponse>, Status> {
-        let started = Instant::now();
         let deadline = self.deadline(&request);
-        let r = request.into_inner();
-        let (k, max_k, max_bytes) = (r.k as usize, self.config.max_k, self.config.max_query_bytes);
-        if r.query.trim().is_empty() {
-            return Err(Error::BadInput("the query is empty".into()).into());
-        }
-        if r.query.len() > max_bytes {
+        Ok(Response::new(self.search_one(request.into_inner(), deadline).await?))
+    }
+
+    async fn search_batch(
+        &self,
+        request: Request<SearchBatchRequest>,
+    ) -> Result<Response<SearchBatchResponse>, Status> {
+        let deadline = self.deadline(&request);
+        let requests = request.into_inner().requests;
+        if requests.is_empty() || requests.len() > self.config.max_batch {
+            let limit = self.config.max_batch;
             return Err(
-                Error::BadInput(format!("the query has {} bytes; the limit is {max_bytes}", r.query.len())).into()
+                Error::BadInput(format!("a batch carries 1 to {limit} searches, got {}", requests.len())).into()
             );
         }
-        if k == 0 || k > max_k {
-            return Err(Error::BadInput(format!("k must be in 1..={max_k}, got {k}")).into());
+        let answers = futures::future::join_all(requests.into_iter().map(|r| self.search_one(r, deadline))).await;
+        Ok(Response::new(SearchBatchResponse { responses: answers.into_iter().collect::<Result<_, _>>()? }))
+    }
+
+    async fn rerank(&self, request: Request<RerankRequest>) -> Result<Response<RerankResponse>, Status> {
+        let deadline = self.deadline(&request);
+        let RerankRequest { query, texts } = request.into_inner();
+        if query.trim().is_empty() || texts.is_empty() || texts.len() > self.config.max_batch {
+            let limit = self.config.max_batch;
+            return Err(Error::BadInput(format!("a rerank needs a query and 1 to {limit} texts")).into());
         }
-        let query = self.encode(vec![r.query], true, deadline).await?.pop();
-        // Shards get the caller's remaining time less a margin to merge and reply in, so that a
-        // late shard costs its hits, not the whole answer.
-        let margin = (remaining(deadline) / 10).min(Duration::from_millis(50));
-        let deadline = deadline.checked_sub(margin).unwrap_or(deadline);
-        let shard_request = ShardSearchRequest { query, k: r.k, filter_ids: r.filter_ids, params: r.params };
-        let mut set = JoinSet::new();
-        for (s, replicas) in self.shards.iter().enumerate() {
-            let first = replicas.next.fetch_add(1, Ordering::Relaxed);
-            let (clients, addresses) = (replicas.clients.clone(), replicas.addresses.clone());
-            set.spawn(Router::search_shard(s, clients, addresses, first, shard_request.clone(), deadline));
-        }
-        let (mut lists, mut failures, mut timed_out) = (Vec::new(), Vec::new(), false);
-        while let Some(joined) = set.join_next().await {
-            match joined.map_err(|e| Status::internal(format!("shard call failed: {e}")))? {
-                Outcome::Hits(hits) => lists.push(hits),
-                Outcome::Failed(f, late) => {
-                    timed_out |= late;
-                    failures.push(f);
+        let mut encoder = self.encoder();
+        let scores = tokio::time::timeout(remaining(deadline), encoder.score(ScoreRequest { query, texts }))
+            .await
+            .map_err(|_| Error::Deadline("while scoring".into()))??;
+        Ok(Response::new(RerankResponse { scores: scores.into_inner().scores }))
+    }
+
+    async fn stats(&self, request: Request<ClusterStatsRequest>) -> Result<Response<ClusterStats>, Status> {
+        let deadline = self.deadline(&request);
+        let mut out = ClusterStats::default();
+        for replicas in &self.shards {
+            let mut answer = None;
+            for client in &replicas.clients {
+                let mut client = client.clone();
+                if let Ok(Ok(r)) = tokio::time::timeout(remaining(deadline), client.stats(StatsRequest {})).await {
+                    answer = Some(r.into_inner());
+                    break;
                 }
             }
+            out.shards_ok += answer.is_some() as u32;
+            let stats = answer.unwrap_or_default();
+            out.documents += stats.documents;
+            out.tokens += stats.tokens;
+            out.shards.push(stats);
         }
-        failures.sort_by_key(|f| f.shard);
-        let total = self.shards.len() as u32;
-        if !failures.is_empty() && !r.allow_partial.unwrap_or(true) {
-            let what: Vec<String> =
-                failures.iter().map(|f| format!("shard {} ({}): {}", f.shard, f.code, f.message)).collect();
-            return Err(Error::Unavailable(format!(
-                "{} of {total} shards failed: {}",
-                failures.len(),
-                what.join("; ")
-            ))
-            .into());
-        }
-        let ok = lists.len() as u32;
-        Ok(Response::new(SearchResponse {
-            hits: merge(lists, k),
-            shards_total: total,
-            shards_ok: ok,
-            partial: !failures.is_empty(),
-            failures,
-            timed_out,
-            took_micros: started.elapsed().as_micros() as u64,
-        }))
+        Ok(Response::new(out))
     }
 
     async fn upsert(&self, request: Request<UpsertRequest>) -> Result<Response<UpsertResponse>, Status> {

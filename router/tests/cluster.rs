@@ -116,6 +116,28 @@ async fn cluster_writes_reads_and_survives_a_dead_shard() {
     assert_eq!(all.len(), 12);
     assert!(all.windows(2).all(|w| w[0].score > w[1].score || (w[0].score == w[1].score && w[0].id < w[1].id)));
 
+    // A batch answers each search as Search does; Rerank scores texts exactly; Stats adds up.
+    let batch =
+        proto::v1::SearchBatchRequest { requests: vec![query("富士山はどんな山か", 3), query("日本", 12)] };
+    let answers = client.search_batch(batch).await.unwrap().into_inner().responses;
+    assert_eq!(
+        answers[0].hits.iter().map(|h| &h.id).collect::<Vec<_>>(),
+        answer.hits.iter().map(|h| &h.id).collect::<Vec<_>>()
+    );
+    assert_eq!(answers[1].hits.len(), 12);
+    let rerank = proto::v1::RerankRequest {
+        query: "富士山はどんな山か".into(),
+        texts: TEXTS[..3].iter().map(|t| t.to_string()).collect(),
+    };
+    let scores = client.rerank(rerank).await.unwrap().into_inner().scores;
+    let q = model.encode_queries(&["富士山はどんな山か"]).unwrap().remove(0).vectors;
+    for (score, d) in scores.iter().zip(model.encode_documents(&TEXTS[..3]).unwrap()) {
+        let want = kernels::cpu::maxsim(&q, &d.vectors, dim).unwrap();
+        assert!((score - want).abs() < 1e-4, "{score} vs {want}");
+    }
+    let stats = client.stats(proto::v1::ClusterStatsRequest {}).await.unwrap().into_inner();
+    assert_eq!((stats.documents, stats.shards_ok, stats.shards.len()), (12, 3, 3));
+
     // Replace, get, delete through the router.
     let replacement = doc(0, "俳句は季語を含む短い詩である。");
     let r = client.upsert(UpsertRequest { documents: vec![replacement.clone()] }).await.unwrap().into_inner();
