@@ -1,6 +1,7 @@
 //! `Router`: the Search service over encoder and shard clients.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use proto::v1::encoder_client::EncoderClient;
@@ -26,11 +27,19 @@ pub struct RouterConfig {
     pub max_query_bytes: usize,
     pub max_k: usize,
     pub max_batch: usize,
+    /// Searches in flight at once; more are refused with RESOURCE_EXHAUSTED.
+    pub max_concurrent: usize,
 }
 
 impl Default for RouterConfig {
     fn default() -> Self {
-        RouterConfig { default_deadline: Duration::from_secs(10), max_query_bytes: 4096, max_k: 1000, max_batch: 256 }
+        RouterConfig {
+            default_deadline: Duration::from_secs(10),
+            max_query_bytes: 4096,
+            max_k: 1000,
+            max_batch: 256,
+            max_concurrent: 256,
+        }
     }
 }
 
@@ -46,6 +55,7 @@ pub struct Router {
     next_encoder: AtomicUsize,
     shards: Vec<Replicas>,
     config: RouterConfig,
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 fn channel(address: &str) -> Result<Channel, Error> {
@@ -74,7 +84,8 @@ impl Router {
                 Ok(Replicas { addresses: addresses.clone(), clients, next: AtomicUsize::new(0) })
             })
             .collect::<Result<_, Error>>()?;
-        Ok(Router { encoders, next_encoder: AtomicUsize::new(0), shards, config })
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(config.max_concurrent.max(1)));
+        Ok(Router { encoders, next_encoder: AtomicUsize::new(0), shards, config, in_flight })
     }
 
     fn encoder(&self) -> EncoderClient<Channel> {
@@ -148,6 +159,16 @@ impl Router {
             }
         }
         Outcome::Failed(last.expect("at least one attempt"), false)
+    }
+
+    /// A slot for one search, or RESOURCE_EXHAUSTED when all are taken.
+    fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
+        self.in_flight.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "the router is at its limit of {} searches in flight",
+                self.config.max_concurrent
+            ))
+        })
     }
 
     /// One search under `deadline` (see the module docs).
@@ -274,6 +295,7 @@ fn parse_grpc_timeout(value: &str) -> Option<Duration> {
 #[tonic::async_trait]
 impl Search for Router {
     async fn search(&self, request: Request<SearchRequest>) -> Result<Response<SearchResponse>, Status> {
+        let _slot = self.admit()?;
         let deadline = self.deadline(&request);
         Ok(Response::new(self.search_one(request.into_inner(), deadline).await?))
     }

@@ -274,13 +274,22 @@ async fn replicas_hide_a_dead_one_and_a_stalled_shard_times_out_within_the_deadl
     // and timed out, with the other shard's hits.
     let (stalled, _keep_stalled) = spawn(Routes::new(ShardServer::new(Stalled))).await;
     let live = replicas[0].clone();
-    let router = Router::new(&[encoder], &[live, vec![stalled]], RouterConfig::default()).unwrap();
+    let config = RouterConfig { max_concurrent: 1, ..Default::default() };
+    let router = Router::new(&[encoder], &[live, vec![stalled]], config).unwrap();
     let (address, _keep) = spawn(Routes::new(SearchServer::new(router))).await;
     let mut client = SearchClient::connect(format!("http://{address}")).await.unwrap();
     let mut request = tonic::Request::new(query("日本", 12));
     request.set_timeout(std::time::Duration::from_millis(500));
     let started = std::time::Instant::now();
-    let answer = client.search(request).await.unwrap().into_inner();
+    let in_flight = tokio::spawn({
+        let mut client = client.clone();
+        async move { client.search(request).await }
+    });
+    // While that search waits on the stalled shard, the router (limit: 1 in flight) refuses more.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let refused = client.search(query("日本", 3)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    let answer = in_flight.await.unwrap().unwrap().into_inner();
     let took = started.elapsed();
     assert!(took < std::time::Duration::from_millis(800), "{took:?}");
     assert_eq!((answer.shards_ok, answer.partial, answer.timed_out), (1, true, true));
