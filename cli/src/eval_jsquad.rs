@@ -25,8 +25,14 @@ pub struct Args {
     /// Evaluate through a running cluster instead: index the paragraphs there (ids `p<n>`),
     /// search every question through the router (k = 10), and rank by its hits (a question
     /// whose gold paragraph is not in its top 10 counts as a miss). `--model` is then unused.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "shards")]
     router: Option<String>,
+    /// Evaluate through a local cluster of this many shards started for the purpose (in a
+    /// temporary directory, on loopback ports from `--port`), as `--router` does.
+    #[arg(long)]
+    shards: Option<usize>,
+    #[arg(long, default_value_t = 53051)]
+    port: u16,
 }
 
 #[derive(Serialize)]
@@ -43,7 +49,15 @@ struct Report {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let data = jsquad::load(&args.jsquad, args.keep_headline)?;
     if let Some(router) = &args.router {
-        return through_router(router, &data, args.json);
+        return tokio::runtime::Runtime::new()?.block_on(through_router(router, &data, args.json));
+    }
+    if let Some(shards) = args.shards {
+        let model = std::sync::Arc::new(args.model.load(EncodeOptions::default())?);
+        let dir = tempfile::tempdir()?;
+        return tokio::runtime::Runtime::new()?.block_on(async {
+            let router = crate::local::start(model, dir.path(), shards, args.port, 100_000).await?;
+            through_router(&router, &data, args.json).await
+        });
     }
     let model = args.model.load(EncodeOptions::default())?;
     let start = Instant::now();
@@ -92,11 +106,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// R@k through a router: index, then every question with a few in flight.
-fn through_router(router: &str, data: &jsquad::Jsquad, json: bool) -> anyhow::Result<()> {
+async fn through_router(router: &str, data: &jsquad::Jsquad, json: bool) -> anyhow::Result<()> {
     use proto::v1::search_client::SearchClient;
     use proto::v1::{Document, SearchRequest, UpsertRequest};
 
-    tokio::runtime::Runtime::new()?.block_on(async {
+    {
         let mut client = SearchClient::connect(format!("http://{router}")).await?;
         let start = Instant::now();
         let docs: Vec<Document> = data
@@ -117,8 +131,16 @@ fn through_router(router: &str, data: &jsquad::Jsquad, json: bool) -> anyhow::Re
             let mut calls = tokio::task::JoinSet::new();
             for (i, (question, gold)) in chunk.iter().enumerate() {
                 let (mut c, gold) = (client.clone(), format!("p{gold}"));
-                let request = SearchRequest { query: question.clone(), k: 10, filter_ids: vec![], params: None, allow_partial: Some(false) };
-                calls.spawn(async move { (i, c.search(request).await.map(|r| r.into_inner().hits.iter().position(|h| h.id == gold))) });
+                let request = SearchRequest {
+                    query: question.clone(),
+                    k: 10,
+                    filter_ids: vec![],
+                    params: None,
+                    allow_partial: Some(false),
+                };
+                calls.spawn(async move {
+                    (i, c.search(request).await.map(|r| r.into_inner().hits.iter().position(|h| h.id == gold)))
+                });
             }
             let mut got = vec![None; chunk.len()];
             while let Some(joined) = calls.join_next().await {
@@ -131,7 +153,10 @@ fn through_router(router: &str, data: &jsquad::Jsquad, json: bool) -> anyhow::Re
         let recall = |k: usize| ranks.iter().filter(|&&r| r < k).count() as f64 / ranks.len().max(1) as f64;
         let (r1, r5, r10) = (recall(1), recall(5), recall(10));
         if json {
-            println!("{}", serde_json::json!({"r@1": r1, "r@5": r5, "r@10": r10, "queries": ranks.len(), "docs": docs.len(), "index_s": index_s, "search_s": search_s}));
+            println!(
+                "{}",
+                serde_json::json!({"r@1": r1, "r@5": r5, "r@10": r10, "queries": ranks.len(), "docs": docs.len(), "index_s": index_s, "search_s": search_s})
+            );
         } else {
             println!(
                 "{} questions, {} paragraphs through {router}: R@1 {r1:.4}  R@5 {r5:.4}  R@10 {r10:.4}  (index {index_s:.1}s, search {search_s:.1}s)",
@@ -140,5 +165,5 @@ fn through_router(router: &str, data: &jsquad::Jsquad, json: bool) -> anyhow::Re
             );
         }
         Ok(())
-    })
+    }
 }
