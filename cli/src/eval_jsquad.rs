@@ -78,7 +78,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             row.iter().filter(|&&s| s > row[gold]).count()
         })
         .collect();
-    let recall = |k: usize| ranks.iter().filter(|&&r| r < k).count() as f64 / ranks.len().max(1) as f64;
+    let recall = |k: usize| recall_at(&ranks, k);
     let report = Report {
         queries: q.len(),
         docs: d.len(),
@@ -105,65 +105,67 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The share of questions whose gold paragraph ranks below `k` (rank 0 is the top).
+fn recall_at(ranks: &[usize], k: usize) -> f64 {
+    ranks.iter().filter(|&&r| r < k).count() as f64 / ranks.len().max(1) as f64
+}
+
 /// R@k through a router: index, then every question with a few in flight.
 async fn through_router(router: &str, data: &jsquad::Jsquad, json: bool) -> anyhow::Result<()> {
     use proto::v1::search_client::SearchClient;
     use proto::v1::{Document, SearchRequest, UpsertRequest};
 
-    {
-        let mut client = SearchClient::connect(format!("http://{router}")).await?;
-        let start = Instant::now();
-        let docs: Vec<Document> = data
-            .contexts
-            .iter()
-            .enumerate()
-            .map(|(i, text)| Document { id: format!("p{i}"), text: text.clone(), metadata: String::new() })
-            .collect();
-        for (n, batch) in docs.chunks(64).enumerate() {
-            client.upsert(UpsertRequest { documents: batch.to_vec() }).await?;
-            eprint!("\rindexed {}/{} paragraphs", ((n + 1) * 64).min(docs.len()), docs.len());
-        }
-        eprintln!();
-        let index_s = start.elapsed().as_secs_f64();
-        let start = Instant::now();
-        let mut ranks = Vec::with_capacity(data.questions.len());
-        for chunk in data.questions.chunks(8) {
-            let mut calls = tokio::task::JoinSet::new();
-            for (i, (question, gold)) in chunk.iter().enumerate() {
-                let (mut c, gold) = (client.clone(), format!("p{gold}"));
-                let request = SearchRequest {
-                    query: question.clone(),
-                    k: 10,
-                    filter_ids: vec![],
-                    params: None,
-                    allow_partial: Some(false),
-                };
-                calls.spawn(async move {
-                    (i, c.search(request).await.map(|r| r.into_inner().hits.iter().position(|h| h.id == gold)))
-                });
-            }
-            let mut got = vec![None; chunk.len()];
-            while let Some(joined) = calls.join_next().await {
-                let (i, rank) = joined?;
-                got[i] = rank?;
-            }
-            ranks.extend(got.into_iter().map(|r| r.unwrap_or(usize::MAX)));
-        }
-        let search_s = start.elapsed().as_secs_f64();
-        let recall = |k: usize| ranks.iter().filter(|&&r| r < k).count() as f64 / ranks.len().max(1) as f64;
-        let (r1, r5, r10) = (recall(1), recall(5), recall(10));
-        if json {
-            println!(
-                "{}",
-                serde_json::json!({"r@1": r1, "r@5": r5, "r@10": r10, "queries": ranks.len(), "docs": docs.len(), "index_s": index_s, "search_s": search_s})
-            );
-        } else {
-            println!(
-                "{} questions, {} paragraphs through {router}: R@1 {r1:.4}  R@5 {r5:.4}  R@10 {r10:.4}  (index {index_s:.1}s, search {search_s:.1}s)",
-                ranks.len(),
-                docs.len()
-            );
-        }
-        Ok(())
+    let mut client = SearchClient::connect(format!("http://{router}")).await?;
+    let start = Instant::now();
+    let docs: Vec<Document> = data
+        .contexts
+        .iter()
+        .enumerate()
+        .map(|(i, text)| Document { id: format!("p{i}"), text: text.clone(), metadata: String::new() })
+        .collect();
+    for (n, batch) in docs.chunks(64).enumerate() {
+        client.upsert(UpsertRequest { documents: batch.to_vec() }).await?;
+        eprint!("\rindexed {}/{} paragraphs", ((n + 1) * 64).min(docs.len()), docs.len());
     }
+    eprintln!();
+    let index_s = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let mut ranks = Vec::with_capacity(data.questions.len());
+    for chunk in data.questions.chunks(8) {
+        let mut calls = tokio::task::JoinSet::new();
+        for (i, (question, gold)) in chunk.iter().enumerate() {
+            let (mut c, gold) = (client.clone(), format!("p{gold}"));
+            let request = SearchRequest {
+                query: question.clone(),
+                k: 10,
+                filter_ids: vec![],
+                params: None,
+                allow_partial: Some(false),
+            };
+            calls.spawn(async move {
+                (i, c.search(request).await.map(|r| r.into_inner().hits.iter().position(|h| h.id == gold)))
+            });
+        }
+        let mut got = vec![None; chunk.len()];
+        while let Some(joined) = calls.join_next().await {
+            let (i, rank) = joined?;
+            got[i] = rank?;
+        }
+        ranks.extend(got.into_iter().map(|r| r.unwrap_or(usize::MAX)));
+    }
+    let search_s = start.elapsed().as_secs_f64();
+    let (r1, r5, r10) = (recall_at(&ranks, 1), recall_at(&ranks, 5), recall_at(&ranks, 10));
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"r@1": r1, "r@5": r5, "r@10": r10, "queries": ranks.len(), "docs": docs.len(), "index_s": index_s, "search_s": search_s})
+        );
+    } else {
+        println!(
+            "{} questions, {} paragraphs through {router}: R@1 {r1:.4}  R@5 {r5:.4}  R@10 {r10:.4}  (index {index_s:.1}s, search {search_s:.1}s)",
+            ranks.len(),
+            docs.len()
+        );
+    }
+    Ok(())
 }

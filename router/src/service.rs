@@ -161,6 +161,16 @@ impl Router {
         Outcome::Failed(last.expect("at least one attempt"), false)
     }
 
+    /// `items` grouped by the shard their id places them on: (shard, its items), shards with
+    /// none left out.
+    fn by_shard<T>(&self, items: impl IntoIterator<Item = T>, id: impl Fn(&T) -> &str) -> Vec<(usize, Vec<T>)> {
+        let mut groups: Vec<Vec<T>> = (0..self.shards.len()).map(|_| Vec::new()).collect();
+        for item in items {
+            groups[shard_of(id(&item), self.shards.len())].push(item);
+        }
+        groups.into_iter().enumerate().filter(|(_, g)| !g.is_empty()).collect()
+    }
+
     /// A slot for one search, or RESOURCE_EXHAUSTED when all are taken.
     fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
         self.in_flight.clone().try_acquire_owned().map_err(|_| {
@@ -362,13 +372,10 @@ impl Search for Router {
             return Err(Error::BadInput(format!("document ids are 1 to 512 bytes, got {:?}", d.id)).into());
         }
         let vectors = self.encode(docs.iter().map(|d| d.text.clone()).collect(), false, deadline).await?;
-        let mut per_shard: Vec<Vec<EncodedDocument>> = vec![Vec::new(); self.shards.len()];
-        for (doc, vectors) in docs.into_iter().zip(vectors) {
-            per_shard[shard_of(&doc.id, self.shards.len())]
-                .push(EncodedDocument { document: Some(doc), vectors: Some(vectors) });
-        }
         let (mut written, mut replaced) = (0, 0);
-        for (s, documents) in per_shard.into_iter().enumerate().filter(|(_, d)| !d.is_empty()) {
+        for (s, pairs) in self.by_shard(docs.into_iter().zip(vectors), |(doc, _)| &doc.id) {
+            let documents =
+                pairs.into_iter().map(|(doc, v)| EncodedDocument { document: Some(doc), vectors: Some(v) }).collect();
             let done = self
                 .write_shard(s, ShardUpsertRequest { documents }, deadline, |mut c, r| {
                     Box::pin(async move { c.upsert(r).await.map(Response::into_inner) })
@@ -386,12 +393,8 @@ impl Search for Router {
         if ids.len() > self.config.max_batch {
             return Err(Error::BadInput(format!("a delete names at most {} ids", self.config.max_batch)).into());
         }
-        let mut per_shard: Vec<Vec<String>> = vec![Vec::new(); self.shards.len()];
-        for id in ids {
-            per_shard[shard_of(&id, self.shards.len())].push(id);
-        }
         let mut deleted = 0;
-        for (s, ids) in per_shard.into_iter().enumerate().filter(|(_, d)| !d.is_empty()) {
+        for (s, ids) in self.by_shard(ids, String::as_str) {
             let done = self
                 .write_shard(s, DeleteRequest { ids }, deadline, |mut c, r| {
                     Box::pin(async move { c.delete(r).await.map(Response::into_inner) })
