@@ -27,7 +27,7 @@ with open(f"{sys.argv[1]}/questions.txt", "w", encoding="utf-8") as out:
     out.write("\n".join(questions[:: len(questions) // 4][:4]) + "\n")
 PY
 RUST_LOG="${RUST_LOG:-warn}" "$bin" local --model tests/fixtures/models/tiny-lexical --data-dir "$data" \
-    --shards 2 --port "$port" --train-tokens 20000 &
+    --shards 2 --listen "127.0.0.1:$port" --train-tokens 20000 &
 cluster=$!
 trap 'kill -INT $cluster 2>/dev/null; wait $cluster 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 50); do "$bin" search "起動確認" -k 1 --router "127.0.0.1:$port" >/dev/null 2>&1 && break; sleep 0.2; done

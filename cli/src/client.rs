@@ -1,7 +1,7 @@
-//! Client commands against a running router: `jacolbert index FILE.jsonl` and
-//! `jacolbert search "query"`.
+//! Client commands against a running router: `jacolbert index FILE.jsonl` (resumable: a run
+//! that stops part-way records what the router acknowledged, and the next run of the same file
+//! starts after it), `jacolbert search "query"` and `jacolbert bench`.
 
-use std::io::BufRead;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -16,6 +16,9 @@ pub struct IndexArgs {
     router: String,
     #[arg(long, default_value_t = 64)]
     batch: usize,
+    /// Send every line, ignoring how far an earlier, interrupted run got (FILE.progress).
+    #[arg(long)]
+    restart: bool,
 }
 
 #[derive(clap::Args)]
@@ -36,26 +39,89 @@ async fn connect(router: &str) -> anyhow::Result<SearchClient<tonic::transport::
         .with_context(|| format!("connecting to the router at {router}"))
 }
 
+/// How far an earlier `index` run of the same file got: its first `lines` lines (`bytes`
+/// bytes, with checksum `crc32`) were acknowledged by `router`. Kept next to the file while a
+/// run is under way, removed when one finishes.
+#[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+struct Progress {
+    router: String,
+    lines: usize,
+    bytes: usize,
+    crc32: u32,
+}
+
+fn progress_path(file: &std::path::Path) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".progress");
+    PathBuf::from(name)
+}
+
+/// The lines of `text` (with their end) after those an earlier run had acknowledged to the
+/// same router, provided they are unchanged; and how many were skipped.
+fn resume_point(text: &str, progress: Option<Progress>, router: &str) -> usize {
+    match progress {
+        Some(p) if p.router == router && p.bytes <= text.len() => {
+            let prefix = &text.as_bytes()[..p.bytes];
+            let lines = prefix.iter().filter(|&&b| b == b'\n').count();
+            if crc32fast::hash(prefix) == p.crc32 && lines == p.lines {
+                p.lines
+            } else {
+                0
+            }
+        }
+        _ => 0,
+    }
+}
+
+fn parse_line(n: usize, line: &str) -> anyhow::Result<Document> {
+    let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("line {n}"))?;
+    let field = |name: &str| v.get(name).and_then(|x| x.as_str()).map(str::to_string);
+    let id = field("id").with_context(|| format!("line {n}: no \"id\""))?;
+    let text = field("text").with_context(|| format!("line {n}: no \"text\""))?;
+    let metadata = v.get("metadata").map(|m| m.to_string()).unwrap_or_default();
+    Ok(Document { id, text, metadata })
+}
+
 pub fn index(args: IndexArgs) -> anyhow::Result<()> {
-    let lines: Vec<String> =
-        std::io::BufReader::new(std::fs::File::open(&args.file).with_context(|| args.file.display().to_string())?)
-            .lines()
-            .collect::<Result<_, _>>()?;
-    let mut docs = Vec::with_capacity(lines.len());
-    for (n, line) in lines.iter().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("line {}", n + 1))?;
-        let field = |name: &str| v.get(name).and_then(|x| x.as_str()).map(str::to_string);
-        let id = field("id").with_context(|| format!("line {}: no \"id\"", n + 1))?;
-        let text = field("text").with_context(|| format!("line {}: no \"text\"", n + 1))?;
-        let metadata = v.get("metadata").map(|m| m.to_string()).unwrap_or_default();
-        docs.push(Document { id, text, metadata });
+    let text = std::fs::read_to_string(&args.file).with_context(|| args.file.display().to_string())?;
+    let progress_file = progress_path(&args.file);
+    let earlier = std::fs::read(&progress_file).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let skip = if args.restart { 0 } else { resume_point(&text, earlier, &args.router) };
+    // (line number, byte offset after the line, document); every line is checked before any
+    // is sent.
+    let mut docs = Vec::new();
+    let mut offset = 0;
+    for (n, line) in text.split_inclusive('\n').enumerate() {
+        offset += line.len();
+        if n >= skip && !line.trim().is_empty() {
+            docs.push((n + 1, offset, parse_line(n + 1, line)?));
+        }
+    }
+    if skip > 0 {
+        eprintln!("resuming after line {skip} (acknowledged by an earlier run; --restart to send everything)");
     }
     tokio::runtime::Runtime::new()?.block_on(async {
         let mut client = connect(&args.router).await?;
         let started = std::time::Instant::now();
         let mut done = 0;
         for batch in docs.chunks(args.batch.max(1)) {
-            client.upsert(UpsertRequest { documents: batch.to_vec() }).await?;
+            let documents = batch.iter().map(|(_, _, d)| d.clone()).collect();
+            let (first, last) = (batch[0].0, batch[batch.len() - 1].0);
+            client
+                .upsert(UpsertRequest { documents })
+                .await
+                .map_err(|s| anyhow::anyhow!("lines {first}-{last}: {:?}: {}", s.code(), s.message()))?;
+            let (lines, bytes) = (last, batch[batch.len() - 1].1);
+            let progress = Progress {
+                router: args.router.clone(),
+                lines,
+                bytes,
+                crc32: crc32fast::hash(&text.as_bytes()[..bytes]),
+            };
+            // Written aside and renamed, so a crash leaves the old record or the new one.
+            let aside = progress_file.with_extension("progress.tmp");
+            std::fs::write(&aside, serde_json::to_vec(&progress)?)?;
+            std::fs::rename(&aside, &progress_file)?;
             done += batch.len();
             eprint!(
                 "\rindexed {done}/{} documents ({:.0}/s)",
@@ -64,6 +130,8 @@ pub fn index(args: IndexArgs) -> anyhow::Result<()> {
             );
         }
         eprintln!();
+        let _ = std::fs::remove_file(&progress_file);
+        println!("indexed {done} documents, skipped {skip} lines already acknowledged");
         Ok(())
     })
 }
@@ -203,3 +271,26 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
 
 /// Workers step through the questions with a stride, so concurrent workers ask different ones.
 const STRIDE: usize = 7;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn after(text: &str, lines: usize) -> Progress {
+        let bytes: usize = text.split_inclusive('\n').take(lines).map(str::len).sum();
+        Progress { router: "r".into(), lines, bytes, crc32: crc32fast::hash(&text.as_bytes()[..bytes]) }
+    }
+
+    #[test]
+    fn resumes_only_where_the_acknowledged_lines_are_unchanged() {
+        let text = "{\"id\":\"a\"}\n{\"id\":\"b\"}\n{\"id\":\"c\"}\n";
+        assert_eq!(resume_point(text, Some(after(text, 2)), "r"), 2);
+        assert_eq!(resume_point(text, None, "r"), 0);
+        assert_eq!(resume_point(text, Some(after(text, 2)), "another router"), 0);
+        // A later line changed: the acknowledged prefix still holds.
+        assert_eq!(resume_point("{\"id\":\"a\"}\n{\"id\":\"b\"}\n{\"id\":\"C\"}\n", Some(after(text, 2)), "r"), 2);
+        // An acknowledged line changed, or the file shrank: start over.
+        assert_eq!(resume_point("{\"id\":\"A\"}\n{\"id\":\"b\"}\n{\"id\":\"c\"}\n", Some(after(text, 2)), "r"), 0);
+        assert_eq!(resume_point("{\"id\":\"a\"}\n", Some(after(text, 2)), "r"), 0);
+    }
+}

@@ -28,11 +28,21 @@ pub struct Args {
     #[arg(long, conflicts_with = "shards")]
     router: Option<String>,
     /// Evaluate through a local cluster of this many shards started for the purpose (in a
-    /// temporary directory, on loopback ports from `--port`), as `--router` does.
+    /// temporary directory, the router on `--listen`), as `--router` does.
     #[arg(long)]
     shards: Option<usize>,
-    #[arg(long, default_value_t = 53051)]
-    port: u16,
+    #[arg(long, default_value = "127.0.0.1:53051")]
+    listen: String,
+    /// The local cluster's config (as `jacolbert local --config` takes; its data_dir, shards
+    /// and listen are replaced).
+    #[arg(long, requires = "shards")]
+    config: Option<PathBuf>,
+    /// Through a cluster: centroids probed per query token and documents re-scored exactly
+    /// (0: the shards' defaults for k = 10).
+    #[arg(long, default_value_t = 0)]
+    nprobe: u32,
+    #[arg(long, default_value_t = 0)]
+    candidates: u32,
 }
 
 #[derive(Serialize)]
@@ -49,14 +59,20 @@ struct Report {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let data = jsquad::load(&args.jsquad, args.keep_headline)?;
     if let Some(router) = &args.router {
-        return tokio::runtime::Runtime::new()?.block_on(through_router(router, &data, args.json));
+        return tokio::runtime::Runtime::new()?.block_on(through_router(router, &data, &args));
     }
     if let Some(shards) = args.shards {
         let model = std::sync::Arc::new(args.model.load(EncodeOptions::default())?);
         let dir = tempfile::tempdir()?;
+        let config = crate::config::LocalFile {
+            data_dir: dir.path().to_path_buf(),
+            shards,
+            listen: args.listen.clone(),
+            ..crate::config::load(args.config.as_deref())?
+        };
         return tokio::runtime::Runtime::new()?.block_on(async {
-            let router = crate::local::start(model, dir.path(), shards, args.port, 100_000).await?;
-            through_router(&router, &data, args.json).await
+            let router = crate::local::start(model, &config).await?;
+            through_router(&router, &data, &args).await
         });
     }
     let model = args.model.load(EncodeOptions::default())?;
@@ -111,7 +127,8 @@ fn recall_at(ranks: &[usize], k: usize) -> f64 {
 }
 
 /// R@k through a router: index, then every question with a few in flight.
-async fn through_router(router: &str, data: &jsquad::Jsquad, json: bool) -> anyhow::Result<()> {
+async fn through_router(router: &str, data: &jsquad::Jsquad, args: &Args) -> anyhow::Result<()> {
+    let params = proto::v1::SearchParams { nprobe: args.nprobe, candidates: args.candidates, exact: false };
     use proto::v1::search_client::SearchClient;
     use proto::v1::{Document, SearchRequest, UpsertRequest};
 
@@ -139,7 +156,7 @@ async fn through_router(router: &str, data: &jsquad::Jsquad, json: bool) -> anyh
                 query: question.clone(),
                 k: 10,
                 filter_ids: vec![],
-                params: None,
+                params: Some(params),
                 allow_partial: Some(false),
             };
             calls.spawn(async move {
@@ -155,7 +172,7 @@ async fn through_router(router: &str, data: &jsquad::Jsquad, json: bool) -> anyh
     }
     let search_s = start.elapsed().as_secs_f64();
     let (r1, r5, r10) = (recall_at(&ranks, 1), recall_at(&ranks, 5), recall_at(&ranks, 10));
-    if json {
+    if args.json {
         println!(
             "{}",
             serde_json::json!({"r@1": r1, "r@5": r5, "r@10": r10, "queries": ranks.len(), "docs": docs.len(), "index_s": index_s, "search_s": search_s})

@@ -2,63 +2,74 @@
 //! each on its own loopback port and talking real gRPC, with the shards' data under one
 //! directory; it survives restarts with its data.
 
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
+use anyhow::Context;
 use encoder_node::model::{ColbertModel, EncodeOptions};
 use proto::v1::search_server::SearchServer;
-use router::{Router, RouterConfig};
-use shard_node::shard::ShardConfig;
+use router::Router;
 use tonic::service::Routes;
 
+use crate::config::{self, LocalFile};
 use crate::model_args::ModelArgs;
-use crate::roles::{encoder_routes, open_shard, serve, shard_routes, ENCODER, SEARCH, SHARD};
+use crate::roles::{encoder_routes, open_shard, override_with, serve, shard_routes, Common, ENCODER, SEARCH, SHARD};
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    model: ModelArgs,
+    common: Common,
+    /// Model directory, or a Hugging Face id present in the local HF cache.
+    #[arg(long, env = "JACOLBERT_MODEL")]
+    model: Option<String>,
+    /// MeCab dictionary directory (unidic-lite's `dicdir`).
+    #[arg(long, env = "JACOLBERT_MECAB_DIC")]
+    mecab_dic: Option<PathBuf>,
     /// Where the shards keep their data (one sub-directory each).
+    #[arg(long, env = "JACOLBERT_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     #[arg(long)]
-    data_dir: PathBuf,
-    #[arg(long, default_value_t = 2)]
-    shards: usize,
-    /// The router's port on 127.0.0.1 (the nodes take the ports after it).
-    #[arg(long, default_value_t = 50051)]
-    port: u16,
-    /// Tokens a shard buffers before it trains its codec.
-    #[arg(long, default_value_t = 100_000)]
-    train_tokens: usize,
+    shards: Option<usize>,
+    /// Tokens a shard keeps exact before it trains its codec.
+    #[arg(long)]
+    train_tokens: Option<usize>,
 }
 
-/// Starts the nodes of a local cluster on `port` (router) and the ports after it; returns
-/// the router's address. They run until the runtime stops.
-pub async fn start(
-    model: Arc<ColbertModel>,
-    data_dir: &Path,
-    shards: usize,
-    port: u16,
-    train_tokens: usize,
-) -> anyhow::Result<String> {
-    anyhow::ensure!((1..=64).contains(&shards), "--shards must be 1 to 64");
+/// Starts the nodes of a local cluster: the router on `config.listen`, the encoder and the
+/// shards on the ports after it; returns the router's address. They run until the runtime
+/// stops.
+pub async fn start(model: Arc<ColbertModel>, config: &LocalFile) -> anyhow::Result<String> {
+    anyhow::ensure!((1..=64).contains(&config.shards), "shards must be 1 to 64, not {}", config.shards);
+    let listen: SocketAddr = config.listen.parse().with_context(|| format!("listen address {:?}", config.listen))?;
+    let next = |i: u16| SocketAddr::new(listen.ip(), listen.port() + i).to_string();
     let dim = model.dim();
-    let encoder = serve(encoder_routes(model), ENCODER, port + 1).await?;
+    let encoder = serve(encoder_routes(model, config.batching), ENCODER, &next(1)).await?;
     let mut addresses = Vec::new();
-    for s in 0..shards {
-        let config = ShardConfig { dim, train_tokens, ..Default::default() };
-        let shard = open_shard(data_dir.join(format!("shard-{s}")), config).await?;
-        addresses.push(vec![serve(shard_routes(shard, s as u32, dim), SHARD, port + 2 + s as u16).await?]);
+    for s in 0..config.shards {
+        let index = shard_node::shard::ShardConfig { dim, ..config.index.clone() };
+        let shard = open_shard(config.data_dir.join(format!("shard-{s}")), index).await?;
+        addresses.push(vec![serve(shard_routes(shard, s as u32, dim), SHARD, &next(2 + s as u16)).await?]);
     }
-    let router = Router::new(std::slice::from_ref(&encoder), &addresses, RouterConfig::default())?;
-    let address = serve(Routes::new(SearchServer::new(router)), SEARCH, port).await?;
-    tracing::info!(router = %address, encoder = %encoder, shards = ?addresses, data = %data_dir.display(), "local cluster is up");
+    let router = Router::new(std::slice::from_ref(&encoder), &addresses, config.limits.clone())?;
+    let address = serve(Routes::new(SearchServer::new(router)), SEARCH, &config.listen).await?;
+    tracing::info!(router = %address, encoder = %encoder, shards = ?addresses, data = %config.data_dir.display(), "local cluster is up");
     Ok(address)
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    let mut file: LocalFile = config::load(args.common.config.as_deref())?;
+    override_with(&mut file.listen, args.common.listen);
+    override_with(&mut file.data_dir, args.data_dir);
+    override_with(&mut file.shards, args.shards);
+    override_with(&mut file.index.train_tokens, args.train_tokens);
+    let model = ModelArgs {
+        model: args.model.or(file.model.take()).context("no model: give --model or `model` in the config")?,
+        mecab_dic: args.mecab_dic.or(file.mecab_dic.take()),
+    };
     tokio::runtime::Runtime::new()?.block_on(async move {
-        let model = Arc::new(args.model.load(EncodeOptions::default())?);
-        let address = start(model, &args.data_dir, args.shards, args.port, args.train_tokens).await?;
+        let model = Arc::new(model.load(EncodeOptions::default())?);
+        let address = start(model, &file).await?;
         println!("router listening on {address}");
         tokio::signal::ctrl_c().await?;
         tracing::info!("shutting down");

@@ -4,6 +4,7 @@
 mod bench_encoder;
 mod bench_tokenizer;
 mod client;
+mod config;
 mod encode;
 mod eval_jsquad;
 mod jsquad;

@@ -1,6 +1,6 @@
 //! One node per process: `jacolbert encoder`, `jacolbert shard`, `jacolbert router`, each
-//! serving its gRPC service on 127.0.0.1 until Ctrl-C (`jacolbert local` runs all of them in
-//! one process).
+//! serving its gRPC service until Ctrl-C (`jacolbert local` runs all of them in one process),
+//! configured by a TOML file (`config.rs`) and flags.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,12 +11,13 @@ use encoder_node::service::{BatchConfig, EncoderService};
 use proto::v1::encoder_server::EncoderServer;
 use proto::v1::search_server::SearchServer;
 use proto::v1::shard_server::ShardServer;
-use router::{Router, RouterConfig};
+use router::Router;
 use shard_node::service::ShardService;
 use shard_node::shard::{Shard, ShardConfig};
 use tonic::service::Routes;
 use tonic::transport::Server;
 
+use crate::config::{self, EncoderFile, RouterFile, ShardFile};
 use crate::model_args::ModelArgs;
 
 /// The gRPC service names the health service reports.
@@ -27,9 +28,9 @@ pub const SEARCH: &str = "jacolbert.v1.Search";
 /// Most bytes one message may carry (a batch of encoded documents).
 const MAX_MESSAGE: usize = 256 << 20;
 
-/// Serves `routes` on 127.0.0.1:`port` in the background, with the standard gRPC health
-/// service (reporting `service` as serving) and server reflection; returns the address.
-pub async fn serve(routes: Routes, service: &str, port: u16) -> anyhow::Result<String> {
+/// Serves `routes` on `address` in the background, with the standard gRPC health service
+/// (reporting `service` as serving) and server reflection; returns the address.
+pub async fn serve(routes: Routes, service: &str, address: &str) -> anyhow::Result<String> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_service_status(service, tonic_health::ServingStatus::Serving).await;
     health.set_service_status("", tonic_health::ServingStatus::Serving).await;
@@ -37,8 +38,8 @@ pub async fn serve(routes: Routes, service: &str, port: u16) -> anyhow::Result<S
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let routes = routes.add_service(health_service).add_service(reflection);
-    let address = format!("127.0.0.1:{port}");
-    let listener = tokio::net::TcpListener::bind(&address).await.with_context(|| format!("binding {address}"))?;
+    let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("binding {address}"))?;
+    let address = listener.local_addr()?.to_string();
     // Small request/response messages: without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms.
     let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |s| {
         s.inspect(|s| {
@@ -53,10 +54,8 @@ pub async fn serve(routes: Routes, service: &str, port: u16) -> anyhow::Result<S
     Ok(address)
 }
 
-pub fn encoder_routes(model: Arc<encoder_node::model::ColbertModel>) -> Routes {
-    Routes::new(
-        EncoderServer::new(EncoderService::start(model, BatchConfig::default())).max_encoding_message_size(MAX_MESSAGE),
-    )
+pub fn encoder_routes(model: Arc<encoder_node::model::ColbertModel>, batching: BatchConfig) -> Routes {
+    Routes::new(EncoderServer::new(EncoderService::start(model, batching)).max_encoding_message_size(MAX_MESSAGE))
 }
 
 pub fn shard_routes(shard: Shard, number: u32, dim: usize) -> Routes {
@@ -76,65 +75,106 @@ fn until_ctrl_c(what: &str, address: &str) -> impl std::future::Future<Output = 
     }
 }
 
+/// The flags every role takes.
+#[derive(clap::Args)]
+pub struct Common {
+    /// TOML config (see deploy/config/); without one, the compiled-in defaults.
+    #[arg(long, env = "JACOLBERT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on, overriding the config's `listen`.
+    #[arg(long, env = "JACOLBERT_LISTEN")]
+    pub listen: Option<String>,
+}
+
 #[derive(clap::Args)]
 pub struct EncoderArgs {
     #[command(flatten)]
-    model: ModelArgs,
-    #[arg(long, default_value_t = 50052)]
-    port: u16,
+    common: Common,
+    /// Model directory, or a Hugging Face id present in the local HF cache.
+    #[arg(long, env = "JACOLBERT_MODEL")]
+    model: Option<String>,
+    /// MeCab dictionary directory (unidic-lite's `dicdir`).
+    #[arg(long, env = "JACOLBERT_MECAB_DIC")]
+    mecab_dic: Option<PathBuf>,
 }
 
 pub fn encoder(args: EncoderArgs) -> anyhow::Result<()> {
+    let mut file: EncoderFile = config::load(args.common.config.as_deref())?;
+    override_with(&mut file.listen, args.common.listen);
+    file.model = args.model.or(file.model);
+    file.mecab_dic = args.mecab_dic.or(file.mecab_dic);
+    let model = ModelArgs {
+        model: file.model.context("no model: give --model or `model` in the config")?,
+        mecab_dic: file.mecab_dic,
+    };
     tokio::runtime::Runtime::new()?.block_on(async {
-        let model = Arc::new(args.model.load(EncodeOptions::default())?);
-        let address = serve(encoder_routes(model), ENCODER, args.port).await?;
+        let model = Arc::new(model.load(EncodeOptions::default())?);
+        let address = serve(encoder_routes(model, file.batching), ENCODER, &file.listen).await?;
         until_ctrl_c("encoder", &address).await
     })
 }
 
 #[derive(clap::Args)]
 pub struct ShardArgs {
-    #[arg(long)]
-    data_dir: PathBuf,
-    #[arg(long, default_value_t = 50053)]
-    port: u16,
-    /// Vector dimension (the model's).
-    #[arg(long, default_value_t = 128)]
-    dim: usize,
+    #[command(flatten)]
+    common: Common,
+    #[arg(long, env = "JACOLBERT_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     /// This shard's number, reported in hits.
-    #[arg(long, default_value_t = 0)]
-    number: u32,
-    #[arg(long, default_value_t = 100_000)]
-    train_tokens: usize,
+    #[arg(long, env = "JACOLBERT_SHARD_NUMBER")]
+    number: Option<u32>,
 }
 
 pub fn shard(args: ShardArgs) -> anyhow::Result<()> {
+    let mut file: ShardFile = config::load(args.common.config.as_deref())?;
+    override_with(&mut file.listen, args.common.listen);
+    override_with(&mut file.data_dir, args.data_dir);
+    override_with(&mut file.number, args.number);
     tokio::runtime::Runtime::new()?.block_on(async {
-        let config = ShardConfig { dim: args.dim, train_tokens: args.train_tokens, ..Default::default() };
-        let shard = open_shard(args.data_dir, config).await?;
-        let address = serve(shard_routes(shard, args.number, args.dim), SHARD, args.port).await?;
+        let dim = file.index.dim;
+        let shard = open_shard(file.data_dir, file.index).await?;
+        let address = serve(shard_routes(shard, file.number, dim), SHARD, &file.listen).await?;
         until_ctrl_c("shard", &address).await
     })
 }
 
 #[derive(clap::Args)]
 pub struct RouterArgs {
-    #[arg(long, default_value_t = 50051)]
-    port: u16,
-    /// An encoder's address (repeat for several).
-    #[arg(long = "encoder", required = true)]
+    #[command(flatten)]
+    common: Common,
+    /// An encoder's address (repeat for several); replaces the config's `encoders`.
+    #[arg(long = "encoder")]
     encoders: Vec<String>,
-    /// One shard: its replicas' addresses, comma-separated (repeat per shard, in order).
-    #[arg(long = "shard", required = true)]
+    /// One shard: its replicas' addresses, comma-separated (repeat per shard, in order);
+    /// replaces the config's `shards`.
+    #[arg(long = "shard")]
     shards: Vec<String>,
 }
 
 pub fn router(args: RouterArgs) -> anyhow::Result<()> {
-    let shards: Vec<Vec<String>> =
-        args.shards.iter().map(|s| s.split(',').map(|a| a.trim().to_string()).collect()).collect();
+    let mut file: RouterFile = config::load(args.common.config.as_deref())?;
+    override_with(&mut file.listen, args.common.listen);
+    if !args.encoders.is_empty() {
+        file.encoders = args.encoders;
+    }
+    if !args.shards.is_empty() {
+        file.shards = args
+            .shards
+            .iter()
+            .map(|s| config::ShardEntry { replicas: s.split(',').map(|a| a.trim().to_string()).collect() })
+            .collect();
+    }
+    let shards: Vec<Vec<String>> = file.shards.into_iter().map(|s| s.replicas).collect();
     tokio::runtime::Runtime::new()?.block_on(async {
-        let router = Router::new(&args.encoders, &shards, RouterConfig::default())?;
-        let address = serve(Routes::new(SearchServer::new(router)), SEARCH, args.port).await?;
+        let router = Router::new(&file.encoders, &shards, file.limits)?;
+        let address = serve(Routes::new(SearchServer::new(router)), SEARCH, &file.listen).await?;
         until_ctrl_c("router", &address).await
     })
+}
+
+/// A flag given on the command line (or its environment variable) wins over the file.
+pub fn override_with<T>(value: &mut T, flag: Option<T>) {
+    if let Some(flag) = flag {
+        *value = flag;
+    }
 }

@@ -15,15 +15,17 @@ use tonic::{Request, Response, Status};
 use crate::model::ColbertModel;
 use crate::{Error, Result};
 
-/// Queue and batch limits.
-#[derive(Debug, Clone, Copy)]
+/// Queue and batch limits (the `[batching]` table of the encoder's TOML config; a key left out
+/// keeps its default).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct BatchConfig {
     /// Requests that may wait; more are refused with RESOURCE_EXHAUSTED.
     pub queue: usize,
     /// Texts per forward pass at most.
     pub max_texts: usize,
     /// How long the batcher waits for more requests after the first.
-    pub window: Duration,
+    pub window_us: u64,
     /// Texts one request may carry, and bytes per text.
     pub max_request_texts: usize,
     pub max_text_bytes: usize,
@@ -31,13 +33,7 @@ pub struct BatchConfig {
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        BatchConfig {
-            queue: 256,
-            max_texts: 64,
-            window: Duration::from_millis(2),
-            max_request_texts: 256,
-            max_text_bytes: 64 * 1024,
-        }
+        BatchConfig { queue: 256, max_texts: 64, window_us: 2_000, max_request_texts: 256, max_text_bytes: 64 * 1024 }
     }
 }
 
@@ -111,7 +107,7 @@ async fn batcher(model: Arc<ColbertModel>, mut jobs: mpsc::Receiver<Job>, config
     while let Some(first) = jobs.recv().await {
         let mut batch = vec![first];
         let mut texts = batch[0].texts.len();
-        let deadline = tokio::time::Instant::now() + config.window;
+        let deadline = tokio::time::Instant::now() + Duration::from_micros(config.window_us);
         while texts < config.max_texts {
             match tokio::time::timeout_at(deadline, jobs.recv()).await {
                 Ok(Some(job)) => {

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use encoder_node::model::{ColbertModel, EncodeOptions};
 use encoder_node::service::{BatchConfig, EncoderService};
@@ -85,7 +84,7 @@ async fn encoder_service_returns_the_models_vectors() {
 async fn a_full_queue_is_resource_exhausted() {
     // One waiting request at most and one request per batch: while a batch runs, a burst must
     // overflow the queue.
-    let config = BatchConfig { queue: 1, window: Duration::from_millis(1), max_texts: 8, ..Default::default() };
+    let config = BatchConfig { queue: 1, window_us: 1_000, max_texts: 8, ..Default::default() };
     let client = serve(model(), config).await;
     let mut calls = Vec::new();
     for _ in 0..64 {

@@ -20,10 +20,13 @@ use tonic::{Code, Request, Response, Status};
 use crate::placement::shard_of;
 use crate::{merge, Error};
 
-/// Limits checked at the edge, and the deadline a request without one gets.
-#[derive(Debug, Clone)]
+/// Limits checked at the edge, and the deadline a request without one gets (the `[limits]`
+/// table of the router's TOML config; a key left out keeps its default).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RouterConfig {
-    pub default_deadline: Duration,
+    /// Deadline of a request that sets none; a caller's own deadline is capped at 6× this.
+    pub default_deadline_ms: u64,
     pub max_query_bytes: usize,
     pub max_k: usize,
     pub max_batch: usize,
@@ -34,7 +37,7 @@ pub struct RouterConfig {
 impl Default for RouterConfig {
     fn default() -> Self {
         RouterConfig {
-            default_deadline: Duration::from_secs(10),
+            default_deadline_ms: 10_000,
             max_query_bytes: 4096,
             max_k: 1000,
             max_batch: 256,
@@ -95,7 +98,8 @@ impl Router {
     /// The caller's deadline (`grpc-timeout`), or the default.
     fn deadline<T>(&self, request: &Request<T>) -> Instant {
         let given = request.metadata().get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout);
-        Instant::now() + given.unwrap_or(self.config.default_deadline).min(self.config.default_deadline * 6)
+        let default = Duration::from_millis(self.config.default_deadline_ms);
+        Instant::now() + given.unwrap_or(default).min(default * 6)
     }
 
     async fn encode(
@@ -127,38 +131,27 @@ impl Router {
         request: ShardSearchRequest,
         deadline: Instant,
     ) -> Outcome {
-        let mut last = None;
-        for attempt in 0..clients.len().min(2) {
-            let r = (first + attempt) % clients.len();
-            let failure = |code: Code, message: String| ShardFailure {
-                shard: s as u32,
-                address: addresses[r].clone(),
-                code: format!("{code:?}"),
-                message,
-            };
-            let time = remaining(deadline);
-            if time.is_zero() {
-                return Outcome::Failed(failure(Code::DeadlineExceeded, "no time left".into()), true);
+        let failure = |r: usize, code: Code, message: String| ShardFailure {
+            shard: s as u32,
+            address: addresses[r].clone(),
+            code: format!("{code:?}"),
+            message,
+        };
+        match read_replicas(&clients, first, deadline, |mut c| {
+            let request = request.clone();
+            async move { c.search(request).await }
+        })
+        .await
+        {
+            Ok(response) => Outcome::Hits(response.hits),
+            Err((r, None)) => {
+                Outcome::Failed(failure(r, Code::DeadlineExceeded, "no answer within the deadline".into()), true)
             }
-            let mut client = clients[r].clone();
-            match tokio::time::timeout(time, client.search(request.clone())).await {
-                Ok(Ok(response)) => return Outcome::Hits(response.into_inner().hits),
-                Ok(Err(status)) if status.code() == Code::Unavailable => {
-                    last = Some(failure(status.code(), status.message().to_string()));
-                }
-                Ok(Err(status)) => {
-                    let timed_out = status.code() == Code::DeadlineExceeded;
-                    return Outcome::Failed(failure(status.code(), status.message().to_string()), timed_out);
-                }
-                Err(_) => {
-                    return Outcome::Failed(
-                        failure(Code::DeadlineExceeded, "no answer within the deadline".into()),
-                        true,
-                    )
-                }
+            Err((r, Some(status))) => {
+                let timed_out = status.code() == Code::DeadlineExceeded;
+                Outcome::Failed(failure(r, status.code(), status.message().to_string()), timed_out)
             }
         }
-        Outcome::Failed(last.expect("at least one attempt"), false)
     }
 
     /// `items` grouped by the shard their id places them on: (shard, its items), shards with
@@ -410,18 +403,46 @@ impl Search for Router {
         let id = request.into_inner().id;
         let replicas = &self.shards[shard_of(&id, self.shards.len())];
         let first = replicas.next.fetch_add(1, Ordering::Relaxed);
-        let mut last = Status::unavailable("no replica answered");
-        for attempt in 0..replicas.clients.len().min(2) {
-            let mut client = replicas.clients[(first + attempt) % replicas.clients.len()].clone();
-            match tokio::time::timeout(remaining(deadline), client.get(GetRequest { id: id.clone() })).await {
-                Ok(Ok(response)) => return Ok(response),
-                Ok(Err(status)) if status.code() == Code::Unavailable => last = status,
-                Ok(Err(status)) => return Err(status),
-                Err(_) => return Err(Error::Deadline(format!("reading {id:?}")).into()),
-            }
+        let read = read_replicas(&replicas.clients, first, deadline, |mut c| {
+            let request = GetRequest { id: id.clone() };
+            async move { c.get(request).await }
+        });
+        match read.await {
+            Ok(response) => Ok(Response::new(response)),
+            Err((_, Some(status))) => Err(status),
+            Err((_, None)) => Err(Error::Deadline(format!("reading {id:?}")).into()),
         }
-        Err(last)
     }
+}
+
+/// A read on replica `first`, tried once more on the next replica when it is UNAVAILABLE, and
+/// never past `deadline`. A failure names the replica that failed last and its status (`None`:
+/// the deadline passed first).
+async fn read_replicas<T, F, Fut>(
+    clients: &[ShardClient<Channel>],
+    first: usize,
+    deadline: Instant,
+    call: F,
+) -> Result<T, (usize, Option<Status>)>
+where
+    F: Fn(ShardClient<Channel>) -> Fut,
+    Fut: std::future::Future<Output = Result<Response<T>, Status>>,
+{
+    let mut last = None;
+    for attempt in 0..clients.len().min(2) {
+        let r = (first + attempt) % clients.len();
+        let time = remaining(deadline);
+        if time.is_zero() {
+            return Err((r, None));
+        }
+        match tokio::time::timeout(time, call(clients[r].clone())).await {
+            Ok(Ok(response)) => return Ok(response.into_inner()),
+            Ok(Err(status)) if status.code() == Code::Unavailable => last = Some((r, Some(status))),
+            Ok(Err(status)) => return Err((r, Some(status))),
+            Err(_) => return Err((r, None)),
+        }
+    }
+    Err(last.unwrap_or((first, Some(Status::unavailable("the shard has no replicas")))))
 }
 
 #[cfg(test)]

@@ -18,7 +18,8 @@ use crate::rng::Rng;
 use crate::{Error, Result};
 
 /// How a codec is trained.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TrainParams {
     pub nbits: usize,
     pub iterations: usize,

@@ -12,7 +12,10 @@ use crate::index::{top_k, Hit, Index, SearchParams, MAX_K};
 use crate::store::{Document, Store, Tokens, Written};
 use crate::{Error, Result};
 
-#[derive(Debug, Clone)]
+/// How a shard stores and compresses (the `[index]` table of the shard's TOML config; a key
+/// left out keeps its default).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ShardConfig {
     pub dim: usize,
     /// Tokens buffered before the first training.
@@ -25,6 +28,23 @@ pub struct ShardConfig {
 impl Default for ShardConfig {
     fn default() -> Self {
         ShardConfig { dim: 128, train_tokens: 100_000, train: TrainParams::default(), max_doc_tokens: 4096 }
+    }
+}
+
+impl ShardConfig {
+    /// Refuses settings the codec cannot work with, naming the setting.
+    pub fn check(&self) -> Result<()> {
+        let bad = |what: String| Err(Error::BadInput(what));
+        if !(1..=4096).contains(&self.dim) {
+            return bad(format!("dim must be 1 to 4096, not {}", self.dim));
+        }
+        if ![1, 2, 4].contains(&self.train.nbits) {
+            return bad(format!("nbits must be 1, 2 or 4, not {}", self.train.nbits));
+        }
+        if self.train.iterations == 0 || self.train.sample_per_centroid == 0 || self.max_doc_tokens == 0 {
+            return bad("iterations, sample_per_centroid and max_doc_tokens must be at least 1".into());
+        }
+        Ok(())
     }
 }
 
@@ -68,6 +88,7 @@ impl Shard {
     /// Opens the shard's store and rebuilds the search layout (documents left raw or encoded by
     /// an older codec, as a crash during training can leave them, are encoded now).
     pub fn open(path: &std::path::Path, config: ShardConfig) -> Result<Shard> {
+        config.check()?;
         let store = Store::open(path, config.dim as u32, config.train.nbits as u32)?;
         let manifest = store.manifest();
         let mut shard = Shard { config, store, state: State::Buffering(Vec::new()) };

@@ -1,18 +1,12 @@
 //! The binary's subcommands, run as a user would run them.
 
+mod common;
+
 use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
+use common::{fixtures, jacolbert};
 use safetensors::SafeTensors;
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
-}
-
-fn jacolbert() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_jacolbert"))
-}
 
 #[test]
 fn tokenize_prints_reference_ids_and_words() {

@@ -1,0 +1,151 @@
+//! The TOML config file of each role (`--config FILE`). Every key is optional: a key left out
+//! keeps the compiled-in default, and `deploy/config/*.toml` spell all of them out, with
+//! comments (a test holds those files equal to the defaults). Command-line flags, and the
+//! `JACOLBERT_*` environment variables behind them, override the file.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use encoder_node::service::BatchConfig;
+use router::RouterConfig;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use shard_node::shard::ShardConfig;
+
+/// `jacolbert encoder`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EncoderFile {
+    pub listen: String,
+    /// Model directory, or a Hugging Face id present in the local HF cache (no default).
+    pub model: Option<String>,
+    /// unidic-lite's `dicdir`; by default found as `--mecab-dic` documents.
+    pub mecab_dic: Option<PathBuf>,
+    pub batching: BatchConfig,
+}
+
+impl Default for EncoderFile {
+    fn default() -> Self {
+        EncoderFile { listen: "127.0.0.1:50052".into(), model: None, mecab_dic: None, batching: BatchConfig::default() }
+    }
+}
+
+/// `jacolbert shard`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShardFile {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    /// This shard's number in the router's list, reported in hits.
+    pub number: u32,
+    pub index: ShardConfig,
+}
+
+impl Default for ShardFile {
+    fn default() -> Self {
+        ShardFile {
+            listen: "127.0.0.1:50053".into(),
+            data_dir: "data/shard-0".into(),
+            number: 0,
+            index: ShardConfig::default(),
+        }
+    }
+}
+
+/// `jacolbert router`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouterFile {
+    pub listen: String,
+    pub encoders: Vec<String>,
+    /// In shard order: placement sends a document to `shards[jump_hash(id)]`.
+    pub shards: Vec<ShardEntry>,
+    pub limits: RouterConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardEntry {
+    pub replicas: Vec<String>,
+}
+
+impl Default for RouterFile {
+    fn default() -> Self {
+        RouterFile {
+            listen: "127.0.0.1:50051".into(),
+            encoders: vec!["127.0.0.1:50052".into()],
+            shards: vec![ShardEntry { replicas: vec!["127.0.0.1:50053".into()] }],
+            limits: RouterConfig::default(),
+        }
+    }
+}
+
+/// `jacolbert local`: the router's address (the encoder and shards take the ports after it),
+/// and the other roles' tables.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LocalFile {
+    pub listen: String,
+    pub model: Option<String>,
+    pub mecab_dic: Option<PathBuf>,
+    /// Shard `i` keeps its data in `data_dir/shard-i`.
+    pub data_dir: PathBuf,
+    pub shards: usize,
+    pub batching: BatchConfig,
+    /// `dim` is taken from the model.
+    pub index: ShardConfig,
+    pub limits: RouterConfig,
+}
+
+impl Default for LocalFile {
+    fn default() -> Self {
+        LocalFile {
+            listen: "127.0.0.1:50051".into(),
+            model: None,
+            mecab_dic: None,
+            data_dir: "data".into(),
+            shards: 2,
+            batching: BatchConfig::default(),
+            index: ShardConfig::default(),
+            limits: RouterConfig::default(),
+        }
+    }
+}
+
+/// Reads a config file, or gives the defaults when there is none.
+pub fn load<T: DeserializeOwned + Default>(path: Option<&Path>) -> anyhow::Result<T> {
+    let Some(path) = path else { return Ok(T::default()) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example<T: DeserializeOwned + Default>(name: &str) -> T {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config").join(name);
+        load(Some(&path)).unwrap()
+    }
+
+    #[test]
+    fn documented_configs_are_the_compiled_in_defaults() {
+        assert_eq!(example::<EncoderFile>("encoder.toml"), EncoderFile::default());
+        assert_eq!(example::<ShardFile>("shard.toml"), ShardFile::default());
+        assert_eq!(example::<RouterFile>("router.toml"), RouterFile::default());
+        assert_eq!(example::<LocalFile>("local.toml"), LocalFile::default());
+    }
+
+    #[test]
+    fn missing_keys_keep_defaults_and_unknown_keys_are_refused() {
+        let shard: ShardFile = toml::from_str("number = 3\n[index.train]\nnbits = 4\n").unwrap();
+        assert_eq!(shard.number, 3);
+        assert_eq!(shard.index.train.nbits, 4);
+        assert_eq!(shard.index.train.iterations, ShardFile::default().index.train.iterations);
+        assert_eq!(shard.listen, ShardFile::default().listen);
+        let err = toml::from_str::<ShardFile>("[index]\nnbit = 4\n").unwrap_err().to_string();
+        assert!(err.contains("nbit"), "{err}");
+        let err = toml::from_str::<RouterFile>("[[shards]]\nreplica = [\"a\"]\n").unwrap_err().to_string();
+        assert!(err.contains("replica"), "{err}");
+    }
+}

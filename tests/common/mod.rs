@@ -1,0 +1,143 @@
+//! Shared by the end-to-end tests: the `jacolbert` binary, node processes on 127.0.0.1 that
+//! are killed when dropped, and a cluster of them (an encoder with the tiny-lexical model,
+//! shards with one or more replicas each, the router) configured through TOML files.
+
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use proto::v1::search_client::SearchClient;
+use proto::v1::{Document, SearchRequest};
+use tonic::transport::Channel;
+
+pub fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+pub fn jacolbert() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_jacolbert"));
+    c.env("RUST_LOG", "warn");
+    c
+}
+
+/// An address on 127.0.0.1 whose port was free a moment ago.
+pub fn free_address() -> String {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string()
+}
+
+/// A node process, killed (SIGKILL) when dropped.
+pub struct Node(pub Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Node {
+    /// Sends a signal (`"STOP"`, `"CONT"`) to the process.
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill").args([&format!("-{name}"), &self.0.id().to_string()]).status().unwrap();
+        assert!(ok.success(), "kill -{name}");
+    }
+}
+
+fn wait_ready(address: &str) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(address).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(30), "nothing listens on {address}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts `jacolbert ROLE --config FILE --listen ADDRESS` with `config` written to `FILE`.
+pub fn start(dir: &Path, role: &str, name: &str, config: &str, address: &str) -> Node {
+    let file = dir.join(format!("{name}.toml"));
+    std::fs::write(&file, config).unwrap();
+    let node = Node(
+        jacolbert()
+            .args([role, "--config", file.to_str().unwrap(), "--listen", address])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_ready(address);
+    node
+}
+
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub router: String,
+    /// `[shard][replica]` addresses and processes (None once killed).
+    pub shard_addresses: Vec<Vec<String>>,
+    pub shards: Vec<Vec<Option<Node>>>,
+    shard_config: String,
+    _others: Vec<Node>,
+}
+
+impl Cluster {
+    /// Starts an encoder, `shards` × `replicas` shard processes (each with `[index]` table
+    /// `index`, in TOML) and the router, each from a TOML config file under `dir`.
+    pub fn start(dir: &Path, shards: usize, replicas: usize, index: &str) -> Cluster {
+        let model = fixtures().join("models/tiny-lexical");
+        let encoder_address = free_address();
+        let encoder =
+            start(dir, "encoder", "encoder", &format!("model = {:?}\n", model.to_str().unwrap()), &encoder_address);
+        let shard_addresses: Vec<Vec<String>> =
+            (0..shards).map(|_| (0..replicas).map(|_| free_address()).collect()).collect();
+        let mut router_config = format!("encoders = [{encoder_address:?}]\n");
+        for replicas in &shard_addresses {
+            router_config += &format!("[[shards]]\nreplicas = {replicas:?}\n");
+        }
+        let mut cluster = Cluster {
+            dir: dir.to_path_buf(),
+            router: free_address(),
+            shard_addresses,
+            shards: Vec::new(),
+            shard_config: format!("[index]\ndim = 128\n{index}\n"),
+            _others: vec![encoder],
+        };
+        cluster.shards =
+            (0..shards).map(|s| (0..replicas).map(|r| Some(cluster.start_shard(s, r))).collect()).collect();
+        cluster._others.push(start(dir, "router", "router", &router_config, &cluster.router));
+        cluster
+    }
+
+    /// Starts (or restarts, on its data) replica `replica` of shard `shard`.
+    pub fn start_shard(&self, shard: usize, replica: usize) -> Node {
+        let name = format!("shard-{shard}-{replica}");
+        let data = self.dir.join(&name);
+        let config = format!("data_dir = {:?}\nnumber = {shard}\n{}", data.to_str().unwrap(), self.shard_config);
+        start(&self.dir, "shard", &name, &config, &self.shard_addresses[shard][replica])
+    }
+
+    pub async fn client(&self) -> SearchClient<Channel> {
+        SearchClient::connect(format!("http://{}", self.router)).await.unwrap()
+    }
+}
+
+pub fn request(query: &str, k: u32, allow_partial: Option<bool>) -> SearchRequest {
+    SearchRequest { query: query.into(), k, filter_ids: vec![], params: None, allow_partial }
+}
+
+/// `n` short Japanese documents `d0`, `d1`, … that share words in a pattern.
+pub fn documents(n: usize) -> Vec<Document> {
+    const WORDS: [&str; 12] =
+        ["富士山", "東京都", "梅雨", "寿司", "新幹線", "京都", "北海道", "将棋", "桜", "沖縄", "相撲", "俳句"];
+    (0..n)
+        .map(|i| Document {
+            id: format!("d{i}"),
+            text: format!("{}は日本の{}である。番号{i}", WORDS[i % 12], WORDS[(i / 12) % 12]),
+            metadata: String::new(),
+        })
+        .collect()
+}
+
+/// The hits as (id, score) pairs, for comparing answers.
+pub fn ids(hits: &[proto::v1::Hit]) -> Vec<(String, f32)> {
+    hits.iter().map(|h| (h.id.clone(), h.score)).collect()
+}
