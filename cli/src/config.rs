@@ -17,6 +17,8 @@ use shard_node::shard::ShardConfig;
 #[serde(default, deny_unknown_fields)]
 pub struct EncoderFile {
     pub listen: String,
+    /// Where to serve Prometheus metrics (`/metrics`); none by default.
+    pub metrics_addr: Option<String>,
     /// Model directory, or a Hugging Face id present in the local HF cache (no default).
     pub model: Option<String>,
     /// unidic-lite's `dicdir`; by default found as `--mecab-dic` documents.
@@ -26,7 +28,13 @@ pub struct EncoderFile {
 
 impl Default for EncoderFile {
     fn default() -> Self {
-        EncoderFile { listen: "127.0.0.1:50052".into(), model: None, mecab_dic: None, batching: BatchConfig::default() }
+        EncoderFile {
+            listen: "127.0.0.1:50052".into(),
+            metrics_addr: None,
+            model: None,
+            mecab_dic: None,
+            batching: BatchConfig::default(),
+        }
     }
 }
 
@@ -35,6 +43,7 @@ impl Default for EncoderFile {
 #[serde(default, deny_unknown_fields)]
 pub struct ShardFile {
     pub listen: String,
+    pub metrics_addr: Option<String>,
     pub data_dir: PathBuf,
     /// This shard's number in the router's list, reported in hits.
     pub number: u32,
@@ -45,6 +54,7 @@ impl Default for ShardFile {
     fn default() -> Self {
         ShardFile {
             listen: "127.0.0.1:50053".into(),
+            metrics_addr: None,
             data_dir: "data/shard-0".into(),
             number: 0,
             index: ShardConfig::default(),
@@ -57,6 +67,7 @@ impl Default for ShardFile {
 #[serde(default, deny_unknown_fields)]
 pub struct RouterFile {
     pub listen: String,
+    pub metrics_addr: Option<String>,
     pub encoders: Vec<String>,
     /// In shard order: placement sends a document to `shards[jump_hash(id)]`.
     pub shards: Vec<ShardEntry>,
@@ -73,6 +84,7 @@ impl Default for RouterFile {
     fn default() -> Self {
         RouterFile {
             listen: "127.0.0.1:50051".into(),
+            metrics_addr: None,
             encoders: vec!["127.0.0.1:50052".into()],
             shards: vec![ShardEntry { replicas: vec!["127.0.0.1:50053".into()] }],
             limits: RouterConfig::default(),
@@ -86,6 +98,8 @@ impl Default for RouterFile {
 #[serde(default, deny_unknown_fields)]
 pub struct LocalFile {
     pub listen: String,
+    /// One metrics endpoint for all the nodes of the process.
+    pub metrics_addr: Option<String>,
     pub model: Option<String>,
     pub mecab_dic: Option<PathBuf>,
     /// Shard `i` keeps its data in `data_dir/shard-i`.
@@ -101,6 +115,7 @@ impl Default for LocalFile {
     fn default() -> Self {
         LocalFile {
             listen: "127.0.0.1:50051".into(),
+            metrics_addr: None,
             model: None,
             mecab_dic: None,
             data_dir: "data".into(),

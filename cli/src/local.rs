@@ -8,13 +8,15 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use encoder_node::model::{ColbertModel, EncodeOptions};
-use proto::v1::search_server::SearchServer;
 use router::Router;
-use tonic::service::Routes;
 
 use crate::config::{self, LocalFile};
+use crate::metrics;
 use crate::model_args::ModelArgs;
-use crate::roles::{encoder_routes, open_shard, override_with, serve, shard_routes, Common, ENCODER, SEARCH, SHARD};
+use crate::roles::{
+    encoder_routes, open_shard, override_with, router_routes, serve, serve_metrics, shard_routes, Common, ENCODER,
+    SEARCH, SHARD,
+};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -44,15 +46,21 @@ pub async fn start(model: Arc<ColbertModel>, config: &LocalFile) -> anyhow::Resu
     let listen: SocketAddr = config.listen.parse().with_context(|| format!("listen address {:?}", config.listen))?;
     let next = |i: u16| SocketAddr::new(listen.ip(), listen.port() + i).to_string();
     let dim = model.dim();
-    let encoder = serve(encoder_routes(model, config.batching), ENCODER, &next(1)).await?;
-    let mut addresses = Vec::new();
+    let (routes, encoder_metrics) = encoder_routes(model, config.batching);
+    let encoder = serve(routes, ENCODER, &next(1)).await?;
+    let (mut addresses, mut shards) = (Vec::new(), Vec::new());
     for s in 0..config.shards {
         let index = shard_node::shard::ShardConfig { dim, ..config.index.clone() };
         let shard = open_shard(config.data_dir.join(format!("shard-{s}")), index).await?;
-        addresses.push(vec![serve(shard_routes(shard, s as u32, dim), SHARD, &next(2 + s as u16)).await?]);
+        let (routes, service) = shard_routes(shard, s as u32, dim);
+        addresses.push(vec![serve(routes, SHARD, &next(2 + s as u16)).await?]);
+        shards.push((s as u32, service));
     }
-    let router = Router::new(std::slice::from_ref(&encoder), &addresses, config.limits.clone())?;
-    let address = serve(Routes::new(SearchServer::new(router)), SEARCH, &config.listen).await?;
+    let (routes, router_metrics) =
+        router_routes(Router::new(std::slice::from_ref(&encoder), &addresses, config.limits.clone())?);
+    let address = serve(routes, SEARCH, &config.listen).await?;
+    let extra = vec![router_metrics, encoder_metrics, metrics::shards(shards)];
+    serve_metrics(config.metrics_addr.as_deref(), extra).await?;
     tracing::info!(router = %address, encoder = %encoder, shards = ?addresses, data = %config.data_dir.display(), "local cluster is up");
     Ok(address)
 }
@@ -60,6 +68,7 @@ pub async fn start(model: Arc<ColbertModel>, config: &LocalFile) -> anyhow::Resu
 pub fn run(args: Args) -> anyhow::Result<()> {
     let mut file: LocalFile = config::load(args.common.config.as_deref())?;
     override_with(&mut file.listen, args.common.listen);
+    file.metrics_addr = args.common.metrics_addr.or(file.metrics_addr);
     override_with(&mut file.data_dir, args.data_dir);
     override_with(&mut file.shards, args.shards);
     override_with(&mut file.index.train_tokens, args.train_tokens);

@@ -9,9 +9,11 @@ mod encode;
 mod eval_jsquad;
 mod jsquad;
 mod local;
+mod metrics;
 mod model_args;
 mod roles;
 mod shard_bench;
+mod telemetry;
 mod tokenize;
 
 use clap::{Parser, Subcommand};
@@ -54,11 +56,16 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let role = match &cli.command {
+        Command::Local(_) => "local",
+        Command::Encoder(_) => "encoder",
+        Command::Shard(_) => "shard",
+        Command::Router(_) => "router",
+        _ => "jacolbert",
+    };
+    let _telemetry = telemetry::init(role)?;
+    match cli.command {
         Command::Tokenize(args) => tokenize::run(args),
         Command::Encode(args) => encode::run(args),
         Command::EvalJsquad(args) => eval_jsquad::run(args),

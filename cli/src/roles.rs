@@ -18,6 +18,7 @@ use tonic::service::Routes;
 use tonic::transport::Server;
 
 use crate::config::{self, EncoderFile, RouterFile, ShardFile};
+use crate::metrics;
 use crate::model_args::ModelArgs;
 
 /// The gRPC service names the health service reports.
@@ -47,19 +48,48 @@ pub async fn serve(routes: Routes, service: &str, address: &str) -> anyhow::Resu
         })
     });
     tokio::spawn(async move {
-        if let Err(e) = Server::builder().add_routes(routes).serve_with_incoming(incoming).await {
+        if let Err(e) = Server::builder()
+            .trace_fn(proto::trace::server_span)
+            .layer(crate::metrics::layer())
+            .add_routes(routes)
+            .serve_with_incoming(incoming)
+            .await
+        {
             tracing::error!(error = %e, "server stopped");
         }
     });
     Ok(address)
 }
 
-pub fn encoder_routes(model: Arc<encoder_node::model::ColbertModel>, batching: BatchConfig) -> Routes {
-    Routes::new(EncoderServer::new(EncoderService::start(model, batching)).max_encoding_message_size(MAX_MESSAGE))
+/// The encoder's gRPC routes, and its metrics.
+pub fn encoder_routes(
+    model: Arc<encoder_node::model::ColbertModel>,
+    batching: BatchConfig,
+) -> (Routes, metrics::Extra) {
+    let service = EncoderService::start(model, batching);
+    let extra = metrics::encoder(service.metrics());
+    (Routes::new(EncoderServer::new(service).max_encoding_message_size(MAX_MESSAGE)), extra)
 }
 
-pub fn shard_routes(shard: Shard, number: u32, dim: usize) -> Routes {
-    Routes::new(ShardServer::new(ShardService::new(shard, number, dim)).max_decoding_message_size(MAX_MESSAGE))
+/// A shard's gRPC routes, and the service again (for its metrics).
+pub fn shard_routes(shard: Shard, number: u32, dim: usize) -> (Routes, ShardService) {
+    let service = ShardService::new(shard, number, dim);
+    (Routes::new(ShardServer::new(service.clone()).max_decoding_message_size(MAX_MESSAGE)), service)
+}
+
+/// The router's gRPC routes, and its metrics.
+pub fn router_routes(router: Router) -> (Routes, metrics::Extra) {
+    let extra = metrics::router(router.counters());
+    (Routes::new(SearchServer::new(router)), extra)
+}
+
+/// Serves the metrics endpoint when an address is configured.
+pub async fn serve_metrics(address: Option<&str>, extra: Vec<metrics::Extra>) -> anyhow::Result<()> {
+    if let Some(address) = address {
+        let bound = metrics::serve(address, extra).await?;
+        println!("metrics on http://{bound}/metrics");
+    }
+    Ok(())
 }
 
 /// Opens a shard's store off the async threads (rebuilding its index can take a while).
@@ -84,6 +114,9 @@ pub struct Common {
     /// Address to listen on, overriding the config's `listen`.
     #[arg(long, env = "JACOLBERT_LISTEN")]
     pub listen: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (overrides the config's `metrics_addr`).
+    #[arg(long, env = "JACOLBERT_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -101,6 +134,7 @@ pub struct EncoderArgs {
 pub fn encoder(args: EncoderArgs) -> anyhow::Result<()> {
     let mut file: EncoderFile = config::load(args.common.config.as_deref())?;
     override_with(&mut file.listen, args.common.listen);
+    file.metrics_addr = args.common.metrics_addr.or(file.metrics_addr);
     file.model = args.model.or(file.model);
     file.mecab_dic = args.mecab_dic.or(file.mecab_dic);
     let model = ModelArgs {
@@ -109,7 +143,9 @@ pub fn encoder(args: EncoderArgs) -> anyhow::Result<()> {
     };
     tokio::runtime::Runtime::new()?.block_on(async {
         let model = Arc::new(model.load(EncodeOptions::default())?);
-        let address = serve(encoder_routes(model, file.batching), ENCODER, &file.listen).await?;
+        let (routes, extra) = encoder_routes(model, file.batching);
+        let address = serve(routes, ENCODER, &file.listen).await?;
+        serve_metrics(file.metrics_addr.as_deref(), vec![extra]).await?;
         until_ctrl_c("encoder", &address).await
     })
 }
@@ -128,12 +164,15 @@ pub struct ShardArgs {
 pub fn shard(args: ShardArgs) -> anyhow::Result<()> {
     let mut file: ShardFile = config::load(args.common.config.as_deref())?;
     override_with(&mut file.listen, args.common.listen);
+    file.metrics_addr = args.common.metrics_addr.or(file.metrics_addr);
     override_with(&mut file.data_dir, args.data_dir);
     override_with(&mut file.number, args.number);
     tokio::runtime::Runtime::new()?.block_on(async {
         let dim = file.index.dim;
         let shard = open_shard(file.data_dir, file.index).await?;
-        let address = serve(shard_routes(shard, file.number, dim), SHARD, &file.listen).await?;
+        let (routes, service) = shard_routes(shard, file.number, dim);
+        let address = serve(routes, SHARD, &file.listen).await?;
+        serve_metrics(file.metrics_addr.as_deref(), vec![metrics::shards(vec![(file.number, service)])]).await?;
         until_ctrl_c("shard", &address).await
     })
 }
@@ -154,6 +193,7 @@ pub struct RouterArgs {
 pub fn router(args: RouterArgs) -> anyhow::Result<()> {
     let mut file: RouterFile = config::load(args.common.config.as_deref())?;
     override_with(&mut file.listen, args.common.listen);
+    file.metrics_addr = args.common.metrics_addr.or(file.metrics_addr);
     if !args.encoders.is_empty() {
         file.encoders = args.encoders;
     }
@@ -166,8 +206,9 @@ pub fn router(args: RouterArgs) -> anyhow::Result<()> {
     }
     let shards: Vec<Vec<String>> = file.shards.into_iter().map(|s| s.replicas).collect();
     tokio::runtime::Runtime::new()?.block_on(async {
-        let router = Router::new(&file.encoders, &shards, file.limits)?;
-        let address = serve(Routes::new(SearchServer::new(router)), SEARCH, &file.listen).await?;
+        let (routes, extra) = router_routes(Router::new(&file.encoders, &shards, file.limits)?);
+        let address = serve(routes, SEARCH, &file.listen).await?;
+        serve_metrics(file.metrics_addr.as_deref(), vec![extra]).await?;
         until_ctrl_c("router", &address).await
     })
 }

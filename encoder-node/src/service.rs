@@ -3,6 +3,7 @@
 //! window, up to a text budget, runs one forward pass per kind (queries, documents) on the
 //! blocking pool, hands each request its rows, and only then forms the next batch.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,7 +38,7 @@ impl Default for BatchConfig {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Queries,
     Documents,
@@ -46,6 +47,8 @@ enum Kind {
 struct Job {
     kind: Kind,
     texts: Vec<String>,
+    /// The request's span: the batch's span is its child (or follows from it).
+    span: tracing::Span,
     reply: oneshot::Sender<Result<Vec<Vec<f32>>>>,
 }
 
@@ -53,14 +56,44 @@ pub struct EncoderService {
     model: Arc<ColbertModel>,
     queue: mpsc::Sender<Job>,
     config: BatchConfig,
+    counters: Arc<Counters>,
+}
+
+/// What the encoder counts for its metrics endpoint.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Forward-pass batches run, and the texts in them (their ratio is the mean batch size).
+    pub batches: AtomicU64,
+    pub batch_texts: AtomicU64,
+    /// Requests refused because the queue was full.
+    pub refused: AtomicU64,
+}
+
+/// A view of a running encoder for its metrics: its counters and its queue.
+#[derive(Clone)]
+pub struct Metrics {
+    pub counters: Arc<Counters>,
+    queue: mpsc::Sender<Job>,
+}
+
+impl Metrics {
+    /// Requests waiting for the model now.
+    pub fn queued(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
 }
 
 impl EncoderService {
     /// Starts the batcher on the current Tokio runtime.
     pub fn start(model: Arc<ColbertModel>, config: BatchConfig) -> EncoderService {
         let (queue, jobs) = mpsc::channel(config.queue.max(1));
-        tokio::spawn(batcher(model.clone(), jobs, config));
-        EncoderService { model, queue, config }
+        let counters = Arc::<Counters>::default();
+        tokio::spawn(batcher(model.clone(), jobs, config, counters.clone()));
+        EncoderService { model, queue, config, counters }
+    }
+
+    pub fn metrics(&self) -> Metrics {
+        Metrics { counters: self.counters.clone(), queue: self.queue.clone() }
     }
 
     fn check(&self, texts: &[String]) -> Result<(), Status> {
@@ -81,8 +114,9 @@ impl EncoderService {
     /// Queues texts and waits for their vectors.
     async fn encode(&self, kind: Kind, texts: Vec<String>) -> Result<Vec<Vec<f32>>, Status> {
         let (reply, answer) = oneshot::channel();
-        self.queue.try_send(Job { kind, texts, reply }).map_err(|e| match e {
+        self.queue.try_send(Job { kind, texts, reply, span: tracing::Span::current() }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => {
+                self.counters.refused.fetch_add(1, Ordering::Relaxed);
                 Status::resource_exhausted(format!("encoder queue is full ({} requests waiting)", self.config.queue))
             }
             mpsc::error::TrySendError::Closed(_) => Status::unavailable("encoder is shutting down"),
@@ -90,11 +124,14 @@ impl EncoderService {
         answer.await.map_err(|_| Status::internal("the batcher dropped a request"))?.map_err(Status::from)
     }
 
+    #[tracing::instrument(name = "encoder.encode", skip_all, err(Display, level = "info"), fields(texts = request.texts.len() as i64, kind = ?kind,
+        device = "cpu", batch_size = tracing::field::Empty, tokens = tracing::field::Empty))]
     async fn respond(&self, kind: Kind, request: EncodeRequest) -> Result<Response<EncodeResponse>, Status> {
         self.check(&request.texts)?;
         let dtype = if request.dtype == Dtype::F16 as i32 { Dtype::F16 } else { Dtype::F32 };
         let dim = self.model.dim();
         let rows = self.encode(kind, request.texts).await?;
+        tracing::Span::current().record("tokens", rows.iter().map(|r| (r.len() / dim) as i64).sum::<i64>());
         let embeddings =
             rows.into_iter().map(|values| Matrix { rows: values.len() / dim, dim, values }.to_tensor(dtype)).collect();
         Ok(Response::new(EncodeResponse { embeddings }))
@@ -103,7 +140,12 @@ impl EncoderService {
 
 /// Takes jobs as they come: the first one opens a window; what arrives in it (up to the text
 /// budget) joins the batch.
-async fn batcher(model: Arc<ColbertModel>, mut jobs: mpsc::Receiver<Job>, config: BatchConfig) {
+async fn batcher(
+    model: Arc<ColbertModel>,
+    mut jobs: mpsc::Receiver<Job>,
+    config: BatchConfig,
+    counters: Arc<Counters>,
+) {
     while let Some(first) = jobs.recv().await {
         let mut batch = vec![first];
         let mut texts = batch[0].texts.len();
@@ -117,6 +159,8 @@ async fn batcher(model: Arc<ColbertModel>, mut jobs: mpsc::Receiver<Job>, config
                 _ => break,
             }
         }
+        counters.batches.fetch_add(1, Ordering::Relaxed);
+        counters.batch_texts.fetch_add(texts as u64, Ordering::Relaxed);
         let model = model.clone();
         // One forward pass at a time (it uses every core): requests queue meanwhile, and the
         // queue's bound is the back-pressure.
@@ -132,6 +176,12 @@ fn run(model: &ColbertModel, batch: Vec<Job>) {
     for jobs in [queries, documents] {
         let Some(kind) = jobs.first().map(|j| j.kind) else { continue };
         let texts: Vec<&str> = jobs.iter().flat_map(|j| j.texts.iter().map(String::as_str)).collect();
+        let span = tracing::info_span!(parent: &jobs[0].span, "encoder.batch", requests = jobs.len() as i64, texts = texts.len() as i64);
+        for job in &jobs {
+            job.span.record("batch_size", texts.len() as i64);
+            span.follows_from(&job.span);
+        }
+        let _entered = span.enter();
         let result: Result<Vec<Vec<f32>>> = match kind {
             Kind::Queries => model.encode_queries(&texts).map(|e| e.into_iter().map(|q| q.vectors).collect()),
             Kind::Documents => model.encode_documents(&texts).map(|e| e.into_iter().map(|d| d.vectors).collect()),

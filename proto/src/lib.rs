@@ -10,5 +10,6 @@ pub mod v1 {
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("jacolbert_descriptor");
 
 mod tensor;
+pub mod trace;
 
 pub use tensor::{Matrix, TensorError};

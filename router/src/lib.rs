@@ -10,4 +10,4 @@ mod service;
 
 pub use error::Error;
 pub use merge::merge;
-pub use service::{Router, RouterConfig};
+pub use service::{Counters, Router, RouterConfig};

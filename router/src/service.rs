@@ -1,6 +1,6 @@
 //! `Router`: the Search service over encoder and shard clients.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use proto::v1::{
 use tokio::task::JoinSet;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
+use tracing::Instrument;
 
 use crate::placement::shard_of;
 use crate::{merge, Error};
@@ -59,6 +60,20 @@ pub struct Router {
     shards: Vec<Replicas>,
     config: RouterConfig,
     in_flight: Arc<tokio::sync::Semaphore>,
+    counters: Arc<Counters>,
+}
+
+/// What the router counts for its metrics endpoint.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Shard calls that failed (after the retry, when there was one), by any cause.
+    pub shard_failures: AtomicU64,
+    /// Of those, the ones that ran out of time.
+    pub shard_timeouts: AtomicU64,
+    /// Reads retried on another replica after an UNAVAILABLE one.
+    pub retries: AtomicU64,
+    /// Searches refused at the concurrency limit.
+    pub refused: AtomicU64,
 }
 
 fn channel(address: &str) -> Result<Channel, Error> {
@@ -88,7 +103,13 @@ impl Router {
             })
             .collect::<Result<_, Error>>()?;
         let in_flight = Arc::new(tokio::sync::Semaphore::new(config.max_concurrent.max(1)));
-        Ok(Router { encoders, next_encoder: AtomicUsize::new(0), shards, config, in_flight })
+        let counters = Arc::default();
+        Ok(Router { encoders, next_encoder: AtomicUsize::new(0), shards, config, in_flight, counters })
+    }
+
+    /// The router's counters, shared: they keep counting after the router is served.
+    pub fn counters(&self) -> Arc<Counters> {
+        self.counters.clone()
     }
 
     fn encoder(&self) -> EncoderClient<Channel> {
@@ -109,7 +130,7 @@ impl Router {
         deadline: Instant,
     ) -> Result<Vec<proto::v1::Tensor>, Error> {
         let mut encoder = self.encoder();
-        let request = EncodeRequest { texts, dtype: Dtype::F16 as i32 };
+        let request = proto::trace::traced(EncodeRequest { texts, dtype: Dtype::F16 as i32 });
         let call = async {
             match queries {
                 true => encoder.encode_queries(request).await,
@@ -130,6 +151,7 @@ impl Router {
         first: usize,
         request: ShardSearchRequest,
         deadline: Instant,
+        counters: Arc<Counters>,
     ) -> Outcome {
         let failure = |r: usize, code: Code, message: String| ShardFailure {
             shard: s as u32,
@@ -137,9 +159,9 @@ impl Router {
             code: format!("{code:?}"),
             message,
         };
-        match read_replicas(&clients, first, deadline, |mut c| {
+        match read_replicas(&clients, first, deadline, &counters, |mut c| {
             let request = request.clone();
-            async move { c.search(request).await }
+            async move { c.search(proto::trace::traced(request)).await }
         })
         .await
         {
@@ -167,6 +189,7 @@ impl Router {
     /// A slot for one search, or RESOURCE_EXHAUSTED when all are taken.
     fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
         self.in_flight.clone().try_acquire_owned().map_err(|_| {
+            self.counters.refused.fetch_add(1, Ordering::Relaxed);
             Status::resource_exhausted(format!(
                 "the router is at its limit of {} searches in flight",
                 self.config.max_concurrent
@@ -175,6 +198,8 @@ impl Router {
     }
 
     /// One search under `deadline` (see the module docs).
+    #[tracing::instrument(name = "router.search", skip_all, err(Display, level = "info"), fields(k = r.k as i64, shards = self.shards.len() as i64,
+        partial = tracing::field::Empty, timed_out = tracing::field::Empty, hits = tracing::field::Empty))]
     async fn search_one(&self, r: SearchRequest, deadline: Instant) -> Result<SearchResponse, Status> {
         let started = Instant::now();
         let (k, max_k, max_bytes) = (r.k as usize, self.config.max_k, self.config.max_query_bytes);
@@ -199,13 +224,28 @@ impl Router {
         for (s, replicas) in self.shards.iter().enumerate() {
             let first = replicas.next.fetch_add(1, Ordering::Relaxed);
             let (clients, addresses) = (replicas.clients.clone(), replicas.addresses.clone());
-            set.spawn(Router::search_shard(s, clients, addresses, first, shard_request.clone(), deadline));
+            let span = tracing::info_span!("router.shard", shard = s as i64, replicas = clients.len() as i64);
+            set.spawn(
+                Router::search_shard(
+                    s,
+                    clients,
+                    addresses,
+                    first,
+                    shard_request.clone(),
+                    deadline,
+                    self.counters.clone(),
+                )
+                .instrument(span),
+            );
         }
         let (mut lists, mut failures, mut timed_out) = (Vec::new(), Vec::new(), false);
         while let Some(joined) = set.join_next().await {
             match joined.map_err(|e| Status::internal(format!("shard call failed: {e}")))? {
                 Outcome::Hits(hits) => lists.push(hits),
                 Outcome::Failed(f, late) => {
+                    self.counters.shard_failures.fetch_add(1, Ordering::Relaxed);
+                    self.counters.shard_timeouts.fetch_add(late as u64, Ordering::Relaxed);
+                    tracing::info!(shard = f.shard, address = %f.address, code = %f.code, error = %f.message, "shard failed");
                     timed_out |= late;
                     failures.push(f);
                 }
@@ -224,8 +264,12 @@ impl Router {
             .into());
         }
         let ok = lists.len() as u32;
+        let hits =
+            tracing::info_span!("router.merge", lists = lists.len() as i64, k = k as i64).in_scope(|| merge(lists, k));
+        let span = tracing::Span::current();
+        span.record("partial", !failures.is_empty()).record("timed_out", timed_out).record("hits", hits.len() as i64);
         Ok(SearchResponse {
-            hits: merge(lists, k),
+            hits,
             shards_total: total,
             shards_ok: ok,
             partial: !failures.is_empty(),
@@ -247,7 +291,8 @@ impl Router {
         let mut set = JoinSet::new();
         for (r, client) in replicas.clients.iter().enumerate() {
             let (client, request) = (client.clone(), request.clone());
-            set.spawn(async move { (r, tokio::time::timeout(remaining(deadline), call(client, request)).await) });
+            let call = async move { (r, tokio::time::timeout(remaining(deadline), call(client, request)).await) };
+            set.spawn(call.instrument(tracing::Span::current()));
         }
         let mut first = None;
         while let Some(joined) = set.join_next().await {
@@ -327,9 +372,12 @@ impl Search for Router {
             return Err(Error::BadInput(format!("a rerank needs a query and 1 to {limit} texts")).into());
         }
         let mut encoder = self.encoder();
-        let scores = tokio::time::timeout(remaining(deadline), encoder.score(ScoreRequest { query, texts }))
-            .await
-            .map_err(|_| Error::Deadline("while scoring".into()))??;
+        let scores = tokio::time::timeout(
+            remaining(deadline),
+            encoder.score(proto::trace::traced(ScoreRequest { query, texts })),
+        )
+        .await
+        .map_err(|_| Error::Deadline("while scoring".into()))??;
         Ok(Response::new(RerankResponse { scores: scores.into_inner().scores }))
     }
 
@@ -371,7 +419,7 @@ impl Search for Router {
                 pairs.into_iter().map(|(doc, v)| EncodedDocument { document: Some(doc), vectors: Some(v) }).collect();
             let done = self
                 .write_shard(s, ShardUpsertRequest { documents }, deadline, |mut c, r| {
-                    Box::pin(async move { c.upsert(r).await.map(Response::into_inner) })
+                    Box::pin(async move { c.upsert(proto::trace::traced(r)).await.map(Response::into_inner) })
                 })
                 .await?;
             written += done.written;
@@ -390,7 +438,7 @@ impl Search for Router {
         for (s, ids) in self.by_shard(ids, String::as_str) {
             let done = self
                 .write_shard(s, DeleteRequest { ids }, deadline, |mut c, r| {
-                    Box::pin(async move { c.delete(r).await.map(Response::into_inner) })
+                    Box::pin(async move { c.delete(proto::trace::traced(r)).await.map(Response::into_inner) })
                 })
                 .await?;
             deleted += done.deleted;
@@ -403,9 +451,9 @@ impl Search for Router {
         let id = request.into_inner().id;
         let replicas = &self.shards[shard_of(&id, self.shards.len())];
         let first = replicas.next.fetch_add(1, Ordering::Relaxed);
-        let read = read_replicas(&replicas.clients, first, deadline, |mut c| {
+        let read = read_replicas(&replicas.clients, first, deadline, &self.counters, |mut c| {
             let request = GetRequest { id: id.clone() };
-            async move { c.get(request).await }
+            async move { c.get(proto::trace::traced(request)).await }
         });
         match read.await {
             Ok(response) => Ok(Response::new(response)),
@@ -422,6 +470,7 @@ async fn read_replicas<T, F, Fut>(
     clients: &[ShardClient<Channel>],
     first: usize,
     deadline: Instant,
+    counters: &Counters,
     call: F,
 ) -> Result<T, (usize, Option<Status>)>
 where
@@ -434,6 +483,9 @@ where
         let time = remaining(deadline);
         if time.is_zero() {
             return Err((r, None));
+        }
+        if attempt > 0 {
+            counters.retries.fetch_add(1, Ordering::Relaxed);
         }
         match tokio::time::timeout(time, call(clients[r].clone())).await {
             Ok(Ok(response)) => return Ok(response.into_inner()),

@@ -20,6 +20,7 @@ use crate::Error;
 pub const MAX_BATCH: usize = 1000;
 pub const MAX_FILTER_IDS: usize = 100_000;
 
+#[derive(Clone)]
 pub struct ShardService {
     shard: Arc<RwLock<Shard>>,
     /// This shard's number, reported in every hit.
@@ -72,6 +73,9 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Status> + Sen
 
 #[tonic::async_trait]
 impl ShardRpc for ShardService {
+    #[tracing::instrument(name = "shard.search", skip_all, err(Display, level = "info"), fields(shard = self.number as i64, k = tracing::field::Empty,
+        query_tokens = tracing::field::Empty, exact = tracing::field::Empty, centroids_probed = tracing::field::Empty,
+        candidates = tracing::field::Empty, hits = tracing::field::Empty))]
     async fn search(&self, request: Request<ShardSearchRequest>) -> Result<Response<ShardSearchResponse>, Status> {
         let r = request.into_inner();
         let query = self.matrix(r.query.as_ref(), "query")?;
@@ -93,6 +97,14 @@ impl ShardRpc for ShardService {
         if wire.candidates > 0 {
             params.candidates = wire.candidates as usize;
         }
+        let span = tracing::Span::current();
+        span.record("k", k as i64).record("query_tokens", query.rows as i64).record("exact", wire.exact);
+        if !wire.exact {
+            // Each query token probes `nprobe` centroids; at most `candidates` documents are
+            // re-scored exactly.
+            span.record("centroids_probed", (params.nprobe * query.rows) as i64)
+                .record("candidates", params.candidates as i64);
+        }
         let filter = (!r.filter_ids.is_empty()).then_some(r.filter_ids);
         let found = self
             .read(move |shard| match wire.exact {
@@ -100,7 +112,8 @@ impl ShardRpc for ShardService {
                 false => shard.search(&query.values, &params, filter.as_deref()),
             })
             .await?;
-        let hits = found.into_iter().map(|f| Hit { id: f.id, score: f.score, shard: self.number }).collect();
+        let hits: Vec<Hit> = found.into_iter().map(|f| Hit { id: f.id, score: f.score, shard: self.number }).collect();
+        span.record("hits", hits.len() as i64);
         Ok(Response::new(ShardSearchResponse { hits }))
     }
 

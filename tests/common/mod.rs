@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+use std::collections::HashMap;
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -54,10 +56,11 @@ fn wait_ready(address: &str) {
     }
 }
 
-/// Starts `jacolbert ROLE --config FILE --listen ADDRESS` with `config` written to `FILE`.
-pub fn start(dir: &Path, role: &str, name: &str, config: &str, address: &str) -> Node {
+/// Starts `jacolbert ROLE --config FILE --listen ADDRESS` with `config` written to `FILE`,
+/// and its metrics on `metrics`.
+pub fn start(dir: &Path, role: &str, name: &str, config: &str, address: &str, metrics: &str) -> Node {
     let file = dir.join(format!("{name}.toml"));
-    std::fs::write(&file, config).unwrap();
+    std::fs::write(&file, format!("metrics_addr = {metrics:?}\n{config}")).unwrap();
     let node = Node(
         jacolbert()
             .args([role, "--config", file.to_str().unwrap(), "--listen", address])
@@ -72,6 +75,8 @@ pub fn start(dir: &Path, role: &str, name: &str, config: &str, address: &str) ->
 pub struct Cluster {
     pub dir: PathBuf,
     pub router: String,
+    /// Each node's metrics endpoint, by name: "encoder", "router", "shard-S-R".
+    pub metrics: HashMap<String, String>,
     /// `[shard][replica]` addresses and processes (None once killed).
     pub shard_addresses: Vec<Vec<String>>,
     pub shards: Vec<Vec<Option<Node>>>,
@@ -85,8 +90,16 @@ impl Cluster {
     pub fn start(dir: &Path, shards: usize, replicas: usize, index: &str) -> Cluster {
         let model = fixtures().join("models/tiny-lexical");
         let encoder_address = free_address();
-        let encoder =
-            start(dir, "encoder", "encoder", &format!("model = {:?}\n", model.to_str().unwrap()), &encoder_address);
+        let mut metrics: HashMap<String, String> = HashMap::new();
+        for s in 0..shards {
+            for r in 0..replicas {
+                metrics.insert(format!("shard-{s}-{r}"), free_address());
+            }
+        }
+        metrics.insert("encoder".into(), free_address());
+        metrics.insert("router".into(), free_address());
+        let model = format!("model = {:?}\n", model.to_str().unwrap());
+        let encoder = start(dir, "encoder", "encoder", &model, &encoder_address, &metrics["encoder"]);
         let shard_addresses: Vec<Vec<String>> =
             (0..shards).map(|_| (0..replicas).map(|_| free_address()).collect()).collect();
         let mut router_config = format!("encoders = [{encoder_address:?}]\n");
@@ -96,6 +109,7 @@ impl Cluster {
         let mut cluster = Cluster {
             dir: dir.to_path_buf(),
             router: free_address(),
+            metrics,
             shard_addresses,
             shards: Vec::new(),
             shard_config: format!("[index]\ndim = 128\n{index}\n"),
@@ -103,7 +117,8 @@ impl Cluster {
         };
         cluster.shards =
             (0..shards).map(|s| (0..replicas).map(|r| Some(cluster.start_shard(s, r))).collect()).collect();
-        cluster._others.push(start(dir, "router", "router", &router_config, &cluster.router));
+        let router = start(dir, "router", "router", &router_config, &cluster.router, &cluster.metrics["router"]);
+        cluster._others.push(router);
         cluster
     }
 
@@ -112,12 +127,29 @@ impl Cluster {
         let name = format!("shard-{shard}-{replica}");
         let data = self.dir.join(&name);
         let config = format!("data_dir = {:?}\nnumber = {shard}\n{}", data.to_str().unwrap(), self.shard_config);
-        start(&self.dir, "shard", &name, &config, &self.shard_addresses[shard][replica])
+        start(&self.dir, "shard", &name, &config, &self.shard_addresses[shard][replica], &self.metrics[&name])
     }
 
     pub async fn client(&self) -> SearchClient<Channel> {
         SearchClient::connect(format!("http://{}", self.router)).await.unwrap()
     }
+}
+
+/// The text a metrics endpoint serves.
+pub fn scrape(address: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    text
+}
+
+/// The value of one sample (`name{labels}` exactly as written) in a scrape, 0 when absent.
+pub fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
 }
 
 pub fn request(query: &str, k: u32, allow_partial: Option<bool>) -> SearchRequest {

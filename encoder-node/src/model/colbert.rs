@@ -209,7 +209,8 @@ impl ColbertModel {
     }
 
     pub fn encode_queries(&self, texts: &[&str]) -> Result<Vec<QueryEmbedding>> {
-        let inputs: Vec<(Vec<u32>, Vec<u8>)> = texts.iter().map(|t| self.query_input(t)).collect();
+        let inputs: Vec<(Vec<u32>, Vec<u8>)> =
+            tracing::info_span!("encoder.tokenize").in_scope(|| texts.iter().map(|t| self.query_input(t)).collect());
         let outputs = self.project(&inputs, self.tokenizer.specials().mask)?;
         inputs
             .into_iter()
@@ -222,14 +223,16 @@ impl ColbertModel {
     }
 
     pub fn encode_documents(&self, texts: &[&str]) -> Result<Vec<DocEmbedding>> {
-        let inputs: Vec<(Vec<u32>, Vec<u8>)> = texts
-            .iter()
-            .map(|t| self.doc_input(t))
-            .map(|ids| {
-                let n = ids.len();
-                (ids, vec![1; n])
-            })
-            .collect();
+        let inputs: Vec<(Vec<u32>, Vec<u8>)> = tracing::info_span!("encoder.tokenize").in_scope(|| {
+            texts
+                .iter()
+                .map(|t| self.doc_input(t))
+                .map(|ids| {
+                    let n = ids.len();
+                    (ids, vec![1; n])
+                })
+                .collect()
+        });
         let outputs = self.project(&inputs, self.tokenizer.specials().pad)?;
         let dim = self.dim();
         inputs
@@ -258,6 +261,8 @@ impl ColbertModel {
     /// Runs BERT and the projection over inputs grouped by length, padding each group with
     /// `pad` (attention 0). Returns each input's `[len, dim]` projected, unnormalised vectors.
     fn project(&self, inputs: &[(Vec<u32>, Vec<u8>)], pad: u32) -> Result<Vec<Vec<f32>>> {
+        let tokens: i64 = inputs.iter().map(|(ids, _)| ids.len() as i64).sum();
+        let _span = tracing::info_span!("encoder.forward", texts = inputs.len() as i64, tokens).entered();
         let mut order: Vec<usize> = (0..inputs.len()).collect();
         order.sort_by_key(|&i| inputs[i].0.len());
         let mut out = vec![Vec::new(); inputs.len()];
