@@ -170,6 +170,9 @@ pub fn encoder(metrics: encoder_node::service::Metrics) -> Extra {
     })
 }
 
+/// A shard gauge: name, help, and how to read it from the shard's stats.
+type ShardGauge = (&'static str, &'static str, fn(&proto::v1::ShardStats) -> u64);
+
 /// The shards of this process (one, or `jacolbert local`'s), labelled by number.
 pub fn shards(shards: Vec<(u32, shard_node::service::ShardService)>) -> Extra {
     use proto::v1::shard_server::Shard as _;
@@ -183,7 +186,7 @@ pub fn shards(shards: Vec<(u32, shard_node::service::ShardService)>) -> Extra {
                 }
             }
             let mut out = String::new();
-            let table: [(&str, &str, fn(&proto::v1::ShardStats) -> u64); 5] = [
+            let table: [ShardGauge; 5] = [
                 ("jacolbert_shard_documents", "Live documents.", |s| s.documents),
                 ("jacolbert_shard_tokens", "Token vectors of the live documents.", |s| s.tokens),
                 ("jacolbert_shard_memory_bytes", "Bytes the search layout holds.", |s| s.memory_bytes),
