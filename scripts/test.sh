@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 JACOLBERT_MECAB_DIC="$(scripts/fetch-unidic.sh)"
 export JACOLBERT_MECAB_DIC
+# NVRTC, so that every CUDA kernel is compiled (for sm_80 and sm_90) even with no GPU; with it
+# required, a missing library fails the kernel test instead of skipping it.
+LD_LIBRARY_PATH="$(scripts/fetch-nvrtc.sh)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export LD_LIBRARY_PATH JACOLBERT_REQUIRE_NVRTC=1
 # First the PyLate parity tests on the portable kernels (the path of CPUs without AVX-512) and
 # on the AVX-512 kernels (the path of CPUs without AMX); where a CPU lacks one, its run repeats
 # a path. Then everything on the fastest kernels this CPU has.

@@ -23,6 +23,8 @@ pub struct EncoderFile {
     pub model: Option<String>,
     /// unidic-lite's `dicdir`; by default found as `--mecab-dic` documents.
     pub mecab_dic: Option<PathBuf>,
+    /// Where `Score` runs MaxSim: `auto` (GPU 0 if usable, else the CPU), `cpu`, `cuda:N`.
+    pub device: String,
     pub batching: BatchConfig,
 }
 
@@ -33,6 +35,7 @@ impl Default for EncoderFile {
             metrics_addr: None,
             model: None,
             mecab_dic: None,
+            device: "auto".into(),
             batching: BatchConfig::default(),
         }
     }
@@ -105,6 +108,7 @@ pub struct LocalFile {
     /// Shard `i` keeps its data in `data_dir/shard-i`.
     pub data_dir: PathBuf,
     pub shards: usize,
+    pub device: String,
     pub batching: BatchConfig,
     /// `dim` is taken from the model.
     pub index: ShardConfig,
@@ -120,6 +124,7 @@ impl Default for LocalFile {
             mecab_dic: None,
             data_dir: "data".into(),
             shards: 2,
+            device: "auto".into(),
             batching: BatchConfig::default(),
             index: ShardConfig::default(),
             limits: RouterConfig::default(),

@@ -33,6 +33,9 @@ pub struct Args {
     data_dir: Option<PathBuf>,
     #[arg(long)]
     shards: Option<usize>,
+    /// Where the encoder's Score runs MaxSim: auto, cpu or cuda:N.
+    #[arg(long, env = "JACOLBERT_DEVICE")]
+    device: Option<String>,
     /// Tokens a shard keeps exact before it trains its codec.
     #[arg(long)]
     train_tokens: Option<usize>,
@@ -46,7 +49,7 @@ pub async fn start(model: Arc<ColbertModel>, config: &LocalFile) -> anyhow::Resu
     let listen: SocketAddr = config.listen.parse().with_context(|| format!("listen address {:?}", config.listen))?;
     let next = |i: u16| SocketAddr::new(listen.ip(), listen.port() + i).to_string();
     let dim = model.dim();
-    let (routes, encoder_metrics) = encoder_routes(model, config.batching);
+    let (routes, encoder_metrics) = encoder_routes(model, config.batching, &config.device)?;
     let encoder = serve(routes, ENCODER, &next(1)).await?;
     let (mut addresses, mut shards) = (Vec::new(), Vec::new());
     for s in 0..config.shards {
@@ -71,6 +74,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     file.metrics_addr = args.common.metrics_addr.or(file.metrics_addr);
     override_with(&mut file.data_dir, args.data_dir);
     override_with(&mut file.shards, args.shards);
+    override_with(&mut file.device, args.device);
     override_with(&mut file.index.train_tokens, args.train_tokens);
     let model = ModelArgs {
         model: args.model.or(file.model.take()).context("no model: give --model or `model` in the config")?,

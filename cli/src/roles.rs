@@ -61,14 +61,17 @@ pub async fn serve(routes: Routes, service: &str, address: &str) -> anyhow::Resu
     Ok(address)
 }
 
-/// The encoder's gRPC routes, and its metrics.
+/// The encoder's gRPC routes, and its metrics. `device` is `auto`, `cpu` or `cuda:N`.
 pub fn encoder_routes(
     model: Arc<encoder_node::model::ColbertModel>,
     batching: BatchConfig,
-) -> (Routes, metrics::Extra) {
-    let service = EncoderService::start(model, batching);
+    device: &str,
+) -> anyhow::Result<(Routes, metrics::Extra)> {
+    let (backend, chosen) = kernels::cuda::select(device)?;
+    tracing::info!(device = %chosen, "encoder scoring device");
+    let service = EncoderService::start(model, batching).scoring_on(backend);
     let extra = metrics::encoder(service.metrics());
-    (Routes::new(EncoderServer::new(service).max_encoding_message_size(MAX_MESSAGE)), extra)
+    Ok((Routes::new(EncoderServer::new(service).max_encoding_message_size(MAX_MESSAGE)), extra))
 }
 
 /// A shard's gRPC routes, and the service again (for its metrics).
@@ -129,6 +132,9 @@ pub struct EncoderArgs {
     /// MeCab dictionary directory (unidic-lite's `dicdir`).
     #[arg(long, env = "JACOLBERT_MECAB_DIC")]
     mecab_dic: Option<PathBuf>,
+    /// auto, cpu or cuda:N (see the config's `device`).
+    #[arg(long, env = "JACOLBERT_DEVICE")]
+    device: Option<String>,
 }
 
 pub fn encoder(args: EncoderArgs) -> anyhow::Result<()> {
@@ -137,13 +143,14 @@ pub fn encoder(args: EncoderArgs) -> anyhow::Result<()> {
     file.metrics_addr = args.common.metrics_addr.or(file.metrics_addr);
     file.model = args.model.or(file.model);
     file.mecab_dic = args.mecab_dic.or(file.mecab_dic);
+    override_with(&mut file.device, args.device);
     let model = ModelArgs {
         model: file.model.context("no model: give --model or `model` in the config")?,
         mecab_dic: file.mecab_dic,
     };
     tokio::runtime::Runtime::new()?.block_on(async {
         let model = Arc::new(model.load(EncodeOptions::default())?);
-        let (routes, extra) = encoder_routes(model, file.batching);
+        let (routes, extra) = encoder_routes(model, file.batching, &file.device)?;
         let address = serve(routes, ENCODER, &file.listen).await?;
         serve_metrics(file.metrics_addr.as_deref(), vec![extra]).await?;
         until_ctrl_c("encoder", &address).await

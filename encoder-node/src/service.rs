@@ -13,6 +13,8 @@ use proto::Matrix;
 use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status};
 
+use kernels::cuda::Backend;
+
 use crate::model::ColbertModel;
 use crate::{Error, Result};
 
@@ -57,6 +59,8 @@ pub struct EncoderService {
     queue: mpsc::Sender<Job>,
     config: BatchConfig,
     counters: Arc<Counters>,
+    /// Where `Score` runs MaxSim (the model's forward pass is on the CPU).
+    scorer: Arc<Backend>,
 }
 
 /// What the encoder counts for its metrics endpoint.
@@ -89,7 +93,13 @@ impl EncoderService {
         let (queue, jobs) = mpsc::channel(config.queue.max(1));
         let counters = Arc::<Counters>::default();
         tokio::spawn(batcher(model.clone(), jobs, config, counters.clone()));
-        EncoderService { model, queue, config, counters }
+        EncoderService { model, queue, config, counters, scorer: Arc::new(Backend::Cpu) }
+    }
+
+    /// Runs `Score`'s MaxSim on `backend` (a GPU), falling back to the CPU per call if it fails.
+    pub fn scoring_on(mut self, backend: Backend) -> EncoderService {
+        self.scorer = Arc::new(backend);
+        self
     }
 
     pub fn metrics(&self) -> Metrics {
@@ -205,6 +215,23 @@ fn run(model: &ColbertModel, batch: Vec<Job>) {
     }
 }
 
+/// MaxSim of `query` against each of `docs`: on the GPU when there is one (f16 vectors, f32
+/// sums), else, or if it fails, on the CPU.
+fn score(scorer: &Backend, query: &[f32], docs: &[Vec<f32>], dim: usize) -> Result<Vec<f32>, Status> {
+    if let Backend::Cuda(device) = scorer {
+        let half = |v: &[f32]| v.iter().map(|&x| half::f16::from_f32(x)).collect::<Vec<_>>();
+        let mut offsets = vec![0u32];
+        for d in docs {
+            offsets.push(offsets[offsets.len() - 1] + (d.len() / dim) as u32);
+        }
+        match device.maxsim(&half(query), &half(&docs.concat()), &offsets, dim) {
+            Ok(scores) => return Ok(scores),
+            Err(e) => tracing::warn!(error = %e, "GPU MaxSim failed; scoring on the CPU"),
+        }
+    }
+    docs.iter().map(|d| kernels::cpu::maxsim(query, d, dim).map_err(|e| Status::internal(e.to_string()))).collect()
+}
+
 #[tonic::async_trait]
 impl EncoderRpc for EncoderService {
     async fn encode_queries(&self, request: Request<EncodeRequest>) -> Result<Response<EncodeResponse>, Status> {
@@ -222,10 +249,10 @@ impl EncoderRpc for EncoderService {
         let dim = self.model.dim();
         let q = self.encode(Kind::Queries, vec![query]).await?.remove(0);
         let docs = self.encode(Kind::Documents, texts).await?;
-        let scores = docs
-            .iter()
-            .map(|d| kernels::cpu::maxsim(&q, d, dim).map_err(|e| Status::internal(e.to_string())))
-            .collect::<Result<_, _>>()?;
+        let scorer = self.scorer.clone();
+        let scores = tokio::task::spawn_blocking(move || score(&scorer, &q, &docs, dim))
+            .await
+            .map_err(|e| Status::internal(format!("scoring failed: {e}")))??;
         Ok(Response::new(ScoreResponse { scores }))
     }
 

@@ -1,7 +1,9 @@
 //! The math of the encoder and of scoring. `cpu` is the reference path: plain Rust (and the
 //! `gemm` crate for matrix products), each op checked against a naive f64 twin in its tests.
+//! `cuda` holds the GPU twins, compiled at run time with NVRTC and checked against `cpu`.
 
 pub mod cpu;
+pub mod cuda;
 
 /// The crate's one error type: an op was called with buffers that do not fit its shape.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -10,6 +12,11 @@ pub enum Error {
     Shape { op: &'static str, what: &'static str, expected: usize, got: usize },
     #[error("{op}: {what} has {got} elements, not a whole number of rows of {width}")]
     Rows { op: &'static str, what: &'static str, width: usize, got: usize },
+    /// CUDA is missing or failed: no driver, no GPU, a failed launch or copy.
+    #[error("CUDA: {0}")]
+    Cuda(String),
+    #[error("NVRTC could not compile {module}.cu for {arch}:\n{log}")]
+    Compile { module: String, arch: &'static str, log: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,310 @@
+//! One CUDA device: its context and stream, and every kernel of `cu/` compiled for it. Each op
+//! takes host slices and returns host vectors (upload, launch, download), checked against the
+//! same shapes as its CPU twin.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg};
+use half::f16;
+
+use super::source::{compile, SOURCES};
+use crate::{check_len, check_rows, Error, Result};
+
+/// Threads per block for row-wise kernels (one block per row).
+const ROW_THREADS: u32 = 128;
+/// Longest sequence the fused attention kernel takes, and most query values MaxSim holds.
+pub const MAX_ATTENTION_SEQ: usize = 512;
+pub const MAX_QUERY_VALUES: usize = 8192;
+
+fn cuda(e: impl std::fmt::Display) -> Error {
+    Error::Cuda(e.to_string())
+}
+
+pub struct Device {
+    stream: Arc<CudaStream>,
+    functions: HashMap<&'static str, CudaFunction>,
+    /// e.g. "NVIDIA H200 (sm_90)".
+    pub description: String,
+}
+
+/// Where the encoder's math runs.
+pub enum Backend {
+    Cpu,
+    Cuda(Arc<Device>),
+}
+
+/// `auto`, `cpu` or `cuda:N`. `auto` takes GPU 0 when there is one and otherwise the CPU; the
+/// second value says what was chosen and, for a fallback, why.
+pub fn select(spec: &str) -> Result<(Backend, String)> {
+    match spec {
+        "cpu" => Ok((Backend::Cpu, "cpu".into())),
+        "auto" => match Device::open(0) {
+            Ok(device) => {
+                let said = format!("cuda:0, {}", device.description);
+                Ok((Backend::Cuda(Arc::new(device)), said))
+            }
+            Err(e) => Ok((Backend::Cpu, format!("cpu, as CUDA is unusable here: {e}"))),
+        },
+        _ => {
+            let ordinal = spec
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| Error::Cuda(format!("device must be auto, cpu or cuda:N, not {spec:?}")))?;
+            let device = Device::open(ordinal)?;
+            let said = format!("cuda:{ordinal}, {}", device.description);
+            Ok((Backend::Cuda(Arc::new(device)), said))
+        }
+    }
+}
+
+impl Device {
+    /// Opens GPU `ordinal` and compiles every kernel for its architecture.
+    pub fn open(ordinal: usize) -> Result<Device> {
+        // SAFETY: only tries to dlopen libcuda; creating a context without it would panic.
+        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+            return Err(Error::Cuda("no NVIDIA driver (libcuda.so.1 not found)".into()));
+        }
+        let count = CudaContext::device_count().map_err(cuda)?;
+        if ordinal >= count.max(0) as usize {
+            return Err(Error::Cuda(format!("no GPU {ordinal}: this machine has {count}")));
+        }
+        let context = CudaContext::new(ordinal).map_err(cuda)?;
+        let (major, minor) = context.compute_capability().map_err(cuda)?;
+        let arch = match major {
+            9.. => "compute_90",
+            8 => "compute_80",
+            _ => return Err(Error::Cuda(format!("GPU {ordinal} is sm_{major}{minor}; sm_80 or newer is needed"))),
+        };
+        let mut functions = HashMap::new();
+        for (name, source, kernels) in SOURCES {
+            let module = context.load_module(compile(name, source, arch)?).map_err(cuda)?;
+            for &kernel in kernels {
+                functions.insert(kernel, module.load_function(kernel).map_err(cuda)?);
+            }
+        }
+        let description = format!("{} (sm_{major}{minor})", context.name().map_err(cuda)?);
+        Ok(Device { stream: context.default_stream(), functions, description })
+    }
+
+    fn upload<T: DeviceRepr>(&self, host: &[T]) -> Result<CudaSlice<T>> {
+        self.stream.clone_htod(host).map_err(cuda)
+    }
+
+    fn download<T: DeviceRepr + Default + Clone>(&self, device: &CudaSlice<T>) -> Result<Vec<T>> {
+        self.stream.clone_dtoh(device).map_err(cuda)
+    }
+
+    fn function(&self, name: &str) -> &CudaFunction {
+        &self.functions[name]
+    }
+
+    fn rows(rows: usize) -> LaunchConfig {
+        LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (ROW_THREADS, 1, 1), shared_mem_bytes: 0 }
+    }
+
+    /// The embedding layer: `LayerNorm(word[id] + position[t mod seq] + token_type)` per token.
+    #[allow(clippy::too_many_arguments)]
+    pub fn embed_layer_norm(
+        &self,
+        ids: &[u32],
+        word: &[f32],
+        position: &[f32],
+        token_type: &[f32],
+        gamma: &[f32],
+        beta: &[f32],
+        seq: usize,
+        eps: f32,
+    ) -> Result<Vec<f32>> {
+        let hidden = gamma.len();
+        let vocab = check_rows("embed_layer_norm", "word", word.len(), hidden)?;
+        let positions = check_rows("embed_layer_norm", "position", position.len(), hidden)?;
+        for (what, len) in [("token_type", token_type.len()), ("beta", beta.len())] {
+            check_len("embed_layer_norm", what, len, hidden)?;
+        }
+        if seq == 0 || seq > positions || !ids.len().is_multiple_of(seq) || ids.iter().any(|&i| i as usize >= vocab) {
+            return Err(Error::Cuda(format!("embed_layer_norm: bad ids for seq {seq} and vocab {vocab}")));
+        }
+        let (ids_d, word_d, position_d) = (self.upload(ids)?, self.upload(word)?, self.upload(position)?);
+        let (type_d, gamma_d, beta_d) = (self.upload(token_type)?, self.upload(gamma)?, self.upload(beta)?);
+        let mut out = self.stream.alloc_zeros::<f32>(ids.len() * hidden).map_err(cuda)?;
+        let (seq, hidden_i) = (seq as i32, hidden as i32);
+        let mut launch = self.stream.launch_builder(self.function("embed_layer_norm"));
+        launch.arg(&ids_d).arg(&word_d).arg(&position_d).arg(&type_d).arg(&gamma_d).arg(&beta_d);
+        launch.arg(&mut out).arg(&seq).arg(&hidden_i).arg(&eps);
+        // SAFETY: the argument list matches the kernel's signature; every buffer was sized above.
+        unsafe { launch.launch(Self::rows(ids.len())) }.map_err(cuda)?;
+        self.download(&out)
+    }
+
+    /// `x = LayerNorm(x + bias + residual)` per row of `gamma.len()`.
+    pub fn bias_residual_layer_norm(
+        &self,
+        x: &mut [f32],
+        bias: &[f32],
+        residual: &[f32],
+        gamma: &[f32],
+        beta: &[f32],
+        eps: f32,
+    ) -> Result<()> {
+        let hidden = gamma.len();
+        let rows = check_rows("bias_residual_layer_norm", "x", x.len(), hidden)?;
+        check_len("bias_residual_layer_norm", "residual", residual.len(), x.len())?;
+        for (what, len) in [("bias", bias.len()), ("beta", beta.len())] {
+            check_len("bias_residual_layer_norm", what, len, hidden)?;
+        }
+        let mut x_d = self.upload(x)?;
+        let (bias_d, residual_d, gamma_d, beta_d) =
+            (self.upload(bias)?, self.upload(residual)?, self.upload(gamma)?, self.upload(beta)?);
+        let hidden_i = hidden as i32;
+        let mut launch = self.stream.launch_builder(self.function("bias_residual_layer_norm"));
+        launch.arg(&mut x_d).arg(&bias_d).arg(&residual_d).arg(&gamma_d).arg(&beta_d).arg(&hidden_i).arg(&eps);
+        // SAFETY: as above.
+        unsafe { launch.launch(Self::rows(rows)) }.map_err(cuda)?;
+        x.copy_from_slice(&self.download(&x_d)?);
+        Ok(())
+    }
+
+    /// Each row of `dim` scaled to unit L2 norm.
+    pub fn l2_normalize(&self, x: &mut [f32], dim: usize) -> Result<()> {
+        let rows = check_rows("l2_normalize", "x", x.len(), dim)?;
+        if rows == 0 {
+            return Ok(());
+        }
+        let mut x_d = self.upload(x)?;
+        let dim_i = dim as i32;
+        let mut launch = self.stream.launch_builder(self.function("l2_normalize"));
+        launch.arg(&mut x_d).arg(&dim_i);
+        // SAFETY: as above.
+        unsafe { launch.launch(Self::rows(rows)) }.map_err(cuda)?;
+        x.copy_from_slice(&self.download(&x_d)?);
+        Ok(())
+    }
+
+    /// The rows `keep` of `x` (rows of `dim`), in that order.
+    pub fn gather_rows(&self, x: &[f32], keep: &[u32], dim: usize) -> Result<Vec<f32>> {
+        let rows = check_rows("gather_rows", "x", x.len(), dim)?;
+        if keep.iter().any(|&r| r as usize >= rows) {
+            return Err(Error::Cuda(format!("gather_rows: a kept row is past the {rows} rows")));
+        }
+        if keep.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (x_d, keep_d) = (self.upload(x)?, self.upload(keep)?);
+        let mut out = self.stream.alloc_zeros::<f32>(keep.len() * dim).map_err(cuda)?;
+        let dim_i = dim as i32;
+        let mut launch = self.stream.launch_builder(self.function("gather_rows"));
+        launch.arg(&x_d).arg(&keep_d).arg(&mut out).arg(&dim_i);
+        // SAFETY: as above.
+        unsafe { launch.launch(Self::rows(keep.len())) }.map_err(cuda)?;
+        self.download(&out)
+    }
+
+    /// `x = gelu(x + bias)` (exact GELU) over rows of `bias.len()`.
+    pub fn bias_gelu(&self, x: &mut [f32], bias: &[f32]) -> Result<()> {
+        let rows = check_rows("bias_gelu", "x", x.len(), bias.len())?;
+        if rows == 0 {
+            return Ok(());
+        }
+        let (mut x_d, bias_d) = (self.upload(x)?, self.upload(bias)?);
+        let (rows_i, cols_i) = (rows as i32, bias.len() as i32);
+        let blocks = x.len().div_ceil(256).min(65_535) as u32;
+        let config = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        let mut launch = self.stream.launch_builder(self.function("bias_gelu"));
+        launch.arg(&mut x_d).arg(&bias_d).arg(&rows_i).arg(&cols_i);
+        // SAFETY: as above.
+        unsafe { launch.launch(config) }.map_err(cuda)?;
+        x.copy_from_slice(&self.download(&x_d)?);
+        Ok(())
+    }
+
+    /// Multi-head self-attention over `qkv` `[batch·seq, 3·heads·head_dim]` (q, k, v side by
+    /// side) with `mask` `[batch·seq]` (0: padding): the context `[batch·seq, heads·head_dim]`.
+    pub fn attention(&self, qkv: &[f32], mask: &[u8], batch: usize, heads: usize, head_dim: usize) -> Result<Vec<f32>> {
+        let hidden = heads * head_dim;
+        let rows = check_rows("attention", "qkv", qkv.len(), 3 * hidden)?;
+        check_len("attention", "mask", mask.len(), rows)?;
+        if batch == 0 || !rows.is_multiple_of(batch) || rows / batch > MAX_ATTENTION_SEQ {
+            return Err(Error::Cuda(format!("attention: {rows} rows are not {batch} sequences of at most 512")));
+        }
+        let seq = rows / batch;
+        let (qkv_d, mask_d) = (self.upload(qkv)?, self.upload(mask)?);
+        let mut out = self.stream.alloc_zeros::<f32>(rows * hidden).map_err(cuda)?;
+        let (seq_i, heads_i, head_dim_i) = (seq as i32, heads as i32, head_dim as i32);
+        let config = LaunchConfig {
+            grid_dim: (seq as u32, heads as u32, batch as u32),
+            block_dim: (ROW_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let mut launch = self.stream.launch_builder(self.function("attention"));
+        launch.arg(&qkv_d).arg(&mask_d).arg(&mut out).arg(&seq_i).arg(&heads_i).arg(&head_dim_i);
+        // SAFETY: as above.
+        unsafe { launch.launch(config) }.map_err(cuda)?;
+        self.download(&out)
+    }
+
+    /// MaxSim of `query` `[nq, dim]` against documents whose token rows are concatenated in
+    /// `docs`, document `n` owning rows `offsets[n]..offsets[n + 1]`: one score per document.
+    pub fn maxsim(&self, query: &[f16], docs: &[f16], offsets: &[u32], dim: usize) -> Result<Vec<f32>> {
+        check_rows("maxsim", "query", query.len(), dim)?;
+        let tokens = check_rows("maxsim", "docs", docs.len(), dim)?;
+        if query.len() > MAX_QUERY_VALUES {
+            return Err(Error::Cuda(format!("maxsim: at most {MAX_QUERY_VALUES} query values, got {}", query.len())));
+        }
+        let ordered = offsets.windows(2).all(|w| w[0] <= w[1]);
+        if offsets.first() != Some(&0) || offsets.last() != Some(&(tokens as u32)) || !ordered {
+            return Err(Error::Cuda("maxsim: offsets must rise from 0 to the number of doc tokens".into()));
+        }
+        let documents = offsets.len() - 1;
+        if documents == 0 {
+            return Ok(Vec::new());
+        }
+        let (query_d, offsets_d) = (self.upload(query)?, self.upload(offsets)?);
+        // cudarc will not upload an empty slice: give it one padding token nobody owns.
+        let docs_d = if docs.is_empty() { self.upload(&vec![f16::ZERO; dim])? } else { self.upload(docs)? };
+        let mut scores = self.stream.alloc_zeros::<f32>(documents).map_err(cuda)?;
+        let (nq, dim_i) = ((query.len() / dim) as i32, dim as i32);
+        let config = LaunchConfig { grid_dim: (documents as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        let mut launch = self.stream.launch_builder(self.function("maxsim"));
+        launch.arg(&query_d).arg(&nq).arg(&docs_d).arg(&offsets_d).arg(&dim_i).arg(&mut scores);
+        // SAFETY: as above.
+        unsafe { launch.launch(config) }.map_err(cuda)?;
+        self.download(&scores)
+    }
+
+    /// The shard codec's decode: `centroid[code] + weights[bucket]` per dimension, for every
+    /// token of `codes` with its packed residual bytes.
+    pub fn decode_residuals(
+        &self,
+        codes: &[u32],
+        packed: &[u8],
+        centroids: &[f16],
+        weights: &[f32],
+        dim: usize,
+        nbits: usize,
+    ) -> Result<Vec<f32>> {
+        if ![1, 2, 4].contains(&nbits) || !dim.is_multiple_of(8 / nbits) {
+            return Err(Error::Cuda(format!("decode: nbits {nbits} with dim {dim}")));
+        }
+        let bytes = dim * nbits / 8;
+        check_len("decode_residuals", "packed", packed.len(), codes.len() * bytes)?;
+        check_len("decode_residuals", "weights", weights.len(), dim << nbits)?;
+        let k = check_rows("decode_residuals", "centroids", centroids.len(), dim)?;
+        if codes.iter().any(|&c| c as usize >= k) {
+            return Err(Error::Cuda(format!("decode: a code is past the {k} centroids")));
+        }
+        if codes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (codes_d, packed_d) = (self.upload(codes)?, self.upload(packed)?);
+        let (centroids_d, weights_d) = (self.upload(centroids)?, self.upload(weights)?);
+        let mut out = self.stream.alloc_zeros::<f32>(codes.len() * dim).map_err(cuda)?;
+        let (dim_i, nbits_i) = (dim as i32, nbits as i32);
+        let mut launch = self.stream.launch_builder(self.function("decode_residuals"));
+        launch.arg(&codes_d).arg(&packed_d).arg(&centroids_d).arg(&weights_d).arg(&dim_i).arg(&nbits_i);
+        launch.arg(&mut out);
+        // SAFETY: as above.
+        unsafe { launch.launch(Self::rows(codes.len())) }.map_err(cuda)?;
+        self.download(&out)
+    }
+}
