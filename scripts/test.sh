@@ -12,6 +12,8 @@ export LD_LIBRARY_PATH JACOLBERT_REQUIRE_NVRTC=1
 # First the PyLate parity tests on the portable kernels (the path of CPUs without AVX-512) and
 # on the AVX-512 kernels (the path of CPUs without AMX); where a CPU lacks one, its run repeats
 # a path. Then everything on the fastest kernels this CPU has.
+# The Kubernetes manifests against the API schemas (offline).
+scripts/validate-k8s.sh --quiet
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 JACOLBERT_KERNELS=portable cargo test --workspace --release pylate 2>&1 | tee "$log"

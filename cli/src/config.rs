@@ -156,6 +156,35 @@ mod tests {
         assert_eq!(example::<LocalFile>("local.toml"), LocalFile::default());
     }
 
+    /// The TOML files inside the Kubernetes ConfigMap: each `  NAME.toml: |` block.
+    fn configmap_files() -> Vec<(String, String)> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/k8s/config.yaml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut files: Vec<(String, String)> = Vec::new();
+        for line in text.lines() {
+            if let Some(name) = line.strip_prefix("  ").and_then(|l| l.strip_suffix(": |")) {
+                files.push((name.to_string(), String::new()));
+            } else if let (Some(body), Some((_, file))) = (line.strip_prefix("    "), files.last_mut()) {
+                *file += &format!("{body}\n");
+            }
+        }
+        files
+    }
+
+    #[test]
+    fn the_kubernetes_configs_parse_as_their_roles() {
+        let files = configmap_files();
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["router.toml", "shard.toml", "encoder.toml"]);
+        let router: RouterFile = toml::from_str(&files[0].1).unwrap();
+        assert_eq!(router.shards.len(), 3);
+        assert_eq!(router.listen, "0.0.0.0:50051");
+        let shard: ShardFile = toml::from_str(&files[1].1).unwrap();
+        assert_eq!(shard.data_dir, Path::new("/data"));
+        let encoder: EncoderFile = toml::from_str(&files[2].1).unwrap();
+        assert_eq!(encoder.model.as_deref(), Some("/model"));
+    }
+
     #[test]
     fn missing_keys_keep_defaults_and_unknown_keys_are_refused() {
         let shard: ShardFile = toml::from_str("number = 3\n[index.train]\nnbits = 4\n").unwrap();
