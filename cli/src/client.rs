@@ -294,3 +294,32 @@ mod tests {
         assert_eq!(resume_point("{\"id\":\"a\"}\n", Some(after(text, 2)), "r"), 0);
     }
 }
+
+#[derive(clap::Args)]
+pub struct RebalanceArgs {
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    router: String,
+    /// The new shard: its replicas' addresses, comma-separated (running and empty).
+    #[arg(long)]
+    add_shard: String,
+}
+
+/// `jacolbert rebalance --add-shard ADDR`: the router adds the shard and moves to it the
+/// documents placed there now, while it keeps serving; this waits for the move to end.
+pub fn rebalance(args: RebalanceArgs) -> anyhow::Result<()> {
+    let replicas: Vec<String> = args.add_shard.split(',').map(|a| a.trim().to_string()).collect();
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", args.router))?.connect().await?;
+        let mut admin = proto::v1::admin_client::AdminClient::new(channel);
+        eprintln!("adding shard {replicas:?}; moving its documents (the router logs progress)");
+        let done = admin
+            .add_shard(proto::v1::AddShardRequest { replicas: replicas.clone() })
+            .await
+            .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
+            .into_inner();
+        println!("added shard {} of {}; moved {} documents", done.shard, done.shards, done.moved);
+        println!("add it to the router's config (last, as shard {}):", done.shard);
+        println!("[[shards]]\nreplicas = {replicas:?}");
+        Ok(())
+    })
+}

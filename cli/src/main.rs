@@ -53,6 +53,8 @@ enum Command {
     Search(client::SearchArgs),
     /// Concurrent searches against a running router: QPS, latency percentiles, errors.
     Bench(client::BenchArgs),
+    /// Add a shard to a running cluster and move its documents to it, while it serves.
+    Rebalance(client::RebalanceArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -79,5 +81,6 @@ fn main() -> anyhow::Result<()> {
         Command::Index(args) => client::index(args),
         Command::Search(args) => client::search(args),
         Command::Bench(args) => client::bench(args),
+        Command::Rebalance(args) => client::rebalance(args),
     }
 }

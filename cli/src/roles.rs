@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use encoder_node::model::EncodeOptions;
 use encoder_node::service::{BatchConfig, EncoderService};
+use proto::v1::admin_server::AdminServer;
 use proto::v1::encoder_server::EncoderServer;
 use proto::v1::search_server::SearchServer;
 use proto::v1::shard_server::ShardServer;
@@ -83,7 +84,8 @@ pub fn shard_routes(shard: Shard, number: u32, dim: usize) -> (Routes, ShardServ
 /// The router's gRPC routes, and its metrics.
 pub fn router_routes(router: Router) -> (Routes, metrics::Extra) {
     let extra = metrics::router(router.counters());
-    (Routes::new(SearchServer::new(router)), extra)
+    let router = Arc::new(router);
+    (Routes::new(SearchServer::from_arc(router.clone())).add_service(AdminServer::from_arc(router)), extra)
 }
 
 /// Serves the metrics endpoint when an address is configured.

@@ -11,6 +11,10 @@ pub enum Error {
     Deadline(String),
     #[error("bad address {address:?}: {reason}")]
     Address { address: String, reason: String },
+    /// The cluster is not in a state that allows it (a move already under way, a new shard
+    /// that is not empty).
+    #[error("{0}")]
+    Precondition(String),
     /// A node's own error, passed on as it came.
     #[error("{0}")]
     Upstream(#[from] tonic::Status),
@@ -23,6 +27,7 @@ impl From<Error> for tonic::Status {
             Error::Unavailable(m) => tonic::Status::unavailable(m),
             Error::Deadline(m) => tonic::Status::deadline_exceeded(format!("the deadline passed {m}")),
             e @ Error::Address { .. } => tonic::Status::internal(e.to_string()),
+            Error::Precondition(m) => tonic::Status::failed_precondition(m),
             Error::Upstream(s) => s,
         }
     }

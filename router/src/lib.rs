@@ -6,6 +6,7 @@
 mod error;
 mod merge;
 pub mod placement;
+mod rebalance;
 mod service;
 
 pub use error::Error;

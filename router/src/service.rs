@@ -48,16 +48,33 @@ impl Default for RouterConfig {
 }
 
 /// One shard's replicas, read round robin.
-struct Replicas {
-    addresses: Vec<String>,
-    clients: Vec<ShardClient<Channel>>,
-    next: AtomicUsize,
+pub(crate) struct Replicas {
+    pub(crate) addresses: Vec<String>,
+    pub(crate) clients: Vec<ShardClient<Channel>>,
+    pub(crate) next: AtomicUsize,
 }
+
+impl Replicas {
+    pub(crate) fn connect(addresses: &[String]) -> Result<Replicas, Error> {
+        let clients = addresses.iter().map(|a| channel(a).map(ShardClient::new)).collect::<Result<_, _>>()?;
+        Ok(Replicas { addresses: addresses.to_vec(), clients, next: AtomicUsize::new(0) })
+    }
+}
+
+/// The shards in placement order; replaced whole (never edited) when a shard is added.
+pub(crate) type ShardMap = Arc<Vec<Arc<Replicas>>>;
 
 pub struct Router {
     encoders: Vec<EncoderClient<Channel>>,
     next_encoder: AtomicUsize,
-    shards: Vec<Replicas>,
+    pub(crate) shards: std::sync::RwLock<ShardMap>,
+    /// While documents move to an added shard: the shard count before it (0 otherwise).
+    /// Reads and writes then also look where a document used to be placed.
+    pub(crate) moving_from: AtomicUsize,
+    /// One AddShard at a time.
+    pub(crate) adding: tokio::sync::Mutex<()>,
+    /// Client writes hold it shared; a batch of the move holds it alone.
+    pub(crate) write_fence: tokio::sync::RwLock<()>,
     config: RouterConfig,
     in_flight: Arc<tokio::sync::Semaphore>,
     counters: Arc<Counters>,
@@ -95,16 +112,34 @@ impl Router {
             return Err(Error::BadInput("a router needs an encoder and at least one replica per shard".into()));
         }
         let encoders = encoders.iter().map(|a| channel(a).map(EncoderClient::new)).collect::<Result<_, _>>()?;
-        let shards = shards
-            .iter()
-            .map(|addresses| {
-                let clients = addresses.iter().map(|a| channel(a).map(ShardClient::new)).collect::<Result<_, _>>()?;
-                Ok(Replicas { addresses: addresses.clone(), clients, next: AtomicUsize::new(0) })
-            })
-            .collect::<Result<_, Error>>()?;
+        let shards = shards.iter().map(|a| Replicas::connect(a).map(Arc::new)).collect::<Result<_, Error>>()?;
+        let shards = std::sync::RwLock::new(Arc::new(shards));
         let in_flight = Arc::new(tokio::sync::Semaphore::new(config.max_concurrent.max(1)));
         let counters = Arc::default();
-        Ok(Router { encoders, next_encoder: AtomicUsize::new(0), shards, config, in_flight, counters })
+        let moving_from = AtomicUsize::new(0);
+        Ok(Router {
+            encoders,
+            next_encoder: AtomicUsize::new(0),
+            shards,
+            moving_from,
+            adding: Default::default(),
+            write_fence: Default::default(),
+            config,
+            in_flight,
+            counters,
+        })
+    }
+
+    /// The shard map now.
+    pub(crate) fn shard_map(&self) -> ShardMap {
+        self.shards.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Where `id` was placed before the shard being filled was added, when that differs from
+    /// where it is placed now.
+    fn old_home(&self, id: &str, shards: usize) -> Option<usize> {
+        let before = self.moving_from.load(Ordering::Acquire);
+        (before > 0).then(|| shard_of(id, before)).filter(|&old| old != shard_of(id, shards))
     }
 
     /// The router's counters, shared: they keep counting after the router is served.
@@ -179,9 +214,10 @@ impl Router {
     /// `items` grouped by the shard their id places them on: (shard, its items), shards with
     /// none left out.
     fn by_shard<T>(&self, items: impl IntoIterator<Item = T>, id: impl Fn(&T) -> &str) -> Vec<(usize, Vec<T>)> {
-        let mut groups: Vec<Vec<T>> = (0..self.shards.len()).map(|_| Vec::new()).collect();
+        let shards = self.shard_map().len();
+        let mut groups: Vec<Vec<T>> = (0..shards).map(|_| Vec::new()).collect();
         for item in items {
-            groups[shard_of(id(&item), self.shards.len())].push(item);
+            groups[shard_of(id(&item), shards)].push(item);
         }
         groups.into_iter().enumerate().filter(|(_, g)| !g.is_empty()).collect()
     }
@@ -198,7 +234,7 @@ impl Router {
     }
 
     /// One search under `deadline` (see the module docs).
-    #[tracing::instrument(name = "router.search", skip_all, err(Display, level = "info"), fields(k = r.k as i64, shards = self.shards.len() as i64,
+    #[tracing::instrument(name = "router.search", skip_all, err(Display, level = "info"), fields(k = r.k as i64, shards = tracing::field::Empty,
         partial = tracing::field::Empty, timed_out = tracing::field::Empty, hits = tracing::field::Empty))]
     async fn search_one(&self, r: SearchRequest, deadline: Instant) -> Result<SearchResponse, Status> {
         let started = Instant::now();
@@ -220,8 +256,10 @@ impl Router {
         let margin = (remaining(deadline) / 10).min(Duration::from_millis(50));
         let deadline = deadline.checked_sub(margin).unwrap_or(deadline);
         let shard_request = ShardSearchRequest { query, k: r.k, filter_ids: r.filter_ids, params: r.params };
+        let shards = self.shard_map();
+        tracing::Span::current().record("shards", shards.len() as i64);
         let mut set = JoinSet::new();
-        for (s, replicas) in self.shards.iter().enumerate() {
+        for (s, replicas) in shards.iter().enumerate() {
             let first = replicas.next.fetch_add(1, Ordering::Relaxed);
             let (clients, addresses) = (replicas.clients.clone(), replicas.addresses.clone());
             let span = tracing::info_span!("router.shard", shard = s as i64, replicas = clients.len() as i64);
@@ -252,7 +290,7 @@ impl Router {
             }
         }
         failures.sort_by_key(|f| f.shard);
-        let total = self.shards.len() as u32;
+        let total = shards.len() as u32;
         if !failures.is_empty() && !r.allow_partial.unwrap_or(true) {
             let what: Vec<String> =
                 failures.iter().map(|f| format!("shard {} ({}): {}", f.shard, f.code, f.message)).collect();
@@ -280,14 +318,14 @@ impl Router {
     }
 
     /// Sends `request(s)` to every replica of shard `s`; all must succeed.
-    async fn write_shard<R: Clone + Send + 'static, T: Send + 'static>(
+    pub(crate) async fn write_shard<R: Clone + Send + 'static, T: Send + 'static>(
         &self,
         s: usize,
         request: R,
         deadline: Instant,
         call: fn(ShardClient<Channel>, R) -> futures_call::BoxCall<T>,
     ) -> Result<T, Error> {
-        let replicas = &self.shards[s];
+        let replicas = self.shard_map()[s].clone();
         let mut set = JoinSet::new();
         for (r, client) in replicas.clients.iter().enumerate() {
             let (client, request) = (client.clone(), request.clone());
@@ -384,7 +422,7 @@ impl Search for Router {
     async fn stats(&self, request: Request<ClusterStatsRequest>) -> Result<Response<ClusterStats>, Status> {
         let deadline = self.deadline(&request);
         let mut out = ClusterStats::default();
-        for replicas in &self.shards {
+        for replicas in self.shard_map().iter() {
             let mut answer = None;
             for client in &replicas.clients {
                 let mut client = client.clone();
@@ -413,6 +451,8 @@ impl Search for Router {
             return Err(Error::BadInput(format!("document ids are 1 to 512 bytes, got {:?}", d.id)).into());
         }
         let vectors = self.encode(docs.iter().map(|d| d.text.clone()).collect(), false, deadline).await?;
+        let ids: Vec<String> = docs.iter().map(|d| d.id.clone()).collect();
+        let _fence = self.write_fence.read().await;
         let (mut written, mut replaced) = (0, 0);
         for (s, pairs) in self.by_shard(docs.into_iter().zip(vectors), |(doc, _)| &doc.id) {
             let documents =
@@ -425,6 +465,8 @@ impl Search for Router {
             written += done.written;
             replaced += done.replaced;
         }
+        // Mid-move, an older copy may still sit where the document used to be placed.
+        replaced += self.delete_old_copies(ids, deadline).await?;
         Ok(Response::new(UpsertResponse { written, replaced }))
     }
 
@@ -434,14 +476,10 @@ impl Search for Router {
         if ids.len() > self.config.max_batch {
             return Err(Error::BadInput(format!("a delete names at most {} ids", self.config.max_batch)).into());
         }
-        let mut deleted = 0;
+        let _fence = self.write_fence.read().await;
+        let mut deleted = self.delete_old_copies(ids.clone(), deadline).await?;
         for (s, ids) in self.by_shard(ids, String::as_str) {
-            let done = self
-                .write_shard(s, DeleteRequest { ids }, deadline, |mut c, r| {
-                    Box::pin(async move { c.delete(proto::trace::traced(r)).await.map(Response::into_inner) })
-                })
-                .await?;
-            deleted += done.deleted;
+            deleted += self.delete_on(s, ids, deadline).await?;
         }
         Ok(Response::new(DeleteResponse { deleted }))
     }
@@ -449,17 +487,57 @@ impl Search for Router {
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
         let deadline = self.deadline(&request);
         let id = request.into_inner().id;
-        let replicas = &self.shards[shard_of(&id, self.shards.len())];
+        let shards = self.shard_map();
+        let found = self.get_from(&shards[shard_of(&id, shards.len())], &id, deadline).await;
+        match (found, self.old_home(&id, shards.len())) {
+            // Not moved yet: still where it was.
+            (Err(status), Some(old)) if status.code() == Code::NotFound => {
+                Ok(Response::new(self.get_from(&shards[old], &id, deadline).await?))
+            }
+            (found, _) => Ok(Response::new(found?)),
+        }
+    }
+}
+
+impl Router {
+    async fn get_from(&self, replicas: &Replicas, id: &str, deadline: Instant) -> Result<GetResponse, Status> {
         let first = replicas.next.fetch_add(1, Ordering::Relaxed);
         let read = read_replicas(&replicas.clients, first, deadline, &self.counters, |mut c| {
-            let request = GetRequest { id: id.clone() };
+            let request = GetRequest { id: id.to_string() };
             async move { c.get(proto::trace::traced(request)).await }
         });
         match read.await {
-            Ok(response) => Ok(Response::new(response)),
+            Ok(response) => Ok(response),
             Err((_, Some(status))) => Err(status),
             Err((_, None)) => Err(Error::Deadline(format!("reading {id:?}")).into()),
         }
+    }
+
+    /// Mid-move: deletes `ids` where they used to be placed (where that is not where they
+    /// are placed now), returning how many were there.
+    async fn delete_old_copies(&self, ids: Vec<String>, deadline: Instant) -> Result<u32, Error> {
+        let shards = self.shard_map().len();
+        let mut by_old: Vec<Vec<String>> = vec![Vec::new(); shards];
+        for id in ids {
+            if let Some(old) = self.old_home(&id, shards) {
+                by_old[old].push(id);
+            }
+        }
+        let mut deleted = 0;
+        for (s, ids) in by_old.into_iter().enumerate().filter(|(_, ids)| !ids.is_empty()) {
+            deleted += self.delete_on(s, ids, deadline).await?;
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes `ids` on every replica of shard `s`.
+    pub(crate) async fn delete_on(&self, s: usize, ids: Vec<String>, deadline: Instant) -> Result<u32, Error> {
+        let done = self
+            .write_shard(s, DeleteRequest { ids }, deadline, |mut c, r| {
+                Box::pin(async move { c.delete(proto::trace::traced(r)).await.map(Response::into_inner) })
+            })
+            .await?;
+        Ok(done.deleted)
     }
 }
 

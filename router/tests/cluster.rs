@@ -231,6 +231,18 @@ impl proto::v1::shard_server::Shard for Stalled {
     ) -> Result<tonic::Response<proto::v1::ShardStats>, tonic::Status> {
         Err(tonic::Status::unimplemented("stalled"))
     }
+    async fn list(
+        &self,
+        _: tonic::Request<proto::v1::ListRequest>,
+    ) -> Result<tonic::Response<proto::v1::ListResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("stalled"))
+    }
+    async fn export(
+        &self,
+        _: tonic::Request<proto::v1::ExportRequest>,
+    ) -> Result<tonic::Response<proto::v1::ExportResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("stalled"))
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -5,8 +5,9 @@ use std::sync::{Arc, RwLock};
 
 use proto::v1::shard_server::Shard as ShardRpc;
 use proto::v1::{
-    DeleteRequest, DeleteResponse, Document as WireDocument, GetRequest, GetResponse, Hit, ShardSearchRequest,
-    ShardSearchResponse, ShardStats, ShardUpsertRequest, StatsRequest, UpsertResponse,
+    DeleteRequest, DeleteResponse, Document as WireDocument, Dtype, EncodedDocument, ExportRequest, ExportResponse,
+    GetRequest, GetResponse, Hit, ListRequest, ListResponse, ShardSearchRequest, ShardSearchResponse, ShardStats,
+    ShardUpsertRequest, StatsRequest, UpsertResponse,
 };
 use proto::Matrix;
 use tonic::{Request, Response, Status};
@@ -151,6 +152,44 @@ impl ShardRpc for ShardService {
         let doc = self.read(move |shard| shard.get(&id)).await?;
         let document = WireDocument { id: doc.id, text: doc.text, metadata: doc.metadata };
         Ok(Response::new(GetResponse { document: Some(document) }))
+    }
+
+    async fn list(&self, request: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
+        let ListRequest { after, limit } = request.into_inner();
+        if limit == 0 || limit as usize > MAX_BATCH {
+            return Err(Status::invalid_argument(format!("limit must be in 1..={MAX_BATCH}, got {limit}")));
+        }
+        let ids = self.read(move |shard| shard.list(&after, limit as usize)).await?;
+        Ok(Response::new(ListResponse { ids }))
+    }
+
+    async fn export(&self, request: Request<ExportRequest>) -> Result<Response<ExportResponse>, Status> {
+        let ids = request.into_inner().ids;
+        if ids.len() > MAX_BATCH {
+            return Err(Status::invalid_argument(format!("at most {MAX_BATCH} ids, got {}", ids.len())));
+        }
+        let dim = self.dim;
+        let found = self
+            .read(move |shard| {
+                let mut found = Vec::with_capacity(ids.len());
+                for id in &ids {
+                    match shard.export(id) {
+                        Ok(doc) => found.push(doc),
+                        Err(Error::NotFound(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(found)
+            })
+            .await?;
+        let documents = found
+            .into_iter()
+            .map(|(doc, values)| EncodedDocument {
+                document: Some(WireDocument { id: doc.id, text: doc.text, metadata: doc.metadata }),
+                vectors: Some(Matrix { rows: values.len() / dim, dim, values }.to_tensor(Dtype::F32)),
+            })
+            .collect();
+        Ok(Response::new(ExportResponse { documents }))
     }
 
     async fn stats(&self, _: Request<StatsRequest>) -> Result<Response<ShardStats>, Status> {

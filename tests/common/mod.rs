@@ -130,6 +130,17 @@ impl Cluster {
         start(&self.dir, "shard", &name, &config, &self.shard_addresses[shard][replica], &self.metrics[&name])
     }
 
+    /// Starts one more shard process, which the router does not know of yet (for AddShard);
+    /// returns its address.
+    pub fn start_unlisted_shard(&mut self) -> String {
+        let s = self.shard_addresses.len();
+        self.shard_addresses.push(vec![free_address()]);
+        self.metrics.insert(format!("shard-{s}-0"), free_address());
+        let node = self.start_shard(s, 0);
+        self.shards.push(vec![Some(node)]);
+        self.shard_addresses[s][0].clone()
+    }
+
     pub async fn client(&self) -> SearchClient<Channel> {
         SearchClient::connect(format!("http://{}", self.router)).await.unwrap()
     }

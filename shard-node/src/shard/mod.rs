@@ -295,6 +295,26 @@ impl Shard {
         self.store.get(id)?.map(|(_, d)| d).ok_or_else(|| Error::NotFound(id.to_string()))
     }
 
+    /// Up to `limit` document ids after `after`, in id order.
+    pub fn list(&self, after: &str, limit: usize) -> Result<Vec<String>> {
+        self.store.ids_after(after, limit)
+    }
+
+    /// A document and its vectors `[n, dim]` as stored: raw before training, decoded after
+    /// (what another shard's upsert takes).
+    pub fn export(&self, id: &str) -> Result<(Document, Vec<f32>)> {
+        let (internal, doc) = self.store.get(id)?.ok_or_else(|| Error::NotFound(id.to_string()))?;
+        let vectors = match self.store.tokens(internal)? {
+            Some(Tokens::Raw(v)) => v,
+            Some(Tokens::Encoded { codec: g, codes, residuals }) => match &self.state {
+                State::Ready { index, generation } if *generation == g => decode_all(index.codec(), &codes, &residuals),
+                _ => decode_all(&self.store.codec(g)?, &codes, &residuals),
+            },
+            None => return Err(Error::NotFound(id.to_string())),
+        };
+        Ok((doc, vectors))
+    }
+
     fn check_search(&self, query: &[f32], k: usize) -> Result<()> {
         if k == 0 || k > MAX_K {
             return Err(Error::BadInput(format!("k must be in 1..={MAX_K}, not {k}")));

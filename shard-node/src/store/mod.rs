@@ -243,6 +243,17 @@ impl Store {
         Ok(Some((id, Document { id: external.to_string(), text, metadata })))
     }
 
+    /// Up to `limit` external ids after `after` (exclusive), in id order.
+    pub fn ids_after(&self, after: &str, limit: usize) -> Result<Vec<String>> {
+        let start = std::ops::Bound::Excluded(after.as_bytes());
+        self.docs
+            .range::<&[u8], _>((start, std::ops::Bound::Unbounded))
+            .keys()
+            .take(limit)
+            .map(|k| Ok(String::from_utf8_lossy(&k?).into_owned()))
+            .collect()
+    }
+
     /// The external id of an internal one.
     pub fn external_id(&self, id: u32) -> Result<Option<String>> {
         Ok(self.ids.get(key(id))?.map(|v| String::from_utf8_lossy(&v).into_owned()))
