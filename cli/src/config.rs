@@ -75,6 +75,7 @@ pub struct RouterFile {
     /// In shard order: placement sends a document to `shards[jump_hash(id)]`.
     pub shards: Vec<ShardEntry>,
     pub limits: RouterConfig,
+    pub auth: router::auth::AuthConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -91,6 +92,7 @@ impl Default for RouterFile {
             encoders: vec!["127.0.0.1:50052".into()],
             shards: vec![ShardEntry { replicas: vec!["127.0.0.1:50053".into()] }],
             limits: RouterConfig::default(),
+            auth: Default::default(),
         }
     }
 }

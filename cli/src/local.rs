@@ -59,8 +59,10 @@ pub async fn start(model: Arc<ColbertModel>, config: &LocalFile) -> anyhow::Resu
         addresses.push(vec![serve(routes, SHARD, &next(2 + s as u16)).await?]);
         shards.push((s as u32, service));
     }
-    let (routes, router_metrics) =
-        router_routes(Router::new(std::slice::from_ref(&encoder), &addresses, config.limits.clone())?);
+    let (routes, router_metrics) = router_routes(
+        Router::new(std::slice::from_ref(&encoder), &addresses, config.limits.clone())?,
+        Default::default(),
+    );
     let address = serve(routes, SEARCH, &config.listen).await?;
     let extra = vec![router_metrics, encoder_metrics, metrics::shards(shards)];
     serve_metrics(config.metrics_addr.as_deref(), extra).await?;

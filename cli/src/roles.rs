@@ -82,10 +82,12 @@ pub fn shard_routes(shard: Shard, number: u32, dim: usize) -> (Routes, ShardServ
 }
 
 /// The router's gRPC routes, and its metrics.
-pub fn router_routes(router: Router) -> (Routes, metrics::Extra) {
+pub fn router_routes(router: Router, auth: router::auth::AuthConfig) -> (Routes, metrics::Extra) {
     let extra = metrics::router(router.counters());
     let router = Arc::new(router);
-    (Routes::new(SearchServer::from_arc(router.clone())).add_service(AdminServer::from_arc(router)), extra)
+    let search = tower::Layer::layer(&router::auth::layer(auth.clone()), SearchServer::from_arc(router.clone()));
+    let admin = tower::Layer::layer(&router::auth::layer(auth), AdminServer::from_arc(router));
+    (Routes::new(search).add_service(admin), extra)
 }
 
 /// Serves the metrics endpoint when an address is configured.
@@ -215,7 +217,7 @@ pub fn router(args: RouterArgs) -> anyhow::Result<()> {
     }
     let shards: Vec<Vec<String>> = file.shards.into_iter().map(|s| s.replicas).collect();
     tokio::runtime::Runtime::new()?.block_on(async {
-        let (routes, extra) = router_routes(Router::new(&file.encoders, &shards, file.limits)?);
+        let (routes, extra) = router_routes(Router::new(&file.encoders, &shards, file.limits)?, file.auth);
         let address = serve(routes, SEARCH, &file.listen).await?;
         serve_metrics(file.metrics_addr.as_deref(), vec![extra]).await?;
         until_ctrl_c("router", &address).await

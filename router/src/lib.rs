@@ -3,6 +3,7 @@
 //! another replica when one is unavailable, and merges the top-k; writes go to every replica of
 //! the shard that placement names. DESIGN.md §2.
 
+pub mod auth;
 mod error;
 mod merge;
 pub mod placement;

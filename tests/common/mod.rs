@@ -88,6 +88,11 @@ impl Cluster {
     /// Starts an encoder, `shards` × `replicas` shard processes (each with `[index]` table
     /// `index`, in TOML) and the router, each from a TOML config file under `dir`.
     pub fn start(dir: &Path, shards: usize, replicas: usize, index: &str) -> Cluster {
+        Cluster::start_with(dir, shards, replicas, index, "")
+    }
+
+    /// As `start`, with `router` (TOML tables) added to the router's config.
+    pub fn start_with(dir: &Path, shards: usize, replicas: usize, index: &str, router: &str) -> Cluster {
         let model = fixtures().join("models/tiny-lexical");
         let encoder_address = free_address();
         let mut metrics: HashMap<String, String> = HashMap::new();
@@ -106,6 +111,7 @@ impl Cluster {
         for replicas in &shard_addresses {
             router_config += &format!("[[shards]]\nreplicas = {replicas:?}\n");
         }
+        router_config += router;
         let mut cluster = Cluster {
             dir: dir.to_path_buf(),
             router: free_address(),
