@@ -12,11 +12,60 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use shard_node::shard::ShardConfig;
 
+/// `[tls]`: this node's certificate and key (PEM), and the CA (PEM) that peers' certificates
+/// must chain to. Servers use all three; the router also uses them to call the nodes.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+    /// Whether callers must present a certificate signed by `ca` (mutual TLS). Keep it on
+    /// between nodes; the router's public port may turn it off and rely on API keys.
+    #[serde(default = "required")]
+    pub require_client_cert: bool,
+}
+
+fn required() -> bool {
+    true
+}
+
+/// `development` (the default) starts with whatever is configured; `production` refuses to
+/// start without TLS (and, at the router, API keys).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    #[default]
+    Development,
+    Production,
+}
+
+impl Profile {
+    /// In production, what a node must have configured.
+    pub fn check(self, role: &str, tls: Option<&TlsFile>, keys: bool) -> anyhow::Result<()> {
+        if self == Profile::Production {
+            anyhow::ensure!(tls.is_some(), "the production profile needs TLS: set [tls] in the {role}'s config");
+            anyhow::ensure!(keys, "the production profile needs API keys: set [auth] in the router's config");
+        }
+        Ok(())
+    }
+}
+
+/// Default message limits: encoders and shards pass batches of documents' vectors; the
+/// router's clients send texts.
+pub const NODE_MESSAGE: usize = 256 << 20;
+pub const ROUTER_MESSAGE: usize = 32 << 20;
+
 /// `jacolbert encoder`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EncoderFile {
+    pub profile: Profile,
     pub listen: String,
+    /// Largest request or response message, in bytes.
+    pub max_message_bytes: usize,
+    /// Requests per second this node takes before it answers RESOURCE_EXHAUSTED (0: no limit).
+    pub max_requests_per_second: u32,
     /// Where to serve Prometheus metrics (`/metrics`); none by default.
     pub metrics_addr: Option<String>,
     /// Model directory, or a Hugging Face id present in the local HF cache (no default).
@@ -26,17 +75,22 @@ pub struct EncoderFile {
     /// Where `Score` runs MaxSim: `auto` (GPU 0 if usable, else the CPU), `cpu`, `cuda:N`.
     pub device: String,
     pub batching: BatchConfig,
+    pub tls: Option<TlsFile>,
 }
 
 impl Default for EncoderFile {
     fn default() -> Self {
         EncoderFile {
+            profile: Profile::Development,
             listen: "127.0.0.1:50052".into(),
+            max_message_bytes: NODE_MESSAGE,
+            max_requests_per_second: 0,
             metrics_addr: None,
             model: None,
             mecab_dic: None,
             device: "auto".into(),
             batching: BatchConfig::default(),
+            tls: None,
         }
     }
 }
@@ -45,22 +99,32 @@ impl Default for EncoderFile {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ShardFile {
+    pub profile: Profile,
     pub listen: String,
+    /// Largest request or response message, in bytes.
+    pub max_message_bytes: usize,
+    /// Requests per second this node takes before it answers RESOURCE_EXHAUSTED (0: no limit).
+    pub max_requests_per_second: u32,
     pub metrics_addr: Option<String>,
     pub data_dir: PathBuf,
     /// This shard's number in the router's list, reported in hits.
     pub number: u32,
     pub index: ShardConfig,
+    pub tls: Option<TlsFile>,
 }
 
 impl Default for ShardFile {
     fn default() -> Self {
         ShardFile {
+            profile: Profile::Development,
             listen: "127.0.0.1:50053".into(),
+            max_message_bytes: NODE_MESSAGE,
+            max_requests_per_second: 0,
             metrics_addr: None,
             data_dir: "data/shard-0".into(),
             number: 0,
             index: ShardConfig::default(),
+            tls: None,
         }
     }
 }
@@ -69,13 +133,19 @@ impl Default for ShardFile {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RouterFile {
+    pub profile: Profile,
     pub listen: String,
+    /// Largest request or response message, in bytes.
+    pub max_message_bytes: usize,
+    /// Requests per second this node takes before it answers RESOURCE_EXHAUSTED (0: no limit).
+    pub max_requests_per_second: u32,
     pub metrics_addr: Option<String>,
     pub encoders: Vec<String>,
     /// In shard order: placement sends a document to `shards[jump_hash(id)]`.
     pub shards: Vec<ShardEntry>,
     pub limits: RouterConfig,
     pub auth: router::auth::AuthConfig,
+    pub tls: Option<TlsFile>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -87,12 +157,16 @@ pub struct ShardEntry {
 impl Default for RouterFile {
     fn default() -> Self {
         RouterFile {
+            profile: Profile::Development,
             listen: "127.0.0.1:50051".into(),
+            max_message_bytes: ROUTER_MESSAGE,
+            max_requests_per_second: 0,
             metrics_addr: None,
             encoders: vec!["127.0.0.1:50052".into()],
             shards: vec![ShardEntry { replicas: vec!["127.0.0.1:50053".into()] }],
             limits: RouterConfig::default(),
             auth: Default::default(),
+            tls: None,
         }
     }
 }

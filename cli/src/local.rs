@@ -10,7 +10,7 @@ use anyhow::Context;
 use encoder_node::model::{ColbertModel, EncodeOptions};
 use router::Router;
 
-use crate::config::{self, LocalFile};
+use crate::config::{self, LocalFile, NODE_MESSAGE, ROUTER_MESSAGE};
 use crate::metrics;
 use crate::model_args::ModelArgs;
 use crate::roles::{
@@ -49,21 +49,22 @@ pub async fn start(model: Arc<ColbertModel>, config: &LocalFile) -> anyhow::Resu
     let listen: SocketAddr = config.listen.parse().with_context(|| format!("listen address {:?}", config.listen))?;
     let next = |i: u16| SocketAddr::new(listen.ip(), listen.port() + i).to_string();
     let dim = model.dim();
-    let (routes, encoder_metrics) = encoder_routes(model, config.batching, &config.device)?;
-    let encoder = serve(routes, ENCODER, &next(1)).await?;
+    let (routes, encoder_metrics) = encoder_routes(model, config.batching, &config.device, NODE_MESSAGE)?;
+    let encoder = serve(routes, ENCODER, &next(1), None, 0).await?;
     let (mut addresses, mut shards) = (Vec::new(), Vec::new());
     for s in 0..config.shards {
         let index = shard_node::shard::ShardConfig { dim, ..config.index.clone() };
         let shard = open_shard(config.data_dir.join(format!("shard-{s}")), index).await?;
-        let (routes, service) = shard_routes(shard, s as u32, dim);
-        addresses.push(vec![serve(routes, SHARD, &next(2 + s as u16)).await?]);
+        let (routes, service) = shard_routes(shard, s as u32, dim, NODE_MESSAGE);
+        addresses.push(vec![serve(routes, SHARD, &next(2 + s as u16), None, 0).await?]);
         shards.push((s as u32, service));
     }
     let (routes, router_metrics) = router_routes(
         Router::new(std::slice::from_ref(&encoder), &addresses, config.limits.clone())?,
         Default::default(),
+        ROUTER_MESSAGE,
     );
-    let address = serve(routes, SEARCH, &config.listen).await?;
+    let address = serve(routes, SEARCH, &config.listen, None, 0).await?;
     let extra = vec![router_metrics, encoder_metrics, metrics::shards(shards)];
     serve_metrics(config.metrics_addr.as_deref(), extra).await?;
     tracing::info!(router = %address, encoder = %encoder, shards = ?addresses, data = %config.data_dir.display(), "local cluster is up");

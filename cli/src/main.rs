@@ -3,17 +3,20 @@
 
 mod bench_encoder;
 mod bench_tokenizer;
+mod certs;
 mod client;
 mod config;
 mod encode;
 mod eval_jsquad;
 mod jsquad;
+mod limits;
 mod local;
 mod metrics;
 mod model_args;
 mod roles;
 mod shard_bench;
 mod telemetry;
+mod tls;
 mod tokenize;
 
 use clap::{Parser, Subcommand};
@@ -53,6 +56,8 @@ enum Command {
     Search(client::SearchArgs),
     /// Concurrent searches against a running router: QPS, latency percentiles, errors.
     Bench(client::BenchArgs),
+    /// Make a development CA and a node certificate for TLS between nodes.
+    Certs(certs::Args),
     /// Add a shard to a running cluster and move its documents to it, while it serves.
     Rebalance(client::RebalanceArgs),
 }
@@ -82,5 +87,6 @@ fn main() -> anyhow::Result<()> {
         Command::Search(args) => client::search(args),
         Command::Bench(args) => client::bench(args),
         Command::Rebalance(args) => client::rebalance(args),
+        Command::Certs(args) => certs::run(args),
     }
 }

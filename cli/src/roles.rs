@@ -16,7 +16,7 @@ use router::Router;
 use shard_node::service::ShardService;
 use shard_node::shard::{Shard, ShardConfig};
 use tonic::service::Routes;
-use tonic::transport::Server;
+use tonic::transport::{Server, ServerTlsConfig};
 
 use crate::config::{self, EncoderFile, RouterFile, ShardFile};
 use crate::metrics;
@@ -27,12 +27,16 @@ pub const ENCODER: &str = "jacolbert.v1.Encoder";
 pub const SHARD: &str = "jacolbert.v1.Shard";
 pub const SEARCH: &str = "jacolbert.v1.Search";
 
-/// Most bytes one message may carry (a batch of encoded documents).
-const MAX_MESSAGE: usize = 256 << 20;
-
-/// Serves `routes` on `address` in the background, with the standard gRPC health service
-/// (reporting `service` as serving) and server reflection; returns the address.
-pub async fn serve(routes: Routes, service: &str, address: &str) -> anyhow::Result<String> {
+/// Serves `routes` on `address` in the background (over TLS when `tls` is given), with the
+/// standard gRPC health service (reporting `service` as serving) and server reflection;
+/// returns the address.
+pub async fn serve(
+    routes: Routes,
+    service: &str,
+    address: &str,
+    tls: Option<ServerTlsConfig>,
+    max_requests_per_second: u32,
+) -> anyhow::Result<String> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_service_status(service, tonic_health::ServingStatus::Serving).await;
     health.set_service_status("", tonic_health::ServingStatus::Serving).await;
@@ -48,10 +52,15 @@ pub async fn serve(routes: Routes, service: &str, address: &str) -> anyhow::Resu
             let _ = s.set_nodelay(true);
         })
     });
+    let mut server = Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(tls)?;
+    }
     tokio::spawn(async move {
-        if let Err(e) = Server::builder()
+        if let Err(e) = server
             .trace_fn(proto::trace::server_span)
             .layer(crate::metrics::layer())
+            .layer(crate::limits::layer(max_requests_per_second))
             .add_routes(routes)
             .serve_with_incoming(incoming)
             .await
@@ -67,25 +76,33 @@ pub fn encoder_routes(
     model: Arc<encoder_node::model::ColbertModel>,
     batching: BatchConfig,
     device: &str,
+    max_message: usize,
 ) -> anyhow::Result<(Routes, metrics::Extra)> {
     let (backend, chosen) = kernels::cuda::select(device)?;
     tracing::info!(device = %chosen, "encoder scoring device");
     let service = EncoderService::start(model, batching).scoring_on(backend);
     let extra = metrics::encoder(service.metrics());
-    Ok((Routes::new(EncoderServer::new(service).max_encoding_message_size(MAX_MESSAGE)), extra))
+    let server =
+        EncoderServer::new(service).max_encoding_message_size(max_message).max_decoding_message_size(max_message);
+    Ok((Routes::new(server), extra))
 }
 
 /// A shard's gRPC routes, and the service again (for its metrics).
-pub fn shard_routes(shard: Shard, number: u32, dim: usize) -> (Routes, ShardService) {
+pub fn shard_routes(shard: Shard, number: u32, dim: usize, max_message: usize) -> (Routes, ShardService) {
     let service = ShardService::new(shard, number, dim);
-    (Routes::new(ShardServer::new(service.clone()).max_decoding_message_size(MAX_MESSAGE)), service)
+    let server =
+        ShardServer::new(service.clone()).max_decoding_message_size(max_message).max_encoding_message_size(max_message);
+    (Routes::new(server), service)
 }
 
 /// The router's gRPC routes, and its metrics.
-pub fn router_routes(router: Router, auth: router::auth::AuthConfig) -> (Routes, metrics::Extra) {
+pub fn router_routes(router: Router, auth: router::auth::AuthConfig, max_message: usize) -> (Routes, metrics::Extra) {
     let extra = metrics::router(router.counters());
     let router = Arc::new(router);
-    let search = tower::Layer::layer(&router::auth::layer(auth.clone()), SearchServer::from_arc(router.clone()));
+    let search = SearchServer::from_arc(router.clone())
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message);
+    let search = tower::Layer::layer(&router::auth::layer(auth.clone()), search);
     let admin = tower::Layer::layer(&router::auth::layer(auth), AdminServer::from_arc(router));
     (Routes::new(search).add_service(admin), extra)
 }
@@ -148,14 +165,16 @@ pub fn encoder(args: EncoderArgs) -> anyhow::Result<()> {
     file.model = args.model.or(file.model);
     file.mecab_dic = args.mecab_dic.or(file.mecab_dic);
     override_with(&mut file.device, args.device);
+    file.profile.check("encoder", file.tls.as_ref(), true)?;
+    let tls = file.tls.as_ref().map(crate::tls::server).transpose()?;
     let model = ModelArgs {
         model: file.model.context("no model: give --model or `model` in the config")?,
         mecab_dic: file.mecab_dic,
     };
     tokio::runtime::Runtime::new()?.block_on(async {
         let model = Arc::new(model.load(EncodeOptions::default())?);
-        let (routes, extra) = encoder_routes(model, file.batching, &file.device)?;
-        let address = serve(routes, ENCODER, &file.listen).await?;
+        let (routes, extra) = encoder_routes(model, file.batching, &file.device, file.max_message_bytes)?;
+        let address = serve(routes, ENCODER, &file.listen, tls, file.max_requests_per_second).await?;
         serve_metrics(file.metrics_addr.as_deref(), vec![extra]).await?;
         until_ctrl_c("encoder", &address).await
     })
@@ -178,11 +197,13 @@ pub fn shard(args: ShardArgs) -> anyhow::Result<()> {
     file.metrics_addr = args.common.metrics_addr.or(file.metrics_addr);
     override_with(&mut file.data_dir, args.data_dir);
     override_with(&mut file.number, args.number);
+    file.profile.check("shard", file.tls.as_ref(), true)?;
+    let tls = file.tls.as_ref().map(crate::tls::server).transpose()?;
     tokio::runtime::Runtime::new()?.block_on(async {
         let dim = file.index.dim;
         let shard = open_shard(file.data_dir, file.index).await?;
-        let (routes, service) = shard_routes(shard, file.number, dim);
-        let address = serve(routes, SHARD, &file.listen).await?;
+        let (routes, service) = shard_routes(shard, file.number, dim, file.max_message_bytes);
+        let address = serve(routes, SHARD, &file.listen, tls, file.max_requests_per_second).await?;
         serve_metrics(file.metrics_addr.as_deref(), vec![metrics::shards(vec![(file.number, service)])]).await?;
         until_ctrl_c("shard", &address).await
     })
@@ -216,9 +237,13 @@ pub fn router(args: RouterArgs) -> anyhow::Result<()> {
             .collect();
     }
     let shards: Vec<Vec<String>> = file.shards.into_iter().map(|s| s.replicas).collect();
+    file.profile.check("router", file.tls.as_ref(), file.auth.enabled())?;
+    let server_tls = file.tls.as_ref().map(crate::tls::server).transpose()?;
+    let client_tls = file.tls.as_ref().map(crate::tls::client).transpose()?;
     tokio::runtime::Runtime::new()?.block_on(async {
-        let (routes, extra) = router_routes(Router::new(&file.encoders, &shards, file.limits)?, file.auth);
-        let address = serve(routes, SEARCH, &file.listen).await?;
+        let router = Router::connect(&file.encoders, &shards, file.limits, client_tls)?;
+        let (routes, extra) = router_routes(router, file.auth, file.max_message_bytes);
+        let address = serve(routes, SEARCH, &file.listen, server_tls, file.max_requests_per_second).await?;
         serve_metrics(file.metrics_addr.as_deref(), vec![extra]).await?;
         until_ctrl_c("router", &address).await
     })

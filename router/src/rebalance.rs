@@ -54,7 +54,7 @@ impl Admin for Router {
                 )
                 .into());
             }
-            let new = Arc::new(Replicas::connect(&replicas)?);
+            let new = Arc::new(Replicas::connect(&replicas, self.tls.as_ref())?);
             check_empty(&new).await?;
             self.moving_from.store(map.len(), Ordering::Release);
             let mut grown = map.as_ref().clone();

@@ -14,7 +14,7 @@ use proto::v1::{
     UpsertResponse,
 };
 use tokio::task::JoinSet;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig};
 use tonic::{Code, Request, Response, Status};
 use tracing::Instrument;
 
@@ -55,8 +55,10 @@ pub(crate) struct Replicas {
 }
 
 impl Replicas {
-    pub(crate) fn connect(addresses: &[String]) -> Result<Replicas, Error> {
-        let clients = addresses.iter().map(|a| channel(a).map(ShardClient::new)).collect::<Result<_, _>>()?;
+    pub(crate) fn connect(addresses: &[String], tls: Option<&ClientTlsConfig>) -> Result<Replicas, Error> {
+        let client =
+            |c| ShardClient::new(c).max_decoding_message_size(NODE_MESSAGE).max_encoding_message_size(NODE_MESSAGE);
+        let clients = addresses.iter().map(|a| channel(a, tls).map(client)).collect::<Result<_, _>>()?;
         Ok(Replicas { addresses: addresses.to_vec(), clients, next: AtomicUsize::new(0) })
     }
 }
@@ -71,6 +73,8 @@ pub struct Router {
     /// While documents move to an added shard: the shard count before it (0 otherwise).
     /// Reads and writes then also look where a document used to be placed.
     pub(crate) moving_from: AtomicUsize,
+    /// How to reach nodes (TLS), for shards added later.
+    pub(crate) tls: Option<ClientTlsConfig>,
     /// One AddShard at a time.
     pub(crate) adding: tokio::sync::Mutex<()>,
     /// Client writes hold it shared; a batch of the move holds it alone.
@@ -93,10 +97,21 @@ pub struct Counters {
     pub refused: AtomicU64,
 }
 
-fn channel(address: &str) -> Result<Channel, Error> {
+/// Most bytes of one message between the router and a node: a batch of documents' vectors
+/// (256 documents of 300 tokens × 128 f32 values is 39 MB).
+const NODE_MESSAGE: usize = 256 << 20;
+
+/// A channel to `host:port`, over TLS when `tls` is given (the host must be in the peer's
+/// certificate).
+fn channel(address: &str, tls: Option<&ClientTlsConfig>) -> Result<Channel, Error> {
     let bad = |reason: String| Error::Address { address: address.to_string(), reason };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint = Channel::from_shared(format!("{scheme}://{address}")).map_err(|e| bad(e.to_string()))?;
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls.clone()).map_err(|e| bad(e.to_string()))?;
+    }
     // Lazy: a node that is down now is an UNAVAILABLE call later, not a start-up failure.
-    Ok(Channel::from_shared(format!("http://{address}")).map_err(|e| bad(e.to_string()))?.connect_lazy())
+    Ok(endpoint.connect_lazy())
 }
 
 /// What a shard call came to.
@@ -108,11 +123,25 @@ enum Outcome {
 impl Router {
     /// `shards[i]` lists shard i's replica addresses (`host:port`).
     pub fn new(encoders: &[String], shards: &[Vec<String>], config: RouterConfig) -> Result<Router, Error> {
+        Router::connect(encoders, shards, config, None)
+    }
+
+    /// As `new`, calling the nodes over TLS with `tls` (the cluster CA, and this router's
+    /// certificate for mutual TLS) when it is given.
+    pub fn connect(
+        encoders: &[String],
+        shards: &[Vec<String>],
+        config: RouterConfig,
+        tls: Option<ClientTlsConfig>,
+    ) -> Result<Router, Error> {
         if encoders.is_empty() || shards.is_empty() || shards.iter().any(Vec::is_empty) {
             return Err(Error::BadInput("a router needs an encoder and at least one replica per shard".into()));
         }
-        let encoders = encoders.iter().map(|a| channel(a).map(EncoderClient::new)).collect::<Result<_, _>>()?;
-        let shards = shards.iter().map(|a| Replicas::connect(a).map(Arc::new)).collect::<Result<_, Error>>()?;
+        let client =
+            |c| EncoderClient::new(c).max_decoding_message_size(NODE_MESSAGE).max_encoding_message_size(NODE_MESSAGE);
+        let encoders = encoders.iter().map(|a| channel(a, tls.as_ref()).map(client)).collect::<Result<_, _>>()?;
+        let shards =
+            shards.iter().map(|a| Replicas::connect(a, tls.as_ref()).map(Arc::new)).collect::<Result<_, Error>>()?;
         let shards = std::sync::RwLock::new(Arc::new(shards));
         let in_flight = Arc::new(tokio::sync::Semaphore::new(config.max_concurrent.max(1)));
         let counters = Arc::default();
@@ -123,6 +152,7 @@ impl Router {
             shards,
             moving_from,
             adding: Default::default(),
+            tls,
             write_fence: Default::default(),
             config,
             in_flight,

@@ -88,11 +88,29 @@ impl Cluster {
     /// Starts an encoder, `shards` × `replicas` shard processes (each with `[index]` table
     /// `index`, in TOML) and the router, each from a TOML config file under `dir`.
     pub fn start(dir: &Path, shards: usize, replicas: usize, index: &str) -> Cluster {
-        Cluster::start_with(dir, shards, replicas, index, "")
+        Cluster::start_with(dir, shards, replicas, index, "", "")
     }
 
-    /// As `start`, with `router` (TOML tables) added to the router's config.
-    pub fn start_with(dir: &Path, shards: usize, replicas: usize, index: &str, router: &str) -> Cluster {
+    /// Two shards, and `keys` (top-level TOML keys) at the head of the router's config.
+    pub fn start_with_router_keys(dir: &Path, keys: &str) -> Cluster {
+        Cluster::start_inner(dir, 2, 1, "", keys, "", "")
+    }
+
+    /// As `start`, with `router` (TOML tables) added to the router's config and `every` to
+    /// every node's.
+    pub fn start_with(dir: &Path, shards: usize, replicas: usize, index: &str, router: &str, every: &str) -> Cluster {
+        Cluster::start_inner(dir, shards, replicas, index, "", router, every)
+    }
+
+    fn start_inner(
+        dir: &Path,
+        shards: usize,
+        replicas: usize,
+        index: &str,
+        router_keys: &str,
+        router: &str,
+        every: &str,
+    ) -> Cluster {
         let model = fixtures().join("models/tiny-lexical");
         let encoder_address = free_address();
         let mut metrics: HashMap<String, String> = HashMap::new();
@@ -103,22 +121,23 @@ impl Cluster {
         }
         metrics.insert("encoder".into(), free_address());
         metrics.insert("router".into(), free_address());
-        let model = format!("model = {:?}\n", model.to_str().unwrap());
+        let model = format!("model = {:?}\n{every}", model.to_str().unwrap());
         let encoder = start(dir, "encoder", "encoder", &model, &encoder_address, &metrics["encoder"]);
         let shard_addresses: Vec<Vec<String>> =
             (0..shards).map(|_| (0..replicas).map(|_| free_address()).collect()).collect();
-        let mut router_config = format!("encoders = [{encoder_address:?}]\n");
+        let mut router_config = format!("{router_keys}encoders = [{encoder_address:?}]\n");
         for replicas in &shard_addresses {
             router_config += &format!("[[shards]]\nreplicas = {replicas:?}\n");
         }
         router_config += router;
+        router_config += every;
         let mut cluster = Cluster {
             dir: dir.to_path_buf(),
             router: free_address(),
             metrics,
             shard_addresses,
             shards: Vec::new(),
-            shard_config: format!("[index]\ndim = 128\n{index}\n"),
+            shard_config: format!("[index]\ndim = 128\n{index}\n{every}"),
             _others: vec![encoder],
         };
         cluster.shards =
