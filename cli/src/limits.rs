@@ -2,10 +2,7 @@
 //! front of its services; past it a request is answered RESOURCE_EXHAUSTED at once. Health
 //! checks are never limited. 0 means no limit.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use tonic::codegen::http;
@@ -31,46 +28,16 @@ impl Bucket {
     }
 }
 
-pub fn layer<S>(per_second: u32) -> impl tower::Layer<S, Service = Limited<S>> + Clone {
-    let bucket = (per_second > 0).then(|| {
-        let rate = per_second as f64;
-        Arc::new(Bucket { rate, state: Mutex::new((rate, Instant::now())) })
-    });
-    tower::layer::layer_fn(move |inner| Limited { inner, bucket: bucket.clone() })
-}
-
-#[derive(Clone)]
-pub struct Limited<S> {
-    inner: S,
-    bucket: Option<Arc<Bucket>>,
-}
-
-impl<S, B, R> tower::Service<http::Request<B>> for Limited<S>
-where
-    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
-    S::Future: Send + 'static,
-    R: Default + Send + 'static,
-    S::Error: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let exempt = request.uri().path().starts_with("/grpc.health.v1.Health/");
-        match &self.bucket {
-            Some(bucket) if !exempt && !bucket.take() => {
-                let limit = bucket.rate;
-                let status = tonic::Status::resource_exhausted(format!("over this node's limit of {limit} requests/s"));
-                Box::pin(async move { Ok(status.into_http()) })
-            }
-            _ => Box::pin(self.inner.call(request)),
+pub fn layer<S>(per_second: u32) -> impl tower::Layer<S, Service = proto::gate::Gated<S>> + Clone {
+    let rate = per_second as f64;
+    let bucket = Bucket { rate, state: Mutex::new((rate, Instant::now())) };
+    proto::gate::layer(Arc::new(move |path: &str, _: &http::HeaderMap| {
+        if per_second == 0 || path.starts_with("/grpc.health.v1.Health/") || bucket.take() {
+            Ok(())
+        } else {
+            Err(tonic::Status::resource_exhausted(format!("over this node's limit of {per_second} requests/s")))
         }
-    }
+    }))
 }
 
 #[cfg(test)]

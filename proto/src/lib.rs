@@ -9,6 +9,7 @@ pub mod v1 {
 /// The encoded descriptors of `jacolbert.v1`, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("jacolbert_descriptor");
 
+pub mod gate;
 mod tensor;
 pub mod trace;
 

@@ -4,10 +4,7 @@
 //! every configured key is compared, so timing says nothing about which key nearly matched.
 //! Health checks and reflection stay open. No keys configured: no checks (development).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use tonic::codegen::http;
 use tonic::Status;
@@ -77,45 +74,12 @@ impl AuthConfig {
     }
 }
 
-/// The tower layer that checks every request's key before the router sees it.
-pub fn layer<S>(config: AuthConfig) -> impl tower::Layer<S, Service = Checked<S>> + Clone {
+/// The layer that checks every request's key before the router sees it.
+pub fn layer<S>(config: AuthConfig) -> impl tower::Layer<S, Service = proto::gate::Gated<S>> + Clone {
     let config = Arc::new(config);
-    tower::layer::layer_fn(move |inner| Checked { inner, config: config.clone() })
-}
-
-#[derive(Clone)]
-pub struct Checked<S> {
-    inner: S,
-    config: Arc<AuthConfig>,
-}
-
-/// Served under the wrapped service's name.
-impl<S: tonic::server::NamedService> tonic::server::NamedService for Checked<S> {
-    const NAME: &'static str = S::NAME;
-}
-
-impl<S, B, R> tower::Service<http::Request<B>> for Checked<S>
-where
-    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
-    S::Future: Send + 'static,
-    R: Default + Send + 'static,
-    S::Error: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let authorization = request.headers().get("authorization").map(|v| v.as_bytes());
-        match self.config.check(request.uri().path(), authorization) {
-            Ok(()) => Box::pin(self.inner.call(request)),
-            Err(status) => Box::pin(async move { Ok(status.into_http()) }),
-        }
-    }
+    proto::gate::layer(Arc::new(move |path: &str, headers: &http::HeaderMap| {
+        config.check(path, headers.get("authorization").map(|v| v.as_bytes()))
+    }))
 }
 
 #[cfg(test)]
