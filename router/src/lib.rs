@@ -8,6 +8,7 @@ mod error;
 mod merge;
 pub mod placement;
 mod rebalance;
+mod replicas;
 mod service;
 
 pub use error::Error;

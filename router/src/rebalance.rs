@@ -27,7 +27,8 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::placement::shard_of;
-use crate::service::{Replicas, Router};
+use crate::replicas::Replicas;
+use crate::service::Router;
 use crate::Error;
 
 /// Ids read from an old shard per call, and how long one step of the move may take.

@@ -19,6 +19,7 @@ use tonic::{Code, Request, Response, Status};
 use tracing::Instrument;
 
 use crate::placement::shard_of;
+use crate::replicas::{channel, read_replicas, remaining, Replicas, ShardMap, NODE_MESSAGE};
 use crate::{merge, Error};
 
 /// Limits checked at the edge, and the deadline a request without one gets (the `[limits]`
@@ -46,25 +47,6 @@ impl Default for RouterConfig {
         }
     }
 }
-
-/// One shard's replicas, read round robin.
-pub(crate) struct Replicas {
-    pub(crate) addresses: Vec<String>,
-    pub(crate) clients: Vec<ShardClient<Channel>>,
-    pub(crate) next: AtomicUsize,
-}
-
-impl Replicas {
-    pub(crate) fn connect(addresses: &[String], tls: Option<&ClientTlsConfig>) -> Result<Replicas, Error> {
-        let client =
-            |c| ShardClient::new(c).max_decoding_message_size(NODE_MESSAGE).max_encoding_message_size(NODE_MESSAGE);
-        let clients = addresses.iter().map(|a| channel(a, tls).map(client)).collect::<Result<_, _>>()?;
-        Ok(Replicas { addresses: addresses.to_vec(), clients, next: AtomicUsize::new(0) })
-    }
-}
-
-/// The shards in placement order; replaced whole (never edited) when a shard is added.
-pub(crate) type ShardMap = Arc<Vec<Arc<Replicas>>>;
 
 pub struct Router {
     encoders: Vec<EncoderClient<Channel>>,
@@ -95,23 +77,6 @@ pub struct Counters {
     pub retries: AtomicU64,
     /// Searches refused at the concurrency limit.
     pub refused: AtomicU64,
-}
-
-/// Most bytes of one message between the router and a node: a batch of documents' vectors
-/// (256 documents of 300 tokens × 128 f32 values is 39 MB).
-const NODE_MESSAGE: usize = 256 << 20;
-
-/// A channel to `host:port`, over TLS when `tls` is given (the host must be in the peer's
-/// certificate).
-fn channel(address: &str, tls: Option<&ClientTlsConfig>) -> Result<Channel, Error> {
-    let bad = |reason: String| Error::Address { address: address.to_string(), reason };
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let mut endpoint = Channel::from_shared(format!("{scheme}://{address}")).map_err(|e| bad(e.to_string()))?;
-    if let Some(tls) = tls {
-        endpoint = endpoint.tls_config(tls.clone()).map_err(|e| bad(e.to_string()))?;
-    }
-    // Lazy: a node that is down now is an UNAVAILABLE call later, not a start-up failure.
-    Ok(endpoint.connect_lazy())
 }
 
 /// What a shard call came to.
@@ -346,51 +311,6 @@ impl Router {
             took_micros: started.elapsed().as_micros() as u64,
         })
     }
-
-    /// Sends `request(s)` to every replica of shard `s`; all must succeed.
-    pub(crate) async fn write_shard<R: Clone + Send + 'static, T: Send + 'static>(
-        &self,
-        s: usize,
-        request: R,
-        deadline: Instant,
-        call: fn(ShardClient<Channel>, R) -> futures_call::BoxCall<T>,
-    ) -> Result<T, Error> {
-        let replicas = self.shard_map()[s].clone();
-        let mut set = JoinSet::new();
-        for (r, client) in replicas.clients.iter().enumerate() {
-            let (client, request) = (client.clone(), request.clone());
-            let call = async move { (r, tokio::time::timeout(remaining(deadline), call(client, request)).await) };
-            set.spawn(call.instrument(tracing::Span::current()));
-        }
-        let mut first = None;
-        while let Some(joined) = set.join_next().await {
-            let (r, result) = joined.map_err(|e| Error::Unavailable(format!("shard {s}: {e}")))?;
-            let address = &replicas.addresses[r];
-            match result {
-                Ok(Ok(value)) => first = first.or(Some(value)),
-                Ok(Err(status)) if status.code() == Code::InvalidArgument || status.code() == Code::NotFound => {
-                    return Err(Error::Upstream(status))
-                }
-                Ok(Err(status)) => {
-                    return Err(Error::Unavailable(format!("shard {s} replica {address}: {}", status.message())))
-                }
-                Err(_) => return Err(Error::Deadline(format!("waiting for shard {s} replica {address}"))),
-            }
-        }
-        Ok(first.expect("every replica answered"))
-    }
-}
-
-/// Boxed shard calls, so `write_shard` can take any of them.
-mod futures_call {
-    use std::future::Future;
-    use std::pin::Pin;
-
-    pub type BoxCall<T> = Pin<Box<dyn Future<Output = Result<T, tonic::Status>> + Send>>;
-}
-
-fn remaining(deadline: Instant) -> Duration {
-    deadline.saturating_duration_since(Instant::now())
 }
 
 /// `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n).
@@ -569,40 +489,6 @@ impl Router {
             .await?;
         Ok(done.deleted)
     }
-}
-
-/// A read on replica `first`, tried once more on the next replica when it is UNAVAILABLE, and
-/// never past `deadline`. A failure names the replica that failed last and its status (`None`:
-/// the deadline passed first).
-async fn read_replicas<T, F, Fut>(
-    clients: &[ShardClient<Channel>],
-    first: usize,
-    deadline: Instant,
-    counters: &Counters,
-    call: F,
-) -> Result<T, (usize, Option<Status>)>
-where
-    F: Fn(ShardClient<Channel>) -> Fut,
-    Fut: std::future::Future<Output = Result<Response<T>, Status>>,
-{
-    let mut last = None;
-    for attempt in 0..clients.len().min(2) {
-        let r = (first + attempt) % clients.len();
-        let time = remaining(deadline);
-        if time.is_zero() {
-            return Err((r, None));
-        }
-        if attempt > 0 {
-            counters.retries.fetch_add(1, Ordering::Relaxed);
-        }
-        match tokio::time::timeout(time, call(clients[r].clone())).await {
-            Ok(Ok(response)) => return Ok(response.into_inner()),
-            Ok(Err(status)) if status.code() == Code::Unavailable => last = Some((r, Some(status))),
-            Ok(Err(status)) => return Err((r, Some(status))),
-            Err(_) => return Err((r, None)),
-        }
-    }
-    Err(last.unwrap_or((first, Some(Status::unavailable("the shard has no replicas")))))
 }
 
 #[cfg(test)]
