@@ -5,18 +5,12 @@
 
 mod common;
 
-use common::{documents, request, Cluster};
+use common::{documents, request, with_key, Cluster};
 use proto::v1::admin_client::AdminClient;
 use proto::v1::{AddShardRequest, DeleteRequest, Document, GetRequest, UpsertRequest};
-use tonic::{Code, Request};
+use tonic::Code;
 
-const KEYS: &str = "[auth]\nread_write_keys = [\"rw-secret\"]\nread_only_keys = [\"ro-secret\"]\n";
-
-fn with_key<T>(message: T, key: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert("authorization", format!("Bearer {key}").parse().unwrap());
-    request
-}
+use common::KEYS;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn keys_decide_who_may_read_and_write() {

@@ -1,6 +1,6 @@
 //! TLS between every node and mutual TLS between the router and the nodes, with certificates
 //! from `jacolbert certs`, every node its own process: the happy path works end to end over
-//! TLS; a client without a certificate from the cluster CA (none, or one from another CA)
+//! TLS with API keys (from a gRPC client and from `jacolbert search`); a client without a certificate from the cluster CA (none, or one from another CA)
 //! cannot reach a shard; plain text is refused; the production profile refuses to start
 //! without TLS and keys.
 
@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::process::Stdio;
 
-use common::{documents, jacolbert, request, Cluster};
+use common::{documents, jacolbert, request, with_key, Cluster, KEYS};
 use proto::v1::search_client::SearchClient;
 use proto::v1::shard_client::ShardClient;
 use proto::v1::{StatsRequest, UpsertRequest};
@@ -51,7 +51,7 @@ async fn tls_between_nodes_and_only_cluster_certificates_reach_a_shard() {
     let file = |name: &str| cluster_ca.join(name).to_str().unwrap().to_string();
     let tls =
         format!("[tls]\ncert = {:?}\nkey = {:?}\nca = {:?}\n", file("node.pem"), file("node.key"), file("ca.pem"));
-    let c = Cluster::start_with(dir.path(), 2, 1, "", "", &tls);
+    let c = Cluster::start_with(dir.path(), 2, 1, "", KEYS, &tls);
 
     // The happy path: a client trusting the cluster CA, with a client certificate, through the
     // router to the encoder and the shards, all over mutual TLS.
@@ -62,9 +62,18 @@ async fn tls_between_nodes_and_only_cluster_certificates_reach_a_shard() {
             .identity(Identity::from_pem(pem(ca_dir, "client.pem"), pem(ca_dir, "client.key")))
     };
     let mut client = SearchClient::new(channel(&c.router, Some(client_tls(&cluster_ca))).await.unwrap());
-    client.upsert(UpsertRequest { documents: documents(20) }).await.unwrap();
-    let answer = client.search(request("富士山", 5, None)).await.unwrap().into_inner();
+    client.upsert(with_key(UpsertRequest { documents: documents(20) }, "rw-secret")).await.unwrap();
+    let answer = client.search(with_key(request("富士山", 5, None), "ro-secret")).await.unwrap().into_inner();
     assert_eq!((answer.shards_ok, answer.hits.len()), (2, 5));
+    // The same through the command line client.
+    let out = jacolbert()
+        .args(["search", "富士山", "-k", "3", "--json", "--router", &c.router, "--api-key", "ro-secret"])
+        .args(["--ca", &file("ca.pem"), "--cert", &file("client.pem"), "--key", &file("client.key")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(said["hits"].as_array().unwrap().len(), 3);
 
     let shard = &c.shard_addresses[0][0];
     assert!(reaches_shard(shard, Some(client_tls(&cluster_ca))).await, "a cluster certificate must get through");

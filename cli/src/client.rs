@@ -5,15 +5,16 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use proto::v1::search_client::SearchClient;
 use proto::v1::{Document, GetRequest, SearchRequest, UpsertRequest};
+
+use crate::connection::Connection;
 
 #[derive(clap::Args)]
 pub struct IndexArgs {
     /// JSON lines: {"id": …, "text": …, "metadata"?: …}.
     file: PathBuf,
-    #[arg(long, default_value = "127.0.0.1:50051")]
-    router: String,
+    #[command(flatten)]
+    to: Connection,
     #[arg(long, default_value_t = 64)]
     batch: usize,
     /// Send every line, ignoring how far an earlier, interrupted run got (FILE.progress).
@@ -26,17 +27,11 @@ pub struct SearchArgs {
     query: String,
     #[arg(short, default_value_t = 10)]
     k: u32,
-    #[arg(long, default_value = "127.0.0.1:50051")]
-    router: String,
+    #[command(flatten)]
+    to: Connection,
     /// One JSON object instead of a table.
     #[arg(long)]
     json: bool,
-}
-
-async fn connect(router: &str) -> anyhow::Result<SearchClient<tonic::transport::Channel>> {
-    SearchClient::connect(format!("http://{router}"))
-        .await
-        .with_context(|| format!("connecting to the router at {router}"))
 }
 
 /// How far an earlier `index` run of the same file got: its first `lines` lines (`bytes`
@@ -86,7 +81,7 @@ pub fn index(args: IndexArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.file).with_context(|| args.file.display().to_string())?;
     let progress_file = progress_path(&args.file);
     let earlier = std::fs::read(&progress_file).ok().and_then(|b| serde_json::from_slice(&b).ok());
-    let skip = if args.restart { 0 } else { resume_point(&text, earlier, &args.router) };
+    let skip = if args.restart { 0 } else { resume_point(&text, earlier, &args.to.router) };
     // (line number, byte offset after the line, document); every line is checked before any
     // is sent.
     let mut docs = Vec::new();
@@ -101,7 +96,7 @@ pub fn index(args: IndexArgs) -> anyhow::Result<()> {
         eprintln!("resuming after line {skip} (acknowledged by an earlier run; --restart to send everything)");
     }
     tokio::runtime::Runtime::new()?.block_on(async {
-        let mut client = connect(&args.router).await?;
+        let mut client = args.to.search().await?;
         let started = std::time::Instant::now();
         let mut done = 0;
         for batch in docs.chunks(args.batch.max(1)) {
@@ -113,7 +108,7 @@ pub fn index(args: IndexArgs) -> anyhow::Result<()> {
                 .map_err(|s| anyhow::anyhow!("lines {first}-{last}: {:?}: {}", s.code(), s.message()))?;
             let (lines, bytes) = (last, batch[batch.len() - 1].1);
             let progress = Progress {
-                router: args.router.clone(),
+                router: args.to.router.clone(),
                 lines,
                 bytes,
                 crc32: crc32fast::hash(&text.as_bytes()[..bytes]),
@@ -138,7 +133,7 @@ pub fn index(args: IndexArgs) -> anyhow::Result<()> {
 
 pub fn search(args: SearchArgs) -> anyhow::Result<()> {
     tokio::runtime::Runtime::new()?.block_on(async {
-        let mut client = connect(&args.router).await?;
+        let mut client = args.to.search().await?;
         let request = SearchRequest {
             query: args.query.clone(),
             k: args.k,
@@ -188,8 +183,8 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    #[arg(long, default_value = "127.0.0.1:50051")]
-    router: String,
+    #[command(flatten)]
+    to: Connection,
     /// Seconds of load.
     #[arg(long, default_value_t = 20)]
     duration: u64,
@@ -213,7 +208,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(!questions.is_empty(), "no questions in {}", args.jsquad.display());
     let questions = std::sync::Arc::new(questions);
     tokio::runtime::Runtime::new()?.block_on(async {
-        let client = connect(&args.router).await?;
+        let client = args.to.search().await?;
         let end = std::time::Instant::now() + std::time::Duration::from_secs(args.duration);
         let started = std::time::Instant::now();
         let mut workers = tokio::task::JoinSet::new();
@@ -297,8 +292,8 @@ mod tests {
 
 #[derive(clap::Args)]
 pub struct RebalanceArgs {
-    #[arg(long, default_value = "127.0.0.1:50051")]
-    router: String,
+    #[command(flatten)]
+    to: Connection,
     /// The new shard: its replicas' addresses, comma-separated (running and empty).
     #[arg(long)]
     add_shard: String,
@@ -309,8 +304,7 @@ pub struct RebalanceArgs {
 pub fn rebalance(args: RebalanceArgs) -> anyhow::Result<()> {
     let replicas: Vec<String> = args.add_shard.split(',').map(|a| a.trim().to_string()).collect();
     tokio::runtime::Runtime::new()?.block_on(async {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", args.router))?.connect().await?;
-        let mut admin = proto::v1::admin_client::AdminClient::new(channel);
+        let mut admin = args.to.admin().await?;
         eprintln!("adding shard {replicas:?}; moving its documents (the router logs progress)");
         let done = admin
             .add_shard(proto::v1::AddShardRequest { replicas: replicas.clone() })

@@ -6,6 +6,7 @@ mod bench_tokenizer;
 mod certs;
 mod client;
 mod config;
+mod connection;
 mod encode;
 mod eval_jsquad;
 mod jsquad;

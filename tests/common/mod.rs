@@ -188,6 +188,16 @@ pub fn sample(text: &str, series: &str) -> f64 {
         .map_or(0.0, |v| v.trim().parse().unwrap())
 }
 
+/// The router's `[auth]` table of the key tests: one read-write and one read-only key.
+pub const KEYS: &str = "[auth]\nread_write_keys = [\"rw-secret\"]\nread_only_keys = [\"ro-secret\"]\n";
+
+/// `message` with `authorization: Bearer KEY`.
+pub fn with_key<T>(message: T, key: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert("authorization", format!("Bearer {key}").parse().unwrap());
+    request
+}
+
 pub fn request(query: &str, k: u32, allow_partial: Option<bool>) -> SearchRequest {
     SearchRequest { query: query.into(), k, filter_ids: vec![], params: None, allow_partial }
 }
