@@ -22,10 +22,20 @@ fn cuda(e: impl std::fmt::Display) -> Error {
 }
 
 pub struct Device {
+    context: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     functions: HashMap<&'static str, CudaFunction>,
     /// e.g. "NVIDIA H200 (sm_90)".
     pub description: String,
+}
+
+/// Documents resident on the GPU for MaxSim.
+pub struct DocsOnDevice {
+    docs: CudaSlice<f16>,
+    offsets: CudaSlice<u32>,
+    pub documents: usize,
+    pub dim: usize,
+    pub tokens: usize,
 }
 
 /// Where the encoder's math runs.
@@ -84,7 +94,7 @@ impl Device {
             }
         }
         let description = format!("{} (sm_{major}{minor})", context.name().map_err(cuda)?);
-        Ok(Device { stream: context.default_stream(), functions, description })
+        Ok(Device { stream: context.default_stream(), context, functions, description })
     }
 
     fn upload<T: DeviceRepr>(&self, host: &[T]) -> Result<CudaSlice<T>> {
@@ -243,33 +253,53 @@ impl Device {
         self.download(&out)
     }
 
-    /// MaxSim of `query` `[nq, dim]` against documents whose token rows are concatenated in
-    /// `docs`, document `n` owning rows `offsets[n]..offsets[n + 1]`: one score per document.
-    pub fn maxsim(&self, query: &[f16], docs: &[f16], offsets: &[u32], dim: usize) -> Result<Vec<f32>> {
-        check_rows("maxsim", "query", query.len(), dim)?;
+    /// Documents' token rows, concatenated, uploaded once for many MaxSim calls: document `n`
+    /// owns rows `offsets[n]..offsets[n + 1]`.
+    pub fn upload_docs(&self, docs: &[f16], offsets: &[u32], dim: usize) -> Result<DocsOnDevice> {
         let tokens = check_rows("maxsim", "docs", docs.len(), dim)?;
-        if query.len() > MAX_QUERY_VALUES {
-            return Err(Error::Cuda(format!("maxsim: at most {MAX_QUERY_VALUES} query values, got {}", query.len())));
-        }
         let ordered = offsets.windows(2).all(|w| w[0] <= w[1]);
         if offsets.first() != Some(&0) || offsets.last() != Some(&(tokens as u32)) || !ordered {
             return Err(Error::Cuda("maxsim: offsets must rise from 0 to the number of doc tokens".into()));
         }
-        let documents = offsets.len() - 1;
-        if documents == 0 {
+        // cudarc will not upload an empty slice: give it one padding token nobody owns.
+        let docs = if docs.is_empty() { self.upload(&vec![f16::ZERO; dim])? } else { self.upload(docs)? };
+        Ok(DocsOnDevice { docs, offsets: self.upload(offsets)?, documents: offsets.len() - 1, dim, tokens })
+    }
+
+    /// MaxSim of `query` `[nq, dim]` against every document of `docs`: one score each.
+    pub fn maxsim_on(&self, query: &[f16], docs: &DocsOnDevice) -> Result<Vec<f32>> {
+        let dim = docs.dim;
+        check_rows("maxsim", "query", query.len(), dim)?;
+        if query.len() > MAX_QUERY_VALUES {
+            return Err(Error::Cuda(format!("maxsim: at most {MAX_QUERY_VALUES} query values, got {}", query.len())));
+        }
+        if docs.documents == 0 {
             return Ok(Vec::new());
         }
-        let (query_d, offsets_d) = (self.upload(query)?, self.upload(offsets)?);
-        // cudarc will not upload an empty slice: give it one padding token nobody owns.
-        let docs_d = if docs.is_empty() { self.upload(&vec![f16::ZERO; dim])? } else { self.upload(docs)? };
-        let mut scores = self.stream.alloc_zeros::<f32>(documents).map_err(cuda)?;
+        let query_d = self.upload(query)?;
+        let mut scores = self.stream.alloc_zeros::<f32>(docs.documents).map_err(cuda)?;
         let (nq, dim_i) = ((query.len() / dim) as i32, dim as i32);
-        let config = LaunchConfig { grid_dim: (documents as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        let config =
+            LaunchConfig { grid_dim: (docs.documents as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
         let mut launch = self.stream.launch_builder(self.function("maxsim"));
-        launch.arg(&query_d).arg(&nq).arg(&docs_d).arg(&offsets_d).arg(&dim_i).arg(&mut scores);
+        launch.arg(&query_d).arg(&nq).arg(&docs.docs).arg(&docs.offsets).arg(&dim_i).arg(&mut scores);
         // SAFETY: as above.
         unsafe { launch.launch(config) }.map_err(cuda)?;
         self.download(&scores)
+    }
+
+    /// MaxSim of `query` against documents given on the host (uploaded for this call).
+    pub fn maxsim(&self, query: &[f16], docs: &[f16], offsets: &[u32], dim: usize) -> Result<Vec<f32>> {
+        self.maxsim_on(query, &self.upload_docs(docs, offsets, dim)?)
+    }
+
+    /// The memory bandwidth the card's clock and bus width allow, in bytes per second.
+    pub fn peak_bandwidth(&self) -> Result<f64> {
+        use cudarc::driver::sys::CUdevice_attribute as A;
+        let clock_khz = self.context.attribute(A::CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE).map_err(cuda)? as f64;
+        let bus_bits = self.context.attribute(A::CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH).map_err(cuda)? as f64;
+        // Double data rate: two transfers per clock.
+        Ok(2.0 * clock_khz * 1e3 * bus_bits / 8.0)
     }
 
     /// The shard codec's decode: `centroid[code] + weights[bucket]` per dimension, for every

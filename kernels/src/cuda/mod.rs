@@ -12,5 +12,5 @@ mod source;
 #[cfg(test)]
 mod tests;
 
-pub use device::{select, Backend, Device};
+pub use device::{select, Backend, Device, DocsOnDevice};
 pub use source::{compile, nvrtc_available, ARCHES, SOURCES};
