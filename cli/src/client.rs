@@ -196,6 +196,12 @@ pub struct BenchArgs {
     /// Questions to send, round robin (a JSQuAD file).
     #[arg(long, default_value = "tests/fixtures/jsquad/jsquad-valid-v1.1.json")]
     jsquad: PathBuf,
+    /// Centroids probed per query token and documents re-scored exactly (0: the shards'
+    /// defaults for k), to see what search costs where.
+    #[arg(long, default_value_t = 0)]
+    nprobe: u32,
+    #[arg(long, default_value_t = 0)]
+    candidates: u32,
     #[arg(long)]
     json: bool,
 }
@@ -214,6 +220,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         let mut workers = tokio::task::JoinSet::new();
         for w in 0..args.concurrency.max(1) {
             let (mut client, questions, k) = (client.clone(), questions.clone(), args.k);
+            let params = proto::v1::SearchParams { nprobe: args.nprobe, candidates: args.candidates, exact: false };
             workers.spawn(async move {
                 let (mut latencies, mut errors, mut partial) = (Vec::new(), 0usize, 0usize);
                 let mut i = w;
@@ -222,7 +229,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
                         query: questions[i % questions.len()].clone(),
                         k,
                         filter_ids: vec![],
-                        params: None,
+                        params: Some(params),
                         allow_partial: None,
                     };
                     let t = std::time::Instant::now();
