@@ -51,8 +51,8 @@ fn progress_path(file: &std::path::Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The lines of `text` (with their end) after those an earlier run had acknowledged to the
-/// same router, provided they are unchanged; and how many were skipped.
+/// How many leading lines of `text` an earlier run had acknowledged to the same router, provided
+/// they are unchanged (0 otherwise).
 fn resume_point(text: &str, progress: Option<Progress>, router: &str) -> usize {
     match progress {
         Some(p) if p.router == router && p.bytes <= text.len() => {
@@ -99,6 +99,11 @@ pub fn index(args: IndexArgs) -> anyhow::Result<()> {
         let mut client = args.to.search().await?;
         let started = std::time::Instant::now();
         let mut done = 0;
+        // The checksum of the acknowledged prefix, extended batch by batch (rehashing the whole
+        // prefix each time would make a long file quadratic).
+        let mut hashed = text.split_inclusive('\n').take(skip).map(str::len).sum::<usize>();
+        let mut prefix = crc32fast::Hasher::new();
+        prefix.update(&text.as_bytes()[..hashed]);
         for batch in docs.chunks(args.batch.max(1)) {
             let documents = batch.iter().map(|(_, _, d)| d.clone()).collect();
             let (first, last) = (batch[0].0, batch[batch.len() - 1].0);
@@ -107,12 +112,9 @@ pub fn index(args: IndexArgs) -> anyhow::Result<()> {
                 .await
                 .map_err(|s| anyhow::anyhow!("lines {first}-{last}: {:?}: {}", s.code(), s.message()))?;
             let (lines, bytes) = (last, batch[batch.len() - 1].1);
-            let progress = Progress {
-                router: args.to.router.clone(),
-                lines,
-                bytes,
-                crc32: crc32fast::hash(&text.as_bytes()[..bytes]),
-            };
+            prefix.update(&text.as_bytes()[hashed..bytes]);
+            hashed = bytes;
+            let progress = Progress { router: args.to.router.clone(), lines, bytes, crc32: prefix.clone().finalize() };
             // Written aside and renamed, so a crash leaves the old record or the new one.
             let aside = progress_file.with_extension("progress.tmp");
             std::fs::write(&aside, serde_json::to_vec(&progress)?)?;
@@ -274,6 +276,34 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
 /// Workers step through the questions with a stride, so concurrent workers ask different ones.
 const STRIDE: usize = 7;
 
+#[derive(clap::Args)]
+pub struct RebalanceArgs {
+    #[command(flatten)]
+    to: Connection,
+    /// The new shard: its replicas' addresses, comma-separated (running and empty).
+    #[arg(long)]
+    add_shard: String,
+}
+
+/// `jacolbert rebalance --add-shard ADDR`: the router adds the shard and moves to it the
+/// documents placed there now, while it keeps serving; this waits for the move to end.
+pub fn rebalance(args: RebalanceArgs) -> anyhow::Result<()> {
+    let replicas = crate::config::replica_list(&args.add_shard);
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let mut admin = args.to.admin().await?;
+        eprintln!("adding shard {replicas:?}; moving its documents (the router logs progress)");
+        let done = admin
+            .add_shard(proto::v1::AddShardRequest { replicas: replicas.clone() })
+            .await
+            .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
+            .into_inner();
+        println!("added shard {} of {}; moved {} documents", done.shard, done.shards, done.moved);
+        println!("add it to the router's config (last, as shard {}):", done.shard);
+        println!("[[shards]]\nreplicas = {replicas:?}");
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,32 +325,4 @@ mod tests {
         assert_eq!(resume_point("{\"id\":\"A\"}\n{\"id\":\"b\"}\n{\"id\":\"c\"}\n", Some(after(text, 2)), "r"), 0);
         assert_eq!(resume_point("{\"id\":\"a\"}\n", Some(after(text, 2)), "r"), 0);
     }
-}
-
-#[derive(clap::Args)]
-pub struct RebalanceArgs {
-    #[command(flatten)]
-    to: Connection,
-    /// The new shard: its replicas' addresses, comma-separated (running and empty).
-    #[arg(long)]
-    add_shard: String,
-}
-
-/// `jacolbert rebalance --add-shard ADDR`: the router adds the shard and moves to it the
-/// documents placed there now, while it keeps serving; this waits for the move to end.
-pub fn rebalance(args: RebalanceArgs) -> anyhow::Result<()> {
-    let replicas: Vec<String> = args.add_shard.split(',').map(|a| a.trim().to_string()).collect();
-    tokio::runtime::Runtime::new()?.block_on(async {
-        let mut admin = args.to.admin().await?;
-        eprintln!("adding shard {replicas:?}; moving its documents (the router logs progress)");
-        let done = admin
-            .add_shard(proto::v1::AddShardRequest { replicas: replicas.clone() })
-            .await
-            .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
-            .into_inner();
-        println!("added shard {} of {}; moved {} documents", done.shard, done.shards, done.moved);
-        println!("add it to the router's config (last, as shard {}):", done.shard);
-        println!("[[shards]]\nreplicas = {replicas:?}");
-        Ok(())
-    })
 }

@@ -154,6 +154,11 @@ pub struct ShardEntry {
     pub replicas: Vec<String>,
 }
 
+/// One shard's replicas as the command line gives them: `ADDR[,ADDR…]`.
+pub fn replica_list(addresses: &str) -> Vec<String> {
+    addresses.split(',').map(|a| a.trim().to_string()).collect()
+}
+
 impl Default for RouterFile {
     fn default() -> Self {
         RouterFile {

@@ -109,7 +109,7 @@ async fn render(extra: &[Extra]) -> String {
         let _ = writeln!(out, "jacolbert_rpc_duration_seconds_sum{{{labels}}} {}", h.sum);
         let _ = writeln!(out, "jacolbert_rpc_duration_seconds_count{{{labels}}} {}", h.count);
     }
-    let dropped = crate::telemetry::SPANS_DROPPED.load(Ordering::Relaxed);
+    let dropped = &crate::telemetry::SPANS_DROPPED;
     out += &counter("jacolbert_trace_spans_dropped_total", "Spans the trace collector did not take.", dropped);
     for e in extra {
         out += &e().await;
@@ -122,8 +122,9 @@ fn metric(kind: &str, name: &str, help: &str, value: u64) -> String {
     format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n")
 }
 
-pub fn counter(name: &str, help: &str, value: u64) -> String {
-    metric("counter", name, help, value)
+/// A counter read from the atomic that counts it.
+pub fn counter(name: &str, help: &str, value: &std::sync::atomic::AtomicU64) -> String {
+    metric("counter", name, help, value.load(Ordering::Relaxed))
 }
 
 pub fn gauge(name: &str, help: &str, value: u64) -> String {
@@ -134,20 +135,11 @@ pub fn router(counters: Arc<router::Counters>) -> Extra {
     Arc::new(move || {
         let c = counters.clone();
         Box::pin(async move {
-            let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
             [
-                counter("jacolbert_router_shard_failures_total", "Shard calls that failed.", get(&c.shard_failures)),
-                counter(
-                    "jacolbert_router_shard_timeouts_total",
-                    "Shard calls past the deadline.",
-                    get(&c.shard_timeouts),
-                ),
-                counter("jacolbert_router_retries_total", "Reads retried on another replica.", get(&c.retries)),
-                counter(
-                    "jacolbert_router_refused_total",
-                    "Searches refused at the concurrency limit.",
-                    get(&c.refused),
-                ),
+                counter("jacolbert_router_shard_failures_total", "Shard calls that failed.", &c.shard_failures),
+                counter("jacolbert_router_shard_timeouts_total", "Shard calls past the deadline.", &c.shard_timeouts),
+                counter("jacolbert_router_retries_total", "Reads retried on another replica.", &c.retries),
+                counter("jacolbert_router_refused_total", "Searches refused at the concurrency limit.", &c.refused),
             ]
             .concat()
         })
@@ -158,12 +150,11 @@ pub fn encoder(metrics: encoder_node::service::Metrics) -> Extra {
     Arc::new(move || {
         let m = metrics.clone();
         Box::pin(async move {
-            let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
             [
                 gauge("jacolbert_encoder_queue_depth", "Requests waiting for the model.", m.queued() as u64),
-                counter("jacolbert_encoder_batches_total", "Forward-pass batches run.", get(&m.counters.batches)),
-                counter("jacolbert_encoder_batch_texts_total", "Texts in those batches.", get(&m.counters.batch_texts)),
-                counter("jacolbert_encoder_refused_total", "Requests refused, queue full.", get(&m.counters.refused)),
+                counter("jacolbert_encoder_batches_total", "Forward-pass batches run.", &m.counters.batches),
+                counter("jacolbert_encoder_batch_texts_total", "Texts in those batches.", &m.counters.batch_texts),
+                counter("jacolbert_encoder_refused_total", "Requests refused, queue full.", &m.counters.refused),
             ]
             .concat()
         })

@@ -230,11 +230,7 @@ pub fn router(args: RouterArgs) -> anyhow::Result<()> {
         file.encoders = args.encoders;
     }
     if !args.shards.is_empty() {
-        file.shards = args
-            .shards
-            .iter()
-            .map(|s| config::ShardEntry { replicas: s.split(',').map(|a| a.trim().to_string()).collect() })
-            .collect();
+        file.shards = args.shards.iter().map(|s| config::ShardEntry { replicas: config::replica_list(s) }).collect();
     }
     let shards: Vec<Vec<String>> = file.shards.into_iter().map(|s| s.replicas).collect();
     file.profile.check("router", file.tls.as_ref(), file.auth.enabled())?;

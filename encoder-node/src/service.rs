@@ -224,7 +224,9 @@ fn score(scorer: &Backend, query: &[f32], docs: &[Vec<f32>], dim: usize) -> Resu
         for d in docs {
             offsets.push(offsets[offsets.len() - 1] + (d.len() / dim) as u32);
         }
-        match device.maxsim(&half(query), &half(&docs.concat()), &offsets, dim) {
+        // Converted straight into one f16 buffer, without an f32 copy of them all first.
+        let all: Vec<half::f16> = docs.iter().flatten().map(|&x| half::f16::from_f32(x)).collect();
+        match device.maxsim(&half(query), &all, &offsets, dim) {
             Ok(scores) => return Ok(scores),
             Err(e) => tracing::warn!(error = %e, "GPU MaxSim failed; scoring on the CPU"),
         }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use proto::v1::admin_server::Admin;
 use proto::v1::shard_client::ShardClient;
-use proto::v1::{AddShardRequest, AddShardResponse, ExportRequest, ListRequest, ShardUpsertRequest, StatsRequest};
+use proto::v1::{AddShardRequest, AddShardResponse, ExportRequest, ListRequest, StatsRequest};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
@@ -46,10 +46,10 @@ impl Admin for Router {
             return Err(Error::Precondition("a shard is being added already".into()).into());
         };
         let map = self.shard_map();
-        let resuming =
-            self.moving_from.load(Ordering::Acquire) > 0 && map.last().is_some_and(|last| last.addresses == replicas);
+        let moving = self.moving_from.load(Ordering::Acquire) > 0;
+        let resuming = moving && map.last().is_some_and(|last| last.addresses == replicas);
         if !resuming {
-            if self.moving_from.load(Ordering::Acquire) > 0 {
+            if moving {
                 return Err(Error::Precondition(
                     "an earlier AddShard did not finish: call it again with the same replicas to resume".into(),
                 )
@@ -128,11 +128,7 @@ impl Router {
             return Ok(0);
         }
         let ids: Vec<String> = documents.iter().filter_map(|d| d.document.as_ref().map(|d| d.id.clone())).collect();
-        let deadline = Instant::now() + STEP;
-        self.write_shard(to, ShardUpsertRequest { documents }, deadline, |mut c, r| {
-            Box::pin(async move { c.upsert(proto::trace::traced(r)).await.map(Response::into_inner) })
-        })
-        .await?;
+        self.upsert_on(to, documents, Instant::now() + STEP).await?;
         let count = ids.len() as u64;
         self.delete_on(from, ids, Instant::now() + STEP).await?;
         Ok(count)

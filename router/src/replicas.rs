@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use proto::v1::shard_client::ShardClient;
+use proto::v1::{DeleteRequest, EncodedDocument, ShardUpsertRequest, UpsertResponse};
 use tokio::task::JoinSet;
 use tonic::transport::{Channel, ClientTlsConfig};
 use tonic::{Code, Response, Status};
@@ -52,7 +53,7 @@ pub(crate) fn channel(address: &str, tls: Option<&ClientTlsConfig>) -> Result<Ch
 
 impl Router {
     /// Sends `request(s)` to every replica of shard `s`; all must succeed.
-    pub(crate) async fn write_shard<R: Clone + Send + 'static, T: Send + 'static>(
+    async fn write_shard<R: Clone + Send + 'static, T: Send + 'static>(
         &self,
         s: usize,
         request: R,
@@ -82,6 +83,29 @@ impl Router {
             }
         }
         Ok(first.expect("every replica answered"))
+    }
+
+    /// Writes `documents` to every replica of shard `s`.
+    pub(crate) async fn upsert_on(
+        &self,
+        s: usize,
+        documents: Vec<EncodedDocument>,
+        deadline: Instant,
+    ) -> Result<UpsertResponse, Error> {
+        self.write_shard(s, ShardUpsertRequest { documents }, deadline, |mut c, r| {
+            Box::pin(async move { c.upsert(proto::trace::traced(r)).await.map(Response::into_inner) })
+        })
+        .await
+    }
+
+    /// Deletes `ids` on every replica of shard `s`; returns how many were there.
+    pub(crate) async fn delete_on(&self, s: usize, ids: Vec<String>, deadline: Instant) -> Result<u32, Error> {
+        let done = self
+            .write_shard(s, DeleteRequest { ids }, deadline, |mut c, r| {
+                Box::pin(async move { c.delete(proto::trace::traced(r)).await.map(Response::into_inner) })
+            })
+            .await?;
+        Ok(done.deleted)
     }
 }
 

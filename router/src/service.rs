@@ -10,8 +10,7 @@ use proto::v1::shard_client::ShardClient;
 use proto::v1::{
     ClusterStats, ClusterStatsRequest, DeleteRequest, DeleteResponse, Dtype, EncodeRequest, EncodedDocument,
     GetRequest, GetResponse, RerankRequest, RerankResponse, ScoreRequest, SearchBatchRequest, SearchBatchResponse,
-    SearchRequest, SearchResponse, ShardFailure, ShardSearchRequest, ShardUpsertRequest, StatsRequest, UpsertRequest,
-    UpsertResponse,
+    SearchRequest, SearchResponse, ShardFailure, ShardSearchRequest, StatsRequest, UpsertRequest, UpsertResponse,
 };
 use tokio::task::JoinSet;
 use tonic::transport::{Channel, ClientTlsConfig};
@@ -407,11 +406,7 @@ impl Search for Router {
         for (s, pairs) in self.by_shard(docs.into_iter().zip(vectors), |(doc, _)| &doc.id) {
             let documents =
                 pairs.into_iter().map(|(doc, v)| EncodedDocument { document: Some(doc), vectors: Some(v) }).collect();
-            let done = self
-                .write_shard(s, ShardUpsertRequest { documents }, deadline, |mut c, r| {
-                    Box::pin(async move { c.upsert(proto::trace::traced(r)).await.map(Response::into_inner) })
-                })
-                .await?;
+            let done = self.upsert_on(s, documents, deadline).await?;
             written += done.written;
             replaced += done.replaced;
         }
@@ -466,6 +461,9 @@ impl Router {
     /// Mid-move: deletes `ids` where they used to be placed (where that is not where they
     /// are placed now), returning how many were there.
     async fn delete_old_copies(&self, ids: Vec<String>, deadline: Instant) -> Result<u32, Error> {
+        if self.moving_from.load(Ordering::Acquire) == 0 {
+            return Ok(0);
+        }
         let shards = self.shard_map().len();
         let mut by_old: Vec<Vec<String>> = vec![Vec::new(); shards];
         for id in ids {
@@ -478,16 +476,6 @@ impl Router {
             deleted += self.delete_on(s, ids, deadline).await?;
         }
         Ok(deleted)
-    }
-
-    /// Deletes `ids` on every replica of shard `s`.
-    pub(crate) async fn delete_on(&self, s: usize, ids: Vec<String>, deadline: Instant) -> Result<u32, Error> {
-        let done = self
-            .write_shard(s, DeleteRequest { ids }, deadline, |mut c, r| {
-                Box::pin(async move { c.delete(proto::trace::traced(r)).await.map(Response::into_inner) })
-            })
-            .await?;
-        Ok(done.deleted)
     }
 }
 

@@ -64,6 +64,11 @@ impl ShardService {
     }
 }
 
+/// A stored document as the wire carries it.
+fn wire(doc: Document) -> WireDocument {
+    WireDocument { id: doc.id, text: doc.text, metadata: doc.metadata }
+}
+
 fn poisoned() -> Status {
     Status::internal("the shard's lock is poisoned (a writer panicked)")
 }
@@ -150,8 +155,7 @@ impl ShardRpc for ShardService {
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
         let id = request.into_inner().id;
         let doc = self.read(move |shard| shard.get(&id)).await?;
-        let document = WireDocument { id: doc.id, text: doc.text, metadata: doc.metadata };
-        Ok(Response::new(GetResponse { document: Some(document) }))
+        Ok(Response::new(GetResponse { document: Some(wire(doc)) }))
     }
 
     async fn list(&self, request: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
@@ -185,7 +189,7 @@ impl ShardRpc for ShardService {
         let documents = found
             .into_iter()
             .map(|(doc, values)| EncodedDocument {
-                document: Some(WireDocument { id: doc.id, text: doc.text, metadata: doc.metadata }),
+                document: Some(wire(doc)),
                 vectors: Some(Matrix { rows: values.len() / dim, dim, values }.to_tensor(Dtype::F32)),
             })
             .collect();
