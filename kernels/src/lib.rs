@@ -1,9 +1,11 @@
 //! The math of the encoder and of scoring. `cpu` is the reference path: plain Rust (and the
 //! `gemm` crate for matrix products), each op checked against a naive f64 twin in its tests.
-//! `cuda` holds the GPU twins, compiled at run time with NVRTC and checked against `cpu`.
+//! `cuda` holds the GPU twins, compiled at run time with NVRTC and checked against `cpu`; `ops`
+//! is the forward pass's ops as one trait that both implement.
 
 pub mod cpu;
 pub mod cuda;
+pub mod ops;
 
 /// The crate's one error type: an op was called with buffers that do not fit its shape.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -12,6 +14,10 @@ pub enum Error {
     Shape { op: &'static str, what: &'static str, expected: usize, got: usize },
     #[error("{op}: {what} has {got} elements, not a whole number of rows of {width}")]
     Rows { op: &'static str, what: &'static str, width: usize, got: usize },
+    /// Inputs that do not fit together: ids past the vocabulary, rows that are not whole
+    /// sequences, and the like.
+    #[error("{op}: {why}")]
+    Input { op: &'static str, why: String },
     /// CUDA is missing or failed: no driver, no GPU, a failed launch or copy.
     #[error("CUDA: {0}")]
     Cuda(String),

@@ -11,6 +11,7 @@ mod elementwise;
 mod linear;
 mod maxsim;
 mod norm;
+mod ops;
 mod peak;
 
 #[cfg(test)]
@@ -22,4 +23,6 @@ pub use elementwise::{add_in_place, argmax, gelu_erf, softmax_in_place};
 pub use linear::{linear, matmul_transposed};
 pub use maxsim::{maxsim, maxsim_matrix, QueryScorer};
 pub use norm::{l2_normalize_rows, layer_norm};
+pub use ops::Cpu;
+pub(crate) use ops::{attention_shape, check_embed};
 pub use peak::fma_peak_gflops;

@@ -1,10 +1,12 @@
-//! One CUDA device: its context and stream, and every kernel of `cu/` compiled for it. Each op
-//! takes host slices and returns host vectors (upload, launch, download), checked against the
-//! same shapes as its CPU twin.
+//! One CUDA device: its context, stream and cuBLAS handle, and every kernel of `cu/` compiled
+//! for it. The forward pass's ops are in `ops.rs` (device tensors); the ops here take host
+//! slices and return host vectors (upload, launch, download), checked against the same shapes
+//! as their CPU twins.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use cudarc::cublas::CudaBlas;
 use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg};
 use half::f16;
 
@@ -17,14 +19,16 @@ const ROW_THREADS: u32 = 128;
 pub const MAX_ATTENTION_SEQ: usize = 512;
 pub const MAX_QUERY_VALUES: usize = 8192;
 
-fn cuda(e: impl std::fmt::Display) -> Error {
+pub(super) fn cuda(e: impl std::fmt::Display) -> Error {
     Error::Cuda(e.to_string())
 }
 
 pub struct Device {
-    context: Arc<CudaContext>,
-    stream: Arc<CudaStream>,
+    pub(super) context: Arc<CudaContext>,
+    pub(super) stream: Arc<CudaStream>,
     functions: HashMap<&'static str, CudaFunction>,
+    /// Locked for each product: a handle is not meant for several host threads at once.
+    pub(super) blas: Mutex<CudaBlas>,
     /// e.g. "NVIDIA H200 (sm_90)".
     pub description: String,
 }
@@ -39,9 +43,19 @@ pub struct DocsOnDevice {
 }
 
 /// Where the encoder's math runs.
+#[derive(Clone)]
 pub enum Backend {
     Cpu,
     Cuda(Arc<Device>),
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Backend::Cpu => f.write_str("cpu"),
+            Backend::Cuda(device) => f.write_str(&device.description),
+        }
+    }
 }
 
 /// `auto`, `cpu` or `cuda:N`. `auto` takes GPU 0 when there is one and otherwise the CPU; the
@@ -75,6 +89,10 @@ impl Device {
         if !unsafe { cudarc::driver::sys::is_culib_present() } {
             return Err(Error::Cuda("no NVIDIA driver (libcuda.so.1 not found)".into()));
         }
+        // SAFETY: as above, for libcublas.
+        if !unsafe { cudarc::cublas::sys::is_culib_present() } {
+            return Err(Error::Cuda("no cuBLAS (libcublas.so.12 or libcublas.so not found)".into()));
+        }
         let count = CudaContext::device_count().map_err(cuda)?;
         if ordinal >= count.max(0) as usize {
             return Err(Error::Cuda(format!("no GPU {ordinal}: this machine has {count}")));
@@ -94,163 +112,26 @@ impl Device {
             }
         }
         let description = format!("{} (sm_{major}{minor})", context.name().map_err(cuda)?);
-        Ok(Device { stream: context.default_stream(), context, functions, description })
+        let stream = context.default_stream();
+        let blas = Mutex::new(CudaBlas::new(stream.clone()).map_err(cuda)?);
+        Ok(Device { stream, context, functions, blas, description })
     }
 
-    fn upload<T: DeviceRepr>(&self, host: &[T]) -> Result<CudaSlice<T>> {
+    pub(super) fn upload<T: DeviceRepr>(&self, host: &[T]) -> Result<CudaSlice<T>> {
         self.stream.clone_htod(host).map_err(cuda)
     }
 
-    fn download<T: DeviceRepr + Default + Clone>(&self, device: &CudaSlice<T>) -> Result<Vec<T>> {
+    pub(super) fn download<T: DeviceRepr + Default + Clone>(&self, device: &CudaSlice<T>) -> Result<Vec<T>> {
         self.stream.clone_dtoh(device).map_err(cuda)
     }
 
-    fn function(&self, name: &str) -> &CudaFunction {
+    pub(super) fn function(&self, name: &str) -> &CudaFunction {
         &self.functions[name]
     }
 
-    fn rows(rows: usize) -> LaunchConfig {
+    /// One block per row.
+    pub(super) fn rows(rows: usize) -> LaunchConfig {
         LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (ROW_THREADS, 1, 1), shared_mem_bytes: 0 }
-    }
-
-    /// The embedding layer: `LayerNorm(word[id] + position[t mod seq] + token_type)` per token.
-    #[allow(clippy::too_many_arguments)]
-    pub fn embed_layer_norm(
-        &self,
-        ids: &[u32],
-        word: &[f32],
-        position: &[f32],
-        token_type: &[f32],
-        gamma: &[f32],
-        beta: &[f32],
-        seq: usize,
-        eps: f32,
-    ) -> Result<Vec<f32>> {
-        let hidden = gamma.len();
-        let vocab = check_rows("embed_layer_norm", "word", word.len(), hidden)?;
-        let positions = check_rows("embed_layer_norm", "position", position.len(), hidden)?;
-        for (what, len) in [("token_type", token_type.len()), ("beta", beta.len())] {
-            check_len("embed_layer_norm", what, len, hidden)?;
-        }
-        if seq == 0 || seq > positions || !ids.len().is_multiple_of(seq) || ids.iter().any(|&i| i as usize >= vocab) {
-            return Err(Error::Cuda(format!("embed_layer_norm: bad ids for seq {seq} and vocab {vocab}")));
-        }
-        let (ids_d, word_d, position_d) = (self.upload(ids)?, self.upload(word)?, self.upload(position)?);
-        let (type_d, gamma_d, beta_d) = (self.upload(token_type)?, self.upload(gamma)?, self.upload(beta)?);
-        let mut out = self.stream.alloc_zeros::<f32>(ids.len() * hidden).map_err(cuda)?;
-        let (seq, hidden_i) = (seq as i32, hidden as i32);
-        let mut launch = self.stream.launch_builder(self.function("embed_layer_norm"));
-        launch.arg(&ids_d).arg(&word_d).arg(&position_d).arg(&type_d).arg(&gamma_d).arg(&beta_d);
-        launch.arg(&mut out).arg(&seq).arg(&hidden_i).arg(&eps);
-        // SAFETY: the argument list matches the kernel's signature; every buffer was sized above.
-        unsafe { launch.launch(Self::rows(ids.len())) }.map_err(cuda)?;
-        self.download(&out)
-    }
-
-    /// `x = LayerNorm(x + bias + residual)` per row of `gamma.len()`.
-    pub fn bias_residual_layer_norm(
-        &self,
-        x: &mut [f32],
-        bias: &[f32],
-        residual: &[f32],
-        gamma: &[f32],
-        beta: &[f32],
-        eps: f32,
-    ) -> Result<()> {
-        let hidden = gamma.len();
-        let rows = check_rows("bias_residual_layer_norm", "x", x.len(), hidden)?;
-        check_len("bias_residual_layer_norm", "residual", residual.len(), x.len())?;
-        for (what, len) in [("bias", bias.len()), ("beta", beta.len())] {
-            check_len("bias_residual_layer_norm", what, len, hidden)?;
-        }
-        let mut x_d = self.upload(x)?;
-        let (bias_d, residual_d, gamma_d, beta_d) =
-            (self.upload(bias)?, self.upload(residual)?, self.upload(gamma)?, self.upload(beta)?);
-        let hidden_i = hidden as i32;
-        let mut launch = self.stream.launch_builder(self.function("bias_residual_layer_norm"));
-        launch.arg(&mut x_d).arg(&bias_d).arg(&residual_d).arg(&gamma_d).arg(&beta_d).arg(&hidden_i).arg(&eps);
-        // SAFETY: as above.
-        unsafe { launch.launch(Self::rows(rows)) }.map_err(cuda)?;
-        x.copy_from_slice(&self.download(&x_d)?);
-        Ok(())
-    }
-
-    /// Each row of `dim` scaled to unit L2 norm.
-    pub fn l2_normalize(&self, x: &mut [f32], dim: usize) -> Result<()> {
-        let rows = check_rows("l2_normalize", "x", x.len(), dim)?;
-        if rows == 0 {
-            return Ok(());
-        }
-        let mut x_d = self.upload(x)?;
-        let dim_i = dim as i32;
-        let mut launch = self.stream.launch_builder(self.function("l2_normalize"));
-        launch.arg(&mut x_d).arg(&dim_i);
-        // SAFETY: as above.
-        unsafe { launch.launch(Self::rows(rows)) }.map_err(cuda)?;
-        x.copy_from_slice(&self.download(&x_d)?);
-        Ok(())
-    }
-
-    /// The rows `keep` of `x` (rows of `dim`), in that order.
-    pub fn gather_rows(&self, x: &[f32], keep: &[u32], dim: usize) -> Result<Vec<f32>> {
-        let rows = check_rows("gather_rows", "x", x.len(), dim)?;
-        if keep.iter().any(|&r| r as usize >= rows) {
-            return Err(Error::Cuda(format!("gather_rows: a kept row is past the {rows} rows")));
-        }
-        if keep.is_empty() {
-            return Ok(Vec::new());
-        }
-        let (x_d, keep_d) = (self.upload(x)?, self.upload(keep)?);
-        let mut out = self.stream.alloc_zeros::<f32>(keep.len() * dim).map_err(cuda)?;
-        let dim_i = dim as i32;
-        let mut launch = self.stream.launch_builder(self.function("gather_rows"));
-        launch.arg(&x_d).arg(&keep_d).arg(&mut out).arg(&dim_i);
-        // SAFETY: as above.
-        unsafe { launch.launch(Self::rows(keep.len())) }.map_err(cuda)?;
-        self.download(&out)
-    }
-
-    /// `x = gelu(x + bias)` (exact GELU) over rows of `bias.len()`.
-    pub fn bias_gelu(&self, x: &mut [f32], bias: &[f32]) -> Result<()> {
-        let rows = check_rows("bias_gelu", "x", x.len(), bias.len())?;
-        if rows == 0 {
-            return Ok(());
-        }
-        let (mut x_d, bias_d) = (self.upload(x)?, self.upload(bias)?);
-        let (rows_i, cols_i) = (rows as i32, bias.len() as i32);
-        let blocks = x.len().div_ceil(256).min(65_535) as u32;
-        let config = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
-        let mut launch = self.stream.launch_builder(self.function("bias_gelu"));
-        launch.arg(&mut x_d).arg(&bias_d).arg(&rows_i).arg(&cols_i);
-        // SAFETY: as above.
-        unsafe { launch.launch(config) }.map_err(cuda)?;
-        x.copy_from_slice(&self.download(&x_d)?);
-        Ok(())
-    }
-
-    /// Multi-head self-attention over `qkv` `[batch·seq, 3·heads·head_dim]` (q, k, v side by
-    /// side) with `mask` `[batch·seq]` (0: padding): the context `[batch·seq, heads·head_dim]`.
-    pub fn attention(&self, qkv: &[f32], mask: &[u8], batch: usize, heads: usize, head_dim: usize) -> Result<Vec<f32>> {
-        let hidden = heads * head_dim;
-        let rows = check_rows("attention", "qkv", qkv.len(), 3 * hidden)?;
-        check_len("attention", "mask", mask.len(), rows)?;
-        if batch == 0 || !rows.is_multiple_of(batch) || rows / batch > MAX_ATTENTION_SEQ {
-            return Err(Error::Cuda(format!("attention: {rows} rows are not {batch} sequences of at most 512")));
-        }
-        let seq = rows / batch;
-        let (qkv_d, mask_d) = (self.upload(qkv)?, self.upload(mask)?);
-        let mut out = self.stream.alloc_zeros::<f32>(rows * hidden).map_err(cuda)?;
-        let (seq_i, heads_i, head_dim_i) = (seq as i32, heads as i32, head_dim as i32);
-        let config = LaunchConfig {
-            grid_dim: (seq as u32, heads as u32, batch as u32),
-            block_dim: (ROW_THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        let mut launch = self.stream.launch_builder(self.function("attention"));
-        launch.arg(&qkv_d).arg(&mask_d).arg(&mut out).arg(&seq_i).arg(&heads_i).arg(&head_dim_i);
-        // SAFETY: as above.
-        unsafe { launch.launch(config) }.map_err(cuda)?;
-        self.download(&out)
     }
 
     /// Documents' token rows, concatenated, uploaded once for many MaxSim calls: document `n`

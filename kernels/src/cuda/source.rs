@@ -14,7 +14,7 @@ pub const SOURCES: [(&str, &str, &[&str]); 5] = [
         include_str!("cu/norm.cu"),
         &["embed_layer_norm", "bias_residual_layer_norm", "l2_normalize", "gather_rows"],
     ),
-    ("gelu", include_str!("cu/gelu.cu"), &["bias_gelu"]),
+    ("elementwise", include_str!("cu/elementwise.cu"), &["bias_act", "to_half"]),
     ("attention", include_str!("cu/attention.cu"), &["attention"]),
     ("maxsim", include_str!("cu/maxsim.cu"), &["maxsim"]),
     ("decode", include_str!("cu/decode.cu"), &["decode_residuals"]),

@@ -10,6 +10,12 @@ __device__ __forceinline__ float h2f(unsigned short h) {
     asm("{ cvt.f32.f16 %0, %1; }" : "=f"(f) : "h"(h));
     return f;
 }
+// A float to IEEE half bits, rounded to nearest even.
+__device__ __forceinline__ unsigned short f2h(float f) {
+    unsigned short h;
+    asm("{ cvt.rn.f16.f32 %0, %1; }" : "=h"(h) : "f"(f));
+    return h;
+}
 struct Sum {
     __device__ float operator()(float a, float b) const { return a + b; }
 };
