@@ -72,7 +72,8 @@ pub struct EncoderFile {
     pub model: Option<String>,
     /// unidic-lite's `dicdir`; by default found as `--mecab-dic` documents.
     pub mecab_dic: Option<PathBuf>,
-    /// Where `Score` runs MaxSim: `auto` (GPU 0 if usable, else the CPU), `cpu`, `cuda:N`.
+    /// Where the forward pass and `Score`'s MaxSim run: `auto` (GPU 0 if usable, else the
+    /// CPU), `cpu`, `cuda:N`.
     pub device: String,
     pub batching: BatchConfig,
     pub tls: Option<TlsFile>,

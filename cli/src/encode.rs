@@ -82,6 +82,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         legacy_dot_prefix: args.legacy_dot_prefix,
         dynamic_query_length: args.dynamic_query_length,
         batch_size: args.batch_size,
+        ..EncodeOptions::default()
     };
     let model = args.model.load(options)?;
     let dim = model.dim();

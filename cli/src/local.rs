@@ -33,7 +33,7 @@ pub struct Args {
     data_dir: Option<PathBuf>,
     #[arg(long)]
     shards: Option<usize>,
-    /// Where the encoder's Score runs MaxSim: auto, cpu or cuda:N.
+    /// Where the encoder runs (forward pass and Score's MaxSim): auto, cpu or cuda:N.
     #[arg(long, env = "JACOLBERT_DEVICE")]
     device: Option<String>,
     /// Tokens a shard keeps exact before it trains its codec.
@@ -49,7 +49,7 @@ pub async fn start(model: Arc<ColbertModel>, config: &LocalFile) -> anyhow::Resu
     let listen: SocketAddr = config.listen.parse().with_context(|| format!("listen address {:?}", config.listen))?;
     let next = |i: u16| SocketAddr::new(listen.ip(), listen.port() + i).to_string();
     let dim = model.dim();
-    let (routes, encoder_metrics) = encoder_routes(model, config.batching, &config.device, NODE_MESSAGE)?;
+    let (routes, encoder_metrics) = encoder_routes(model, config.batching, NODE_MESSAGE)?;
     let encoder = serve(routes, ENCODER, &next(1), None, 0).await?;
     let (mut addresses, mut shards) = (Vec::new(), Vec::new());
     for s in 0..config.shards {
@@ -82,6 +82,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let model = ModelArgs {
         model: args.model.or(file.model.take()).context("no model: give --model or `model` in the config")?,
         mecab_dic: args.mecab_dic.or(file.mecab_dic.take()),
+        device: file.device.clone(),
     };
     tokio::runtime::Runtime::new()?.block_on(async move {
         let model = Arc::new(model.load(EncodeOptions::default())?);

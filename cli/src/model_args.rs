@@ -1,4 +1,4 @@
-//! The `--model` / `--mecab-dic` pair that every command running the encoder takes.
+//! The `--model` / `--mecab-dic` / `--device` trio that every command running the encoder takes.
 
 use std::path::PathBuf;
 
@@ -12,10 +12,18 @@ pub struct ModelArgs {
     /// MeCab dictionary directory (unidic-lite's `dicdir`).
     #[arg(long, env = "JACOLBERT_MECAB_DIC")]
     pub mecab_dic: Option<PathBuf>,
+    /// Where the forward pass (and the encoder's MaxSim) runs: auto, cpu or cuda:N. auto takes
+    /// GPU 0 when CUDA is usable and otherwise the CPU, logging why.
+    #[arg(long, env = "JACOLBERT_DEVICE", default_value = "auto")]
+    pub device: String,
 }
 
 impl ModelArgs {
+    /// Loads the model onto the chosen device; `options.backend` is replaced by it.
     pub fn load(&self, options: EncodeOptions) -> anyhow::Result<ColbertModel> {
+        let (backend, chosen) = kernels::cuda::select(&self.device)?;
+        tracing::info!(device = %chosen, "encoder device");
+        let options = EncodeOptions { backend, ..options };
         Ok(ColbertModel::load(&resolve_model(&self.model)?, self.mecab_dic.as_deref(), options)?)
     }
 }

@@ -71,15 +71,13 @@ pub async fn serve(
     Ok(address)
 }
 
-/// The encoder's gRPC routes, and its metrics. `device` is `auto`, `cpu` or `cuda:N`.
+/// The encoder's gRPC routes, and its metrics. `Score` runs MaxSim where the model runs.
 pub fn encoder_routes(
     model: Arc<encoder_node::model::ColbertModel>,
     batching: BatchConfig,
-    device: &str,
     max_message: usize,
 ) -> anyhow::Result<(Routes, metrics::Extra)> {
-    let (backend, chosen) = kernels::cuda::select(device)?;
-    tracing::info!(device = %chosen, "encoder scoring device");
+    let backend = model.backend().clone();
     let service = EncoderService::start(model, batching).scoring_on(backend);
     let extra = metrics::encoder(service.metrics());
     let server =
@@ -170,10 +168,11 @@ pub fn encoder(args: EncoderArgs) -> anyhow::Result<()> {
     let model = ModelArgs {
         model: file.model.context("no model: give --model or `model` in the config")?,
         mecab_dic: file.mecab_dic,
+        device: file.device,
     };
     tokio::runtime::Runtime::new()?.block_on(async {
         let model = Arc::new(model.load(EncodeOptions::default())?);
-        let (routes, extra) = encoder_routes(model, file.batching, &file.device, file.max_message_bytes)?;
+        let (routes, extra) = encoder_routes(model, file.batching, file.max_message_bytes)?;
         let address = serve(routes, ENCODER, &file.listen, tls, file.max_requests_per_second).await?;
         serve_metrics(file.metrics_addr.as_deref(), vec![extra]).await?;
         until_ctrl_c("encoder", &address).await

@@ -3,10 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use kernels::cpu::{self, Dense};
+use kernels::cuda::Backend;
 
-use super::bert::{load_dense, Batch, Bert};
+use super::bert::Batch;
 use super::config::{BertConfig, ColbertSettings};
+use super::encoder::{self, Encode, Projection};
 use super::weights::Weights;
 use crate::error::{Error, Result};
 use crate::tokenizer::Tokenizer;
@@ -30,19 +31,15 @@ pub fn marked_ids(tokenizer: &Tokenizer, text: &str, marker: u32, max_len: usize
     }
 }
 
-/// The ColBERT projection `linear.weight` `[dim, hidden]` (and a bias if the file has one).
-fn load_projection(w: &mut Weights, hidden: usize) -> Result<Dense> {
-    let dim = match w.shape("linear.weight") {
-        Some(&[dim, h]) if h == hidden => dim,
+/// The ColBERT projection's shape in `w`: `linear.weight` `[dim, hidden]`, and whether there is
+/// a `linear.bias`.
+fn projection_shape(w: &Weights, hidden: usize) -> Result<(usize, bool)> {
+    match w.shape("linear.weight") {
+        Some(&[dim, h]) if h == hidden => Ok((dim, w.shape("linear.bias").is_some())),
         other => {
-            return Err(Error::model(
-                w.path(),
-                format!("tensor linear.weight has shape {other:?}, expected [dim, {hidden}]"),
-            ))
+            Err(Error::model(w.path(), format!("tensor linear.weight has shape {other:?}, expected [dim, {hidden}]")))
         }
-    };
-    let has_bias = w.shape("linear.bias").is_some();
-    load_dense(w, "linear", dim, hidden, has_bias)
+    }
 }
 
 /// Python's `string.punctuation`: document tokens equal to one of these are dropped.
@@ -58,11 +55,13 @@ pub struct EncodeOptions {
     pub dynamic_query_length: bool,
     /// Texts per forward pass (grouped by length to cut padding).
     pub batch_size: usize,
+    /// Where the forward pass runs.
+    pub backend: Backend,
 }
 
 impl Default for EncodeOptions {
     fn default() -> Self {
-        EncodeOptions { legacy_dot_prefix: false, dynamic_query_length: false, batch_size: 32 }
+        EncodeOptions { legacy_dot_prefix: false, dynamic_query_length: false, batch_size: 32, backend: Backend::Cpu }
     }
 }
 
@@ -86,8 +85,8 @@ pub struct DocEmbedding {
 pub struct ColbertModel {
     dir: PathBuf,
     tokenizer: Tokenizer,
-    bert: Bert,
-    projection: Dense,
+    config: BertConfig,
+    encoder: Box<dyn Encode>,
     settings: ColbertSettings,
     options: EncodeOptions,
     query_marker: u32,
@@ -108,8 +107,8 @@ impl ColbertModel {
         }
         let hidden = config.hidden_size;
         let mut weights = Weights::load(&dir.join("model.safetensors"))?;
-        let projection = if weights.shape("linear.weight").is_some() {
-            load_projection(&mut weights, hidden)?
+        let mut dense = if weights.shape("linear.weight").is_some() {
+            None
         } else {
             let dense = dir.join("1_Dense/model.safetensors");
             if !dense.is_file() {
@@ -118,9 +117,9 @@ impl ColbertModel {
                     "no linear.weight in model.safetensors and no 1_Dense/model.safetensors",
                 ));
             }
-            load_projection(&mut Weights::load(&dense)?, hidden)?
+            Some(Weights::load(&dense)?)
         };
-        let dim = projection.out;
+        let (dim, bias) = projection_shape(dense.as_ref().unwrap_or(&weights), hidden)?;
         if dim != settings.dim {
             tracing::warn!(
                 metadata_dim = settings.dim,
@@ -129,13 +128,12 @@ impl ColbertModel {
             );
             settings.dim = dim;
         }
-        let bert = Bert::load(config, &mut weights)?;
         let tokenizer = Tokenizer::load(dir, mecab_dic)?;
         let vocab = tokenizer.vocab();
-        if vocab.len() > bert.config().vocab_size {
+        if vocab.len() > config.vocab_size {
             return Err(Error::model(
                 dir,
-                format!("vocab.txt has {} tokens but the embeddings only {}", vocab.len(), bert.config().vocab_size),
+                format!("vocab.txt has {} tokens but the embeddings only {}", vocab.len(), config.vocab_size),
             ));
         }
         let marker = |token: &str| {
@@ -150,12 +148,21 @@ impl ColbertModel {
                 }
             }
         }
-        tracing::info!(dir = %dir.display(), layers = bert.config().num_hidden_layers, hidden, dim, "ColBERT model loaded");
+        let projection = Projection { weights: dense.as_mut(), dim, bias };
+        let encoder = encoder::load(&options.backend, config.clone(), &mut weights, projection)?;
+        tracing::info!(
+            dir = %dir.display(),
+            layers = config.num_hidden_layers,
+            hidden,
+            dim,
+            backend = ?options.backend,
+            "ColBERT model loaded"
+        );
         Ok(ColbertModel {
             dir: dir.to_path_buf(),
             tokenizer,
-            bert,
-            projection,
+            config,
+            encoder,
             settings,
             options,
             query_marker,
@@ -188,7 +195,7 @@ impl ColbertModel {
 
     /// Query ids and attention mask: padded with [MASK] (attended only if the checkpoint says so).
     pub fn query_input(&self, text: &str) -> (Vec<u32>, Vec<u8>) {
-        let max_position = self.bert.config().max_position_embeddings;
+        let max_position = self.config.max_position_embeddings;
         let (mut ids, len) = if self.options.dynamic_query_length {
             let ids = self.marked_ids(text, self.query_marker, max_position.min(511));
             let l = ids.len();
@@ -211,15 +218,12 @@ impl ColbertModel {
     pub fn encode_queries(&self, texts: &[&str]) -> Result<Vec<QueryEmbedding>> {
         let inputs: Vec<(Vec<u32>, Vec<u8>)> =
             tracing::info_span!("encoder.tokenize").in_scope(|| texts.iter().map(|t| self.query_input(t)).collect());
-        let outputs = self.project(&inputs, self.tokenizer.specials().mask)?;
-        inputs
+        let outputs = self.encode(&inputs, self.tokenizer.specials().mask, |_| true)?;
+        Ok(inputs
             .into_iter()
             .zip(outputs)
-            .map(|((ids, mask), mut vectors)| {
-                cpu::l2_normalize_rows(&mut vectors, self.dim())?;
-                Ok(QueryEmbedding { ids, mask, vectors })
-            })
-            .collect()
+            .map(|((ids, mask), vectors)| QueryEmbedding { ids, mask, vectors })
+            .collect())
     }
 
     pub fn encode_documents(&self, texts: &[&str]) -> Result<Vec<DocEmbedding>> {
@@ -233,34 +237,36 @@ impl ColbertModel {
                 })
                 .collect()
         });
-        let outputs = self.project(&inputs, self.tokenizer.specials().pad)?;
-        let dim = self.dim();
-        inputs
+        let outputs = self.encode(&inputs, self.tokenizer.specials().pad, |id| !self.is_skipped(id))?;
+        Ok(inputs
             .into_iter()
             .zip(outputs)
-            .map(|((ids, _), all)| {
-                let keep: Vec<usize> = (0..ids.len()).filter(|&i| !self.is_skipped(ids[i])).collect();
-                let mut vectors: Vec<f32> =
-                    keep.iter().flat_map(|&i| all[i * dim..(i + 1) * dim].iter().copied()).collect();
-                cpu::l2_normalize_rows(&mut vectors, dim)?;
-                Ok(DocEmbedding { kept_ids: keep.iter().map(|&i| ids[i]).collect(), ids, vectors })
+            .map(|((ids, _), vectors)| {
+                let kept_ids = ids.iter().copied().filter(|&id| !self.is_skipped(id)).collect();
+                DocEmbedding { kept_ids, ids, vectors }
             })
-            .collect()
+            .collect())
     }
 
-    /// BERT and the projection over one padded batch: `[batch·seq, dim]`, not normalised.
+    /// BERT, the projection and L2 normalisation over one padded batch: `[batch·seq, dim]`.
     pub fn forward(&self, batch: &Batch) -> Result<Vec<f32>> {
-        let hidden = self.bert.forward(batch)?;
-        Ok(self.projection.forward(&hidden, batch.batch * batch.seq)?)
+        let all: Vec<u32> = (0..(batch.batch * batch.seq) as u32).collect();
+        self.encoder.encode(batch, &all)
     }
 
     pub fn bert_config(&self) -> &BertConfig {
-        self.bert.config()
+        &self.config
     }
 
-    /// Runs BERT and the projection over inputs grouped by length, padding each group with
-    /// `pad` (attention 0). Returns each input's `[len, dim]` projected, unnormalised vectors.
-    fn project(&self, inputs: &[(Vec<u32>, Vec<u8>)], pad: u32) -> Result<Vec<Vec<f32>>> {
+    /// Where the forward pass runs (the encoder node scores on the same device).
+    pub fn backend(&self) -> &Backend {
+        &self.options.backend
+    }
+
+    /// Runs the encoder over inputs grouped by length, padding each group with `pad`
+    /// (attention 0). Returns, for each input, the unit vectors of its tokens that `kept`
+    /// accepts, `[kept, dim]`.
+    fn encode(&self, inputs: &[(Vec<u32>, Vec<u8>)], pad: u32, kept: impl Fn(u32) -> bool) -> Result<Vec<Vec<f32>>> {
         let tokens: i64 = inputs.iter().map(|(ids, _)| ids.len() as i64).sum();
         let _span = tracing::info_span!("encoder.forward", texts = inputs.len() as i64, tokens).entered();
         let mut order: Vec<usize> = (0..inputs.len()).collect();
@@ -275,10 +281,20 @@ impl ColbertModel {
                 ids.extend(input_ids.iter().copied().chain(std::iter::repeat(pad)).take(seq));
                 mask.extend(input_mask.iter().copied().chain(std::iter::repeat(0)).take(seq));
             }
-            let projected = self.forward(&Batch { ids: &ids, mask: &mask, batch: group.len(), seq })?;
+            let mut keep = Vec::new();
+            let mut counts = Vec::with_capacity(group.len());
             for (slot, &i) in group.iter().enumerate() {
-                let len = inputs[i].0.len();
-                out[i] = projected[slot * seq * dim..(slot * seq + len) * dim].to_vec();
+                let before = keep.len();
+                let rows = inputs[i].0.iter().enumerate().filter(|&(_, &id)| kept(id));
+                keep.extend(rows.map(|(t, _)| (slot * seq + t) as u32));
+                counts.push(keep.len() - before);
+            }
+            let vectors = self.encoder.encode(&Batch { ids: &ids, mask: &mask, batch: group.len(), seq }, &keep)?;
+            let mut rest = vectors.as_slice();
+            for (&i, n) in group.iter().zip(counts) {
+                let (mine, after) = rest.split_at(n * dim);
+                out[i] = mine.to_vec();
+                rest = after;
             }
         }
         Ok(out)

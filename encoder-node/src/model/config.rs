@@ -100,10 +100,6 @@ impl BertConfig {
         }
         Ok(config)
     }
-
-    pub fn head_dim(&self) -> usize {
-        self.hidden_size / self.num_attention_heads
-    }
 }
 
 impl ColbertSettings {

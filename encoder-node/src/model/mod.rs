@@ -1,8 +1,9 @@
-//! Checkpoint loading and the ColBERT forward pass on the `kernels` CPU ops.
+//! Checkpoint loading and the ColBERT forward pass on the `kernels` ops (CPU or CUDA).
 
 mod bert;
 mod colbert;
 mod config;
+mod encoder;
 mod resolve;
 mod weights;
 
