@@ -1,10 +1,13 @@
-//! `jacolbert bench-encoder`: CPU forward-pass speed (BERT + projection) on fixed shapes, the
-//! same shapes `scripts/bench_encoder.py` gives PyTorch and ONNX Runtime: one 32-token query
-//! (latency), 32 queries of 32 tokens, 8 documents of 300 tokens (throughput).
+//! `jacolbert bench-encoder`: forward-pass speed (BERT + projection + normalisation, vectors
+//! back on the host) on fixed shapes, the same shapes the peer scripts give PyTorch and ONNX
+//! Runtime. CPU shapes (`scripts/bench_encoder.py`): one 32-token query (latency), 32 queries
+//! of 32 tokens, 8 documents of 300 tokens (throughput). GPU shapes
+//! (`scripts/bench_gpu_encoder.py`, `--shapes gpu`): 256 queries of 32 tokens, 32 documents of
+//! 300 tokens.
 
 use std::time::Instant;
 
-use encoder_node::model::{Batch, ColbertModel, EncodeOptions};
+use encoder_node::model::{Batch, Encoder};
 use serde::Serialize;
 
 use crate::model_args::ModelArgs;
@@ -20,6 +23,9 @@ pub struct Args {
     /// Timed runs per shape (after one warm-up run); the median is reported.
     #[arg(long, default_value_t = 10)]
     runs: usize,
+    /// `cpu` (the CPU peers' shapes) or `gpu` (the GPU peers' shapes).
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "gpu"])]
+    shapes: String,
     /// Only the shapes whose names contain this (e.g. `query_b1`).
     #[arg(long)]
     only: Option<String>,
@@ -39,6 +45,7 @@ struct Shape {
 
 #[derive(Serialize)]
 struct Report {
+    device: String,
     threads: usize,
     /// Measured f32 FMA peak of one core, and of all the threads together.
     peak_gflops_per_core: f64,
@@ -49,8 +56,8 @@ struct Report {
 
 /// Multiply-adds ×2 of one forward pass: the dense layers, attention's two products, the
 /// projection.
-fn flops(model: &ColbertModel, batch: usize, seq: usize) -> f64 {
-    let c = model.bert_config();
+fn flops(model: &Encoder, batch: usize, seq: usize) -> f64 {
+    let c = model.config();
     let (h, f, rows) = (c.hidden_size as f64, c.intermediate_size as f64, (batch * seq) as f64);
     let dense = 2.0 * rows * (4.0 * h * h + 2.0 * h * f);
     let attention = 4.0 * batch as f64 * (seq * seq) as f64 * h;
@@ -70,13 +77,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(n) = args.threads {
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global()?;
     }
-    let model = args.model.load(EncodeOptions::default())?;
-    let vocab = model.tokenizer().vocab().len() as u64;
+    let model = args.model.load_encoder()?;
+    let vocab = model.config().vocab_size as u64;
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut shapes = Vec::new();
-    let shapes_wanted = [("query_b1_l32", 1, 32, 16), ("query_b32_l32", 32, 32, 16), ("doc_b8_l300", 8, 300, 300)];
-    for (name, batch, seq, attended) in
-        shapes_wanted.into_iter().filter(|s| args.only.as_ref().is_none_or(|o| s.0.contains(o.as_str())))
+    // (name, batch, sequence, attended positions): queries attend to 16 (the rest is [MASK]
+    // expansion), documents to all.
+    let shapes_wanted: &[(&'static str, usize, usize, usize)] = if args.shapes == "gpu" {
+        &[("query_b256_l32", 256, 32, 16), ("doc_b32_l300", 32, 300, 300)]
+    } else {
+        &[("query_b1_l32", 1, 32, 16), ("query_b32_l32", 32, 32, 16), ("doc_b8_l300", 8, 300, 300)]
+    };
+    for &(name, batch, seq, attended) in
+        shapes_wanted.iter().filter(|s| args.only.as_ref().is_none_or(|o| s.0.contains(o.as_str())))
     {
         let ids: Vec<u32> = (0..batch * seq)
             .map(|_| {
@@ -109,6 +122,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let per_core = kernels::cpu::fma_peak_gflops(300);
     let threads = rayon::current_num_threads();
     let report = Report {
+        device: format!("{:?}", model.backend()),
         threads,
         peak_gflops_per_core: per_core,
         peak_gflops: per_core * threads as f64,
@@ -118,16 +132,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
+        // The FMA peak is the CPU's: a share of it means nothing for a GPU run.
+        let on_cpu = matches!(model.backend(), kernels::cuda::Backend::Cpu);
         for s in &report.shapes {
+            let share = if on_cpu {
+                format!(" ({:.0}% of peak)", 100.0 * s.gflops / report.peak_gflops)
+            } else {
+                String::new()
+            };
             println!(
-                "{:<14} {:>9.2} ms  {:>8.1} items/s  {:>6.1} GFLOP/s ({:.0}% of peak)",
-                s.name,
-                s.median_ms,
-                s.items_per_s,
-                s.gflops,
-                100.0 * s.gflops / report.peak_gflops
+                "{:<14} {:>9.2} ms  {:>8.1} items/s  {:>8.1} GFLOP/s{share}",
+                s.name, s.median_ms, s.items_per_s, s.gflops
             );
         }
+        println!("device {}", report.device);
         println!(
             "threads {}, FMA peak {:.0} GFLOP/s ({:.0} per core), peak RSS {:.0} MB",
             report.threads, report.peak_gflops, report.peak_gflops_per_core, report.peak_rss_mb

@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use encoder_node::model::{resolve_model, ColbertModel, EncodeOptions};
+use encoder_node::model::{resolve_model, ColbertModel, EncodeOptions, Encoder};
+use kernels::cuda::Backend;
 
 #[derive(clap::Args)]
 pub struct ModelArgs {
@@ -21,9 +22,18 @@ pub struct ModelArgs {
 impl ModelArgs {
     /// Loads the model onto the chosen device; `options.backend` is replaced by it.
     pub fn load(&self, options: EncodeOptions) -> anyhow::Result<ColbertModel> {
+        let options = EncodeOptions { backend: self.backend()?, ..options };
+        Ok(ColbertModel::load(&resolve_model(&self.model)?, self.mecab_dic.as_deref(), options)?)
+    }
+
+    /// Only BERT and the projection (no tokenizer, so no MeCab dictionary), for benchmarks.
+    pub fn load_encoder(&self) -> anyhow::Result<Encoder> {
+        Ok(Encoder::load(&resolve_model(&self.model)?, &self.backend()?)?)
+    }
+
+    fn backend(&self) -> anyhow::Result<Backend> {
         let (backend, chosen) = kernels::cuda::select(&self.device)?;
         tracing::info!(device = %chosen, "encoder device");
-        let options = EncodeOptions { backend, ..options };
-        Ok(ColbertModel::load(&resolve_model(&self.model)?, self.mecab_dic.as_deref(), options)?)
+        Ok(backend)
     }
 }

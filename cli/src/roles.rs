@@ -77,7 +77,7 @@ pub fn encoder_routes(
     batching: BatchConfig,
     max_message: usize,
 ) -> anyhow::Result<(Routes, metrics::Extra)> {
-    let backend = model.backend().clone();
+    let backend = model.encoder().backend().clone();
     let service = EncoderService::start(model, batching).scoring_on(backend);
     let extra = metrics::encoder(service.metrics());
     let server =

@@ -114,13 +114,14 @@ fn not_a_safetensors_file_is_an_error() {
 
 #[test]
 fn a_batch_that_does_not_fit_is_an_error() {
-    use encoder_node::model::Batch;
-    let model = ColbertModel::load(&fixtures().join("models/tiny-random"), None, EncodeOptions::default()).unwrap();
-    let err = model.forward(&Batch { ids: &[2, 3, 4], mask: &[1, 1, 1, 1], batch: 2, seq: 2 }).unwrap_err().to_string();
+    use encoder_node::model::{Batch, Encoder};
+    let encoder = Encoder::load(&fixtures().join("models/tiny-random"), &kernels::cuda::Backend::Cpu).unwrap();
+    let err =
+        encoder.forward(&Batch { ids: &[2, 3, 4], mask: &[1, 1, 1, 1], batch: 2, seq: 2 }).unwrap_err().to_string();
     assert!(err.contains("needs 4 ids"), "{err}");
     let (ids, mask) = (vec![2u32; 600], vec![1u8; 600]);
-    let err = model.forward(&Batch { ids: &ids, mask: &mask, batch: 1, seq: 600 }).unwrap_err().to_string();
+    let err = encoder.forward(&Batch { ids: &ids, mask: &mask, batch: 1, seq: 600 }).unwrap_err().to_string();
     assert!(err.contains("max_position_embeddings 512"), "{err}");
     // Ids past the vocabulary do not read out of bounds.
-    assert!(model.forward(&Batch { ids: &[2, u32::MAX], mask: &[1, 1], batch: 1, seq: 2 }).is_ok());
+    assert!(encoder.forward(&Batch { ids: &[2, u32::MAX], mask: &[1, 1], batch: 1, seq: 2 }).is_ok());
 }

@@ -7,8 +7,7 @@ use kernels::cuda::Backend;
 
 use super::bert::Batch;
 use super::config::{BertConfig, ColbertSettings};
-use super::encoder::{self, Encode, Projection};
-use super::weights::Weights;
+use super::encoder::Encoder;
 use crate::error::{Error, Result};
 use crate::tokenizer::Tokenizer;
 
@@ -28,17 +27,6 @@ pub fn marked_ids(tokenizer: &Tokenizer, text: &str, marker: u32, max_len: usize
         let mut ids = tokenizer.encode_truncated(text, max_len.saturating_sub(1));
         ids.insert(1, marker);
         ids
-    }
-}
-
-/// The ColBERT projection's shape in `w`: `linear.weight` `[dim, hidden]`, and whether there is
-/// a `linear.bias`.
-fn projection_shape(w: &Weights, hidden: usize) -> Result<(usize, bool)> {
-    match w.shape("linear.weight") {
-        Some(&[dim, h]) if h == hidden => Ok((dim, w.shape("linear.bias").is_some())),
-        other => {
-            Err(Error::model(w.path(), format!("tensor linear.weight has shape {other:?}, expected [dim, {hidden}]")))
-        }
     }
 }
 
@@ -85,8 +73,7 @@ pub struct DocEmbedding {
 pub struct ColbertModel {
     dir: PathBuf,
     tokenizer: Tokenizer,
-    config: BertConfig,
-    encoder: Box<dyn Encode>,
+    encoder: Encoder,
     settings: ColbertSettings,
     options: EncodeOptions,
     query_marker: u32,
@@ -105,21 +92,8 @@ impl ColbertModel {
         if settings.query_maxlen > max_len || settings.doc_maxlen > max_len {
             return Err(Error::model(dir, format!("query_maxlen/doc_maxlen exceed max_position_embeddings {max_len}")));
         }
-        let hidden = config.hidden_size;
-        let mut weights = Weights::load(&dir.join("model.safetensors"))?;
-        let mut dense = if weights.shape("linear.weight").is_some() {
-            None
-        } else {
-            let dense = dir.join("1_Dense/model.safetensors");
-            if !dense.is_file() {
-                return Err(Error::model(
-                    dir,
-                    "no linear.weight in model.safetensors and no 1_Dense/model.safetensors",
-                ));
-            }
-            Some(Weights::load(&dense)?)
-        };
-        let (dim, bias) = projection_shape(dense.as_ref().unwrap_or(&weights), hidden)?;
+        let encoder = Encoder::load(dir, &options.backend)?;
+        let dim = encoder.dim();
         if dim != settings.dim {
             tracing::warn!(
                 metadata_dim = settings.dim,
@@ -148,12 +122,10 @@ impl ColbertModel {
                 }
             }
         }
-        let projection = Projection { weights: dense.as_mut(), dim, bias };
-        let encoder = encoder::load(&options.backend, config.clone(), &mut weights, projection)?;
         tracing::info!(
             dir = %dir.display(),
             layers = config.num_hidden_layers,
-            hidden,
+            hidden = config.hidden_size,
             dim,
             backend = ?options.backend,
             "ColBERT model loaded"
@@ -161,7 +133,6 @@ impl ColbertModel {
         Ok(ColbertModel {
             dir: dir.to_path_buf(),
             tokenizer,
-            config,
             encoder,
             settings,
             options,
@@ -195,7 +166,7 @@ impl ColbertModel {
 
     /// Query ids and attention mask: padded with [MASK] (attended only if the checkpoint says so).
     pub fn query_input(&self, text: &str) -> (Vec<u32>, Vec<u8>) {
-        let max_position = self.config.max_position_embeddings;
+        let max_position = self.encoder.config().max_position_embeddings;
         let (mut ids, len) = if self.options.dynamic_query_length {
             let ids = self.marked_ids(text, self.query_marker, max_position.min(511));
             let l = ids.len();
@@ -248,19 +219,9 @@ impl ColbertModel {
             .collect())
     }
 
-    /// BERT, the projection and L2 normalisation over one padded batch: `[batch·seq, dim]`.
-    pub fn forward(&self, batch: &Batch) -> Result<Vec<f32>> {
-        let all: Vec<u32> = (0..(batch.batch * batch.seq) as u32).collect();
-        self.encoder.encode(batch, &all)
-    }
-
-    pub fn bert_config(&self) -> &BertConfig {
-        &self.config
-    }
-
-    /// Where the forward pass runs (the encoder node scores on the same device).
-    pub fn backend(&self) -> &Backend {
-        &self.options.backend
+    /// BERT and the projection, on the device the model was loaded onto.
+    pub fn encoder(&self) -> &Encoder {
+        &self.encoder
     }
 
     /// Runs the encoder over inputs grouped by length, padding each group with `pad`

@@ -10,5 +10,6 @@ mod weights;
 pub use bert::{Batch, Bert};
 pub use colbert::{marked_ids, ColbertModel, DocEmbedding, EncodeOptions, QueryEmbedding};
 pub use config::{BertConfig, ColbertSettings};
+pub use encoder::Encoder;
 pub use resolve::resolve_model;
 pub use weights::Weights;
