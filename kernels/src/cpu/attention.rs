@@ -28,7 +28,7 @@ impl AttentionShape {
 /// `out = softmax(q·kᵀ/√d + mask) · v` per head. Row r of head h of `q` starts at
 /// `r·row_stride + h·d` (likewise `k`, `v`); `out` is `[batch·seq, heads·d]`; `key_mask` is
 /// `[batch·seq]`, 0 for keys no query may attend to (padding, [MASK] expansion). A sequence
-/// with no attendable key attends uniformly to all, as BERT's additive mask also does.
+/// with no attendable key attends uniformly to all, as BERT's additive mask also makes it.
 pub fn attention(
     q: &[f32],
     k: &[f32],
@@ -59,7 +59,10 @@ pub fn attention(
                 let mask = &key_mask[b * seq..(b + 1) * seq];
                 keys.clear();
                 keys.extend((0..seq).filter(|&j| mask[j] != 0));
-                if keys.is_empty() {
+                // No attendable key: BERT's additive mask makes every score the same, so the
+                // attention is uniform over all keys.
+                let uniform = keys.is_empty();
+                if uniform {
                     keys.extend(0..seq);
                 }
                 let n = keys.len();
@@ -72,7 +75,7 @@ pub fn attention(
                 scores.resize(seq * n, 0.0);
                 product(q_bh, k_sel, Layout::Rows, (seq, n, d), scores, packed, v_spare)?;
                 for row in scores.chunks_exact_mut(n) {
-                    row.iter_mut().for_each(|s| *s *= scale);
+                    row.iter_mut().for_each(|s| *s = if uniform { 0.0 } else { *s * scale });
                     softmax_in_place(row);
                 }
                 let mut ctx = vec![0.0f32; seq * d];
@@ -176,7 +179,9 @@ mod tests {
                     let scores: Vec<f64> = (0..l)
                         .map(|t| {
                             let dot: f64 = (0..d).map(|j| q[at(i, j)] as f64 * k[at(t, j)] as f64).sum();
-                            if !any || mask[b * l + t] != 0 {
+                            if !any {
+                                0.0 // uniform, as BERT's additive mask gives
+                            } else if mask[b * l + t] != 0 {
                                 dot / (d as f64).sqrt()
                             } else {
                                 f64::NEG_INFINITY

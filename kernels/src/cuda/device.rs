@@ -15,8 +15,10 @@ use crate::{check_len, check_rows, Error, Result};
 
 /// Threads per block for row-wise kernels (one block per row).
 const ROW_THREADS: u32 = 128;
-/// Longest sequence the fused attention kernel takes, and most query values MaxSim holds.
+/// Longest sequence and widest head the fused attention kernel takes (`cu/attention.cu`), and
+/// most query values MaxSim holds.
 pub const MAX_ATTENTION_SEQ: usize = 512;
+pub const MAX_HEAD_DIM: usize = 128;
 pub const MAX_QUERY_VALUES: usize = 8192;
 
 pub(super) fn cuda(e: impl std::fmt::Display) -> Error {
@@ -29,6 +31,9 @@ pub struct Device {
     functions: HashMap<&'static str, CudaFunction>,
     /// Locked for each product: a handle is not meant for several host threads at once.
     pub(super) blas: Mutex<CudaBlas>,
+    /// Most dynamic shared memory one block may have (the attention kernel stages a head's
+    /// keys and values there).
+    pub(super) shared_per_block: usize,
     /// e.g. "NVIDIA H200 (sm_90)".
     pub description: String,
 }
@@ -98,6 +103,10 @@ impl Device {
             return Err(Error::Cuda(format!("no GPU {ordinal}: this machine has {count}")));
         }
         let context = CudaContext::new(ordinal).map_err(cuda)?;
+        // SAFETY: everything runs on the context's one default stream, which orders every use
+        // of every buffer: the per-buffer events cudarc would record buy nothing here and cost
+        // two event records per op.
+        unsafe { context.disable_event_tracking() };
         let (major, minor) = context.compute_capability().map_err(cuda)?;
         let arch = match major {
             9.. => "compute_90",
@@ -111,10 +120,18 @@ impl Device {
                 functions.insert(kernel, module.load_function(kernel).map_err(cuda)?);
             }
         }
+        use cudarc::driver::sys::{CUdevice_attribute as A, CUfunction_attribute as F};
+        let shared_per_block =
+            context.attribute(A::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN).map_err(cuda)?;
+        // Past 48 KiB a kernel must opt in to dynamic shared memory.
+        functions["attention"]
+            .set_attribute(F::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, shared_per_block)
+            .map_err(cuda)?;
+        let shared_per_block = shared_per_block as usize;
         let description = format!("{} (sm_{major}{minor})", context.name().map_err(cuda)?);
         let stream = context.default_stream();
         let blas = Mutex::new(CudaBlas::new(stream.clone()).map_err(cuda)?);
-        Ok(Device { stream, context, functions, blas, description })
+        Ok(Device { stream, context, functions, blas, shared_per_block, description })
     }
 
     pub(super) fn upload<T: DeviceRepr>(&self, host: &[T]) -> Result<CudaSlice<T>> {

@@ -7,7 +7,7 @@ use cudarc::cublas::{result::gemm_ex, sys as blas};
 use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg};
 use half::f16;
 
-use super::device::{cuda, Device, MAX_ATTENTION_SEQ};
+use super::device::{cuda, Device, MAX_ATTENTION_SEQ, MAX_HEAD_DIM};
 use crate::cpu::{attention_shape, check_embed};
 use crate::ops::{Embeddings, LayerNormParams, Ops};
 use crate::{check_len, check_rows, Error, Result};
@@ -20,6 +20,9 @@ pub struct CudaLinear {
     out: usize,
     inp: usize,
 }
+
+/// Warps per attention block: each takes query rows in turn.
+const ATTENTION_WARPS: usize = 8;
 
 /// A grid-stride launch over `n` elements.
 fn elementwise(n: usize) -> LaunchConfig {
@@ -192,24 +195,30 @@ impl Ops for Device {
         out: &mut CudaSlice<f32>,
     ) -> Result<()> {
         let (seq, hidden) = attention_shape(qkv.len(), mask.len(), batch, heads)?;
-        if seq > MAX_ATTENTION_SEQ {
-            return Err(Error::Input {
-                op: "attention",
-                why: format!("sequences of {seq} exceed {MAX_ATTENTION_SEQ}"),
-            });
+        let head_dim = hidden / heads;
+        // Keys and values in f16, one f32 query row per warp, the mask: see cu/attention.cu.
+        let shared = 4 * head_dim * seq + 4 * ATTENTION_WARPS * head_dim + seq;
+        if seq > MAX_ATTENTION_SEQ || head_dim > MAX_HEAD_DIM || shared > self.shared_per_block {
+            let why = format!(
+                "sequences of {seq} with heads of {head_dim} exceed the kernel's {MAX_ATTENTION_SEQ} and \
+                 {MAX_HEAD_DIM}, or this GPU's {} bytes of shared memory",
+                self.shared_per_block
+            );
+            return Err(Error::Input { op: "attention", why });
         }
         check_len("attention", "out", out.len(), mask.len() * hidden)?;
         nonempty("attention", mask.len())?;
         let mask_d = Device::upload(self, mask)?;
-        let (seq_i, heads_i, head_dim_i) = (seq as i32, heads as i32, (hidden / heads) as i32);
+        let (seq_i, heads_i, head_dim_i) = (seq as i32, heads as i32, head_dim as i32);
         let config = LaunchConfig {
-            grid_dim: (seq as u32, heads as u32, batch as u32),
-            block_dim: (128, 1, 1),
-            shared_mem_bytes: 0,
+            grid_dim: (heads as u32, batch as u32, 1),
+            block_dim: (32 * ATTENTION_WARPS as u32, 1, 1),
+            shared_mem_bytes: shared as u32,
         };
         let mut launch = self.stream.launch_builder(self.function("attention"));
         launch.arg(qkv).arg(&mask_d).arg(out).arg(&seq_i).arg(&heads_i).arg(&head_dim_i);
-        // SAFETY: as above; seq is within the kernel's shared score row.
+        // SAFETY: as above; seq and head_dim are within the kernel's register arrays and the
+        // shared memory it carves was sized by the same formula.
         unsafe { launch.launch(config) }.map_err(cuda)?;
         Ok(())
     }
