@@ -33,6 +33,15 @@ pub(crate) fn check_embed(ids: &[u32], seq: usize, vocab: usize, positions: usiz
     }
 }
 
+/// Checks that `x` is rows of `dim` and every kept row is one of them.
+pub(crate) fn check_gather(x: usize, keep: &[u32], dim: usize) -> Result<()> {
+    let rows = check_rows("gather_rows", "x", x, dim)?;
+    match keep.iter().find(|&&r| r as usize >= rows) {
+        Some(row) => Err(Error::Input { op: "gather_rows", why: format!("row {row} is past the {rows} rows") }),
+        None => Ok(()),
+    }
+}
+
 impl Ops for Cpu {
     type Tensor = Vec<f32>;
     type Linear = Dense;
@@ -114,10 +123,7 @@ impl Ops for Cpu {
     }
 
     fn gather_rows(&self, x: &Vec<f32>, keep: &[u32], dim: usize) -> Result<Vec<f32>> {
-        let rows = check_rows("gather_rows", "x", x.len(), dim)?;
-        if let Some(row) = keep.iter().find(|&&r| r as usize >= rows) {
-            return Err(Error::Input { op: "gather_rows", why: format!("row {row} is past the {rows} rows") });
-        }
+        check_gather(x.len(), keep, dim)?;
         Ok(keep.iter().flat_map(|&r| &x[r as usize * dim..(r as usize + 1) * dim]).copied().collect())
     }
 }

@@ -8,7 +8,7 @@ use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, LaunchConfig, PushKerne
 use half::f16;
 
 use super::device::{cuda, Device, MAX_ATTENTION_SEQ, MAX_HEAD_DIM};
-use crate::cpu::{attention_shape, check_embed};
+use crate::cpu::{attention_shape, check_embed, check_gather};
 use crate::ops::{Embeddings, LayerNormParams, Ops};
 use crate::{check_len, check_rows, Error, Result};
 
@@ -234,10 +234,7 @@ impl Ops for Device {
     }
 
     fn gather_rows(&self, x: &CudaSlice<f32>, keep: &[u32], dim: usize) -> Result<CudaSlice<f32>> {
-        let rows = check_rows("gather_rows", "x", x.len(), dim)?;
-        if let Some(row) = keep.iter().find(|&&r| r as usize >= rows) {
-            return Err(Error::Input { op: "gather_rows", why: format!("row {row} is past the {rows} rows") });
-        }
+        check_gather(x.len(), keep, dim)?;
         nonempty("gather_rows", keep.len() * dim)?;
         let keep_d = Device::upload(self, keep)?;
         // SAFETY: the kernel writes every one of the keep.len()·dim values.
