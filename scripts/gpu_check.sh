@@ -37,18 +37,26 @@ run)
     out="${OUT:-/tmp/gpu-out}"
     mkdir -p "$out"
     libdir=$(mktemp -d)
-    # The newest library matching a pattern among the image's nvidia Python packages.
+    # The newest library matching a pattern among the image's nvidia Python packages and its
+    # CUDA toolkit.
     find_lib() {
-        python3 -c 'import glob, nvidia, os, sys
-paths = [p for d in nvidia.__path__ for p in glob.glob(os.path.join(d, "**", sys.argv[1]), recursive=True)]
-print(sorted(paths)[-1])' "$1"
+        python3 -c 'import glob, os, sys
+roots = ["/usr/local/cuda/lib64", "/usr/local/cuda/targets/x86_64-linux/lib"]
+try:
+    import nvidia
+    roots += list(nvidia.__path__)
+except ImportError:
+    pass
+paths = [p for d in roots for p in glob.glob(os.path.join(d, "**", sys.argv[1]), recursive=True)]
+print(sorted(paths)[-1] if paths else sys.exit("no " + sys.argv[1] + " under " + ", ".join(roots)))' "$1"
     }
-    if ! ldconfig -p | grep -q 'libnvrtc.so.12'; then
+    # Only the exact names cudarc asks for count (the toolkit may list only libnvrtc.so.13).
+    if ! ldconfig -p | grep -qE 'libnvrtc\.so\.12 '; then
         nvrtc=$(find_lib 'libnvrtc.so.1[0-9]*')
         ln -s "$nvrtc" "$libdir/libnvrtc.so.12"
         export LD_LIBRARY_PATH="$libdir:$(dirname "$nvrtc")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     fi
-    if ! ldconfig -p | grep -q 'libcublas.so'; then
+    if ! ldconfig -p | grep -qE 'libcublas\.so(\.12)? '; then
         cublas=$(find_lib 'libcublas.so.1[0-9]*')
         ln -s "$cublas" "$libdir/libcublas.so"
         export LD_LIBRARY_PATH="$libdir:$(dirname "$cublas")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
