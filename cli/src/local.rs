@@ -49,7 +49,7 @@ pub async fn start(model: Arc<ColbertModel>, config: &LocalFile) -> anyhow::Resu
     let listen: SocketAddr = config.listen.parse().with_context(|| format!("listen address {:?}", config.listen))?;
     let next = |i: u16| SocketAddr::new(listen.ip(), listen.port() + i).to_string();
     let dim = model.dim();
-    let (routes, encoder_metrics) = encoder_routes(model, config.batching, NODE_MESSAGE)?;
+    let (routes, encoder_metrics) = encoder_routes(model, config.batching, NODE_MESSAGE);
     let encoder = serve(routes, ENCODER, &next(1), None, 0).await?;
     let (mut addresses, mut shards) = (Vec::new(), Vec::new());
     for s in 0..config.shards {

@@ -76,13 +76,12 @@ pub fn encoder_routes(
     model: Arc<encoder_node::model::ColbertModel>,
     batching: BatchConfig,
     max_message: usize,
-) -> anyhow::Result<(Routes, metrics::Extra)> {
-    let backend = model.encoder().backend().clone();
-    let service = EncoderService::start(model, batching).scoring_on(backend);
+) -> (Routes, metrics::Extra) {
+    let service = EncoderService::start(model, batching);
     let extra = metrics::encoder(service.metrics());
     let server =
         EncoderServer::new(service).max_encoding_message_size(max_message).max_decoding_message_size(max_message);
-    Ok((Routes::new(server), extra))
+    (Routes::new(server), extra)
 }
 
 /// A shard's gRPC routes, and the service again (for its metrics).
@@ -172,7 +171,7 @@ pub fn encoder(args: EncoderArgs) -> anyhow::Result<()> {
     };
     tokio::runtime::Runtime::new()?.block_on(async {
         let model = Arc::new(model.load(EncodeOptions::default())?);
-        let (routes, extra) = encoder_routes(model, file.batching, file.max_message_bytes)?;
+        let (routes, extra) = encoder_routes(model, file.batching, file.max_message_bytes);
         let address = serve(routes, ENCODER, &file.listen, tls, file.max_requests_per_second).await?;
         serve_metrics(file.metrics_addr.as_deref(), vec![extra]).await?;
         until_ctrl_c("encoder", &address).await

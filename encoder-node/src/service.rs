@@ -59,8 +59,6 @@ pub struct EncoderService {
     queue: mpsc::Sender<Job>,
     config: BatchConfig,
     counters: Arc<Counters>,
-    /// Where `Score` runs MaxSim (the model's forward pass is on the CPU).
-    scorer: Arc<Backend>,
 }
 
 /// What the encoder counts for its metrics endpoint.
@@ -93,13 +91,7 @@ impl EncoderService {
         let (queue, jobs) = mpsc::channel(config.queue.max(1));
         let counters = Arc::<Counters>::default();
         tokio::spawn(batcher(model.clone(), jobs, config, counters.clone()));
-        EncoderService { model, queue, config, counters, scorer: Arc::new(Backend::Cpu) }
-    }
-
-    /// Runs `Score`'s MaxSim on `backend` (a GPU), falling back to the CPU per call if it fails.
-    pub fn scoring_on(mut self, backend: Backend) -> EncoderService {
-        self.scorer = Arc::new(backend);
-        self
+        EncoderService { model, queue, config, counters }
     }
 
     pub fn metrics(&self) -> Metrics {
@@ -135,7 +127,7 @@ impl EncoderService {
     }
 
     #[tracing::instrument(name = "encoder.encode", skip_all, err(Display, level = "info"), fields(texts = request.texts.len() as i64, kind = ?kind,
-        device = "cpu", batch_size = tracing::field::Empty, tokens = tracing::field::Empty))]
+        device = ?self.model.encoder().backend(), batch_size = tracing::field::Empty, tokens = tracing::field::Empty))]
     async fn respond(&self, kind: Kind, request: EncodeRequest) -> Result<Response<EncodeResponse>, Status> {
         self.check(&request.texts)?;
         let dtype = if request.dtype == Dtype::F16 as i32 { Dtype::F16 } else { Dtype::F32 };
@@ -215,8 +207,8 @@ fn run(model: &ColbertModel, batch: Vec<Job>) {
     }
 }
 
-/// MaxSim of `query` against each of `docs`: on the GPU when there is one (f16 vectors, f32
-/// sums), else, or if it fails, on the CPU.
+/// MaxSim of `query` against each of `docs` where the model runs: on its GPU (f16 vectors, f32
+/// sums), or on the CPU where there is none or the GPU fails.
 fn score(scorer: &Backend, query: &[f32], docs: &[Vec<f32>], dim: usize) -> Result<Vec<f32>, Status> {
     if let Backend::Cuda(device) = scorer {
         let half = |v: &[f32]| v.iter().map(|&x| half::f16::from_f32(x)).collect::<Vec<_>>();
@@ -251,8 +243,8 @@ impl EncoderRpc for EncoderService {
         let dim = self.model.dim();
         let q = self.encode(Kind::Queries, vec![query]).await?.remove(0);
         let docs = self.encode(Kind::Documents, texts).await?;
-        let scorer = self.scorer.clone();
-        let scores = tokio::task::spawn_blocking(move || score(&scorer, &q, &docs, dim))
+        let model = self.model.clone();
+        let scores = tokio::task::spawn_blocking(move || score(model.encoder().backend(), &q, &docs, dim))
             .await
             .map_err(|e| Status::internal(format!("scoring failed: {e}")))??;
         Ok(Response::new(ScoreResponse { scores }))
