@@ -24,5 +24,4 @@ pub use linear::{linear, matmul_transposed};
 pub use maxsim::{maxsim, maxsim_matrix, QueryScorer};
 pub use norm::{l2_normalize_rows, layer_norm};
 pub use ops::Cpu;
-pub(crate) use ops::{attention_shape, check_embed, check_gather};
 pub use peak::fma_peak_gflops;

@@ -1,46 +1,12 @@
 //! The CPU backend of [`Ops`]: host vectors, and the ops of this module's siblings.
 
 use super::{attention, l2_normalize_rows, layer_norm, AttentionShape, Dense};
-use crate::ops::{Embeddings, LayerNormParams, Ops};
-use crate::{check_len, check_rows, Error, Result};
+use crate::ops::{attention_shape, check_embed, check_gather, Embeddings, LayerNormParams, Ops};
+use crate::Result;
 
 /// The CPU backend (all cores, through rayon).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Cpu;
-
-/// Checks that `qkv` and `mask` describe `batch` sequences for `heads` heads; returns
-/// (seq, hidden). Shared with the CUDA backend so that both refuse the same inputs.
-pub(crate) fn attention_shape(qkv: usize, mask: usize, batch: usize, heads: usize) -> Result<(usize, usize)> {
-    let width = check_rows("attention", "qkv", qkv, mask.max(1))?;
-    if batch == 0 || heads == 0 || !mask.is_multiple_of(batch) || !width.is_multiple_of(3 * heads) {
-        let why = format!("{mask} rows of {width} values are not {batch} sequences of q, k, v for {heads} heads");
-        return Err(Error::Input { op: "attention", why });
-    }
-    Ok((mask / batch, width / 3))
-}
-
-/// Checks the ids and sequence length of an embedding lookup against the tables' sizes.
-pub(crate) fn check_embed(ids: &[u32], seq: usize, vocab: usize, positions: usize) -> Result<()> {
-    if seq == 0 || seq > positions || !ids.len().is_multiple_of(seq) {
-        return Err(Error::Input {
-            op: "embed",
-            why: format!("{} ids are not sequences of {seq} (at most {positions})", ids.len()),
-        });
-    }
-    match ids.iter().find(|&&i| i as usize >= vocab) {
-        Some(id) => Err(Error::Input { op: "embed", why: format!("id {id} is past the vocabulary of {vocab}") }),
-        None => Ok(()),
-    }
-}
-
-/// Checks that `x` is rows of `dim` and every kept row is one of them.
-pub(crate) fn check_gather(x: usize, keep: &[u32], dim: usize) -> Result<()> {
-    let rows = check_rows("gather_rows", "x", x, dim)?;
-    match keep.iter().find(|&&r| r as usize >= rows) {
-        Some(row) => Err(Error::Input { op: "gather_rows", why: format!("row {row} is past the {rows} rows") }),
-        None => Ok(()),
-    }
-}
 
 impl Ops for Cpu {
     type Tensor = Vec<f32>;
@@ -68,12 +34,8 @@ impl Ops for Cpu {
     }
 
     fn embed_into(&self, ids: &[u32], seq: usize, tables: &Embeddings<Vec<f32>>, out: &mut Vec<f32>) -> Result<()> {
+        check_embed(ids, seq, tables, Vec::len, out.len())?;
         let h = tables.hidden;
-        let vocab = check_rows("embed", "word", tables.word.len(), h)?;
-        let positions = check_rows("embed", "position", tables.position.len(), h)?;
-        check_len("embed", "token_type", tables.token_type.len(), h)?;
-        check_embed(ids, seq, vocab, positions)?;
-        check_len("embed", "out", out.len(), ids.len() * h)?;
         for (t, row) in out.chunks_exact_mut(h).enumerate() {
             let (w, p) = (ids[t] as usize * h, (t % seq) * h);
             let (word, position) = (&tables.word[w..w + h], &tables.position[p..p + h]);

@@ -8,8 +8,7 @@ use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, LaunchConfig, PushKerne
 use half::f16;
 
 use super::device::{cuda, Device, MAX_ATTENTION_SEQ, MAX_HEAD_DIM};
-use crate::cpu::{attention_shape, check_embed, check_gather};
-use crate::ops::{Embeddings, LayerNormParams, Ops};
+use crate::ops::{attention_shape, check_embed, check_gather, Embeddings, LayerNormParams, Ops};
 use crate::{check_len, check_rows, Error, Result};
 
 /// A `Linear` layer on the device: the weight `[out, in]` in f16, the bias in f32 (zeros for a
@@ -130,12 +129,8 @@ impl Ops for Device {
         tables: &Embeddings<CudaSlice<f32>>,
         out: &mut CudaSlice<f32>,
     ) -> Result<()> {
+        check_embed(ids, seq, tables, CudaSlice::len, out.len())?;
         let h = tables.hidden;
-        let vocab = check_rows("embed", "word", tables.word.len(), h)?;
-        let positions = check_rows("embed", "position", tables.position.len(), h)?;
-        check_len("embed", "token_type", tables.token_type.len(), h)?;
-        check_embed(ids, seq, vocab, positions)?;
-        check_len("embed", "out", out.len(), ids.len() * h)?;
         let ids_d = Device::upload(self, ids)?;
         let (seq, hidden, eps) = (seq as i32, h as i32, tables.norm.eps);
         let mut launch = self.stream.launch_builder(self.function("embed_layer_norm"));

@@ -7,7 +7,7 @@
 //! Each backend fuses what it can inside an op: the CPU puts bias, GELU and residual into its
 //! matrix product's epilogue; CUDA runs cuBLAS for the product and one kernel for the rest.
 
-use crate::Result;
+use crate::{check_len, check_rows, Error, Result};
 
 /// A layer norm's parameters, on a backend.
 pub struct LayerNormParams<P> {
@@ -84,6 +84,53 @@ pub trait Ops: Send + Sync {
     fn l2_normalize(&self, x: &mut Self::Tensor, dim: usize) -> Result<()>;
     /// The rows `keep` of `x` (rows of `dim`), in that order: compaction before download.
     fn gather_rows(&self, x: &Self::Tensor, keep: &[u32], dim: usize) -> Result<Self::Tensor>;
+}
+
+// Input checks both backends make, so that they refuse the same inputs in the same words.
+
+/// Checks that `qkv` and `mask` describe `batch` sequences for `heads` heads; returns
+/// (seq, hidden).
+pub(crate) fn attention_shape(qkv: usize, mask: usize, batch: usize, heads: usize) -> Result<(usize, usize)> {
+    let width = check_rows("attention", "qkv", qkv, mask.max(1))?;
+    if batch == 0 || heads == 0 || !mask.is_multiple_of(batch) || !width.is_multiple_of(3 * heads) {
+        let why = format!("{mask} rows of {width} values are not {batch} sequences of q, k, v for {heads} heads");
+        return Err(Error::Input { op: "attention", why });
+    }
+    Ok((mask / batch, width / 3))
+}
+
+/// Checks an embedding lookup: the tables' shapes, the ids against the vocabulary, the
+/// sequence length against the positions, and the output's length. `len` is a table's length.
+pub(crate) fn check_embed<P>(
+    ids: &[u32],
+    seq: usize,
+    tables: &Embeddings<P>,
+    len: impl Fn(&P) -> usize,
+    out: usize,
+) -> Result<()> {
+    let h = tables.hidden;
+    let vocab = check_rows("embed", "word", len(&tables.word), h)?;
+    let positions = check_rows("embed", "position", len(&tables.position), h)?;
+    check_len("embed", "token_type", len(&tables.token_type), h)?;
+    if seq == 0 || seq > positions || !ids.len().is_multiple_of(seq) {
+        return Err(Error::Input {
+            op: "embed",
+            why: format!("{} ids are not sequences of {seq} (at most {positions})", ids.len()),
+        });
+    }
+    if let Some(id) = ids.iter().find(|&&i| i as usize >= vocab) {
+        return Err(Error::Input { op: "embed", why: format!("id {id} is past the vocabulary of {vocab}") });
+    }
+    check_len("embed", "out", out, ids.len() * h)
+}
+
+/// Checks that `x` is rows of `dim` and every kept row is one of them.
+pub(crate) fn check_gather(x: usize, keep: &[u32], dim: usize) -> Result<()> {
+    let rows = check_rows("gather_rows", "x", x, dim)?;
+    match keep.iter().find(|&&r| r as usize >= rows) {
+        Some(row) => Err(Error::Input { op: "gather_rows", why: format!("row {row} is past the {rows} rows") }),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
