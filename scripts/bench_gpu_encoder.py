@@ -19,12 +19,9 @@ import json
 import os
 import subprocess
 import sys
-import time
-
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_encoder import ROOT, inputs, torch_model  # noqa: E402
+from bench_encoder import ROOT, inputs, median_ms, torch_model  # noqa: E402
 
 SHAPES = [("query_b256_l32", 256, 32, 16), ("doc_b32_l300", 32, 300, 300)]
 
@@ -41,13 +38,7 @@ def bench_torch(model, runs):
                 vectors = torch.nn.functional.normalize(model(ids, mask), dim=-1)
                 return vectors.cpu()  # waits for the GPU, as jacolbert's download does
 
-            run()
-            times = []
-            for _ in range(runs):
-                start = time.perf_counter()
-                run()
-                times.append(time.perf_counter() - start)
-            out[name] = float(np.median(times)) * 1e3
+            out[name] = median_ms(run, runs)
     return out, torch.cuda.get_device_name(0)
 
 
