@@ -9,6 +9,7 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use proto::v1::search_client::SearchClient;
@@ -25,9 +26,24 @@ pub fn jacolbert() -> Command {
     c
 }
 
-/// An address on 127.0.0.1 whose port was free a moment ago.
+/// An address on 127.0.0.1 for a node to listen on, free when chosen. A port the kernel hands
+/// out for `bind(0)` comes from its ephemeral range, where any outgoing connection (the router's
+/// to a shard, say) may take it before the node binds it; so these ports come from below that
+/// range (Linux's starts at 32768), each at most once per test binary, spread by process id so
+/// two binaries run side by side rarely meet.
 pub fn free_address() -> String {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string()
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 22_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(997);
+    for _ in 0..SPAN {
+        let port = LOW + start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN;
+        let address = format!("127.0.0.1:{port}");
+        if TcpListener::bind(&address).is_ok() {
+            return address;
+        }
+    }
+    panic!("no free port on 127.0.0.1 in {LOW}..{}", LOW + SPAN)
 }
 
 /// A node process, killed (SIGKILL) when dropped.
@@ -48,11 +64,19 @@ impl Node {
     }
 }
 
-fn wait_ready(address: &str) {
+/// Waits until something listens on `address`; a node that exits first (it could not bind,
+/// say) fails the test here, rather than letting it talk to whatever else holds the port.
+fn wait_ready(node: &mut Node, address: &str) {
     let start = Instant::now();
     while std::net::TcpStream::connect(address).is_err() {
+        if let Some(status) = node.0.try_wait().unwrap() {
+            panic!("the node for {address} exited before listening: {status}");
+        }
         assert!(start.elapsed() < Duration::from_secs(30), "nothing listens on {address}");
         std::thread::sleep(Duration::from_millis(50));
+    }
+    if let Some(status) = node.0.try_wait().unwrap() {
+        panic!("the node for {address} exited (another process holds the port?): {status}");
     }
 }
 
@@ -61,14 +85,14 @@ fn wait_ready(address: &str) {
 pub fn start(dir: &Path, role: &str, name: &str, config: &str, address: &str, metrics: &str) -> Node {
     let file = dir.join(format!("{name}.toml"));
     std::fs::write(&file, format!("metrics_addr = {metrics:?}\n{config}")).unwrap();
-    let node = Node(
+    let mut node = Node(
         jacolbert()
             .args([role, "--config", file.to_str().unwrap(), "--listen", address])
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),
     );
-    wait_ready(address);
+    wait_ready(&mut node, address);
     node
 }
 
