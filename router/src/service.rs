@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use proto::v1::encoder_client::EncoderClient;
 use proto::v1::search_server::Search;
-use proto::v1::shard_client::ShardClient;
 use proto::v1::{
     ClusterStats, ClusterStatsRequest, DeleteRequest, DeleteResponse, Dtype, EncodeRequest, EncodedDocument,
     GetRequest, GetResponse, RerankRequest, RerankResponse, ScoreRequest, SearchBatchRequest, SearchBatchResponse,
@@ -175,8 +174,7 @@ impl Router {
     /// Shard `s`'s answer: one replica, then (when it is unavailable and time remains) another.
     async fn search_shard(
         s: usize,
-        clients: Vec<ShardClient<Channel>>,
-        addresses: Vec<String>,
+        replicas: Arc<Replicas>,
         first: usize,
         request: ShardSearchRequest,
         deadline: Instant,
@@ -184,11 +182,11 @@ impl Router {
     ) -> Outcome {
         let failure = |r: usize, code: Code, message: String| ShardFailure {
             shard: s as u32,
-            address: addresses[r].clone(),
+            address: replicas.addresses[r].clone(),
             code: format!("{code:?}"),
             message,
         };
-        match read_replicas(&clients, first, deadline, &counters, |mut c| {
+        match read_replicas(&replicas.clients, first, deadline, &counters, |mut c| {
             let request = request.clone();
             async move { c.search(proto::trace::traced(request)).await }
         })
@@ -255,20 +253,16 @@ impl Router {
         let mut set = JoinSet::new();
         for (s, replicas) in shards.iter().enumerate() {
             let first = replicas.next.fetch_add(1, Ordering::Relaxed);
-            let (clients, addresses) = (replicas.clients.clone(), replicas.addresses.clone());
-            let span = tracing::info_span!("router.shard", shard = s as i64, replicas = clients.len() as i64);
-            set.spawn(
-                Router::search_shard(
-                    s,
-                    clients,
-                    addresses,
-                    first,
-                    shard_request.clone(),
-                    deadline,
-                    self.counters.clone(),
-                )
-                .instrument(span),
+            let span = tracing::info_span!("router.shard", shard = s as i64, replicas = replicas.clients.len() as i64);
+            let search = Router::search_shard(
+                s,
+                replicas.clone(),
+                first,
+                shard_request.clone(),
+                deadline,
+                self.counters.clone(),
             );
+            set.spawn(search.instrument(span));
         }
         let (mut lists, mut failures, mut timed_out) = (Vec::new(), Vec::new(), false);
         while let Some(joined) = set.join_next().await {
