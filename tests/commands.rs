@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 
 use common::{fixtures, jacolbert};
@@ -108,4 +108,28 @@ fn eval_jsquad_reproduces_pylate_recall() {
         let got = report[key].as_f64().unwrap();
         assert!((got - want).abs() <= 0.01, "{key}: {got} vs PyLate {want}");
     }
+}
+
+/// `local` puts the encoder and the shards on the ports after the router's: a port with no
+/// room after it is refused by name, and port 0 puts every node on a free port of its own.
+#[test]
+fn local_takes_the_ports_after_the_routers_or_free_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = |listen: &str| {
+        let mut c = jacolbert();
+        c.args(["local", "--shards", "2", "--listen", listen, "--model"]).arg(fixtures().join("models/tiny-lexical"));
+        c.arg("--data-dir").arg(dir.path());
+        c
+    };
+    let out = local("127.0.0.1:65534").output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("listen port 65534 leaves no room for the 3 nodes after it"), "{err}");
+
+    let mut node = common::Node(local("127.0.0.1:0").stdout(Stdio::piped()).spawn().unwrap());
+    let stdout = BufReader::new(node.0.stdout.take().unwrap());
+    let line = stdout.lines().map(Result::unwrap).find(|l| l.starts_with("router listening on ")).unwrap();
+    let address = line.trim_start_matches("router listening on ");
+    assert!(!address.ends_with(":0"), "{address}");
+    std::net::TcpStream::connect(address).unwrap();
 }

@@ -42,12 +42,18 @@ pub struct Args {
 }
 
 /// Starts the nodes of a local cluster: the router on `config.listen`, the encoder and the
-/// shards on the ports after it; returns the router's address. They run until the runtime
-/// stops.
+/// shards on the ports after it (on any free ports when its port is 0); returns the router's
+/// address. They run until the runtime stops.
 pub async fn start(model: Arc<ColbertModel>, config: &LocalFile) -> anyhow::Result<String> {
     anyhow::ensure!((1..=64).contains(&config.shards), "shards must be 1 to 64, not {}", config.shards);
     let listen: SocketAddr = config.listen.parse().with_context(|| format!("listen address {:?}", config.listen))?;
-    let next = |i: u16| SocketAddr::new(listen.ip(), listen.port() + i).to_string();
+    // The nodes after the router take the ports after its; with port 0, each takes any free one.
+    // At most 64 shards (checked above), so the count fits a port number.
+    let nodes = config.shards as u16 + 1;
+    let room = listen.port().checked_add(nodes).is_some();
+    anyhow::ensure!(room, "listen port {} leaves no room for the {nodes} nodes after it", listen.port());
+    let next =
+        |i: u16| SocketAddr::new(listen.ip(), if listen.port() == 0 { 0 } else { listen.port() + i }).to_string();
     let dim = model.dim();
     let (routes, encoder_metrics) = encoder_routes(model, config.batching, NODE_MESSAGE);
     let encoder = serve(routes, ENCODER, &next(1), None, 0).await?;
