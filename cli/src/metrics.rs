@@ -90,14 +90,12 @@ pub type Extra = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = String> + Send>> + 
 /// The whole text exposition.
 async fn render(extra: &[Extra]) -> String {
     let mut out = String::new();
-    out += "# HELP jacolbert_rpc_requests_total gRPC requests answered, by RPC and status code.\n";
-    out += "# TYPE jacolbert_rpc_requests_total counter\n";
+    out += &header("counter", "jacolbert_rpc_requests_total", "gRPC requests answered, by RPC and status code.");
     let requests = REQUESTS.lock().unwrap_or_else(|e| e.into_inner()).clone();
     for ((rpc, code), h) in &requests {
         let _ = writeln!(out, "jacolbert_rpc_requests_total{{rpc=\"{rpc}\",code=\"{code}\"}} {}", h.count);
     }
-    out += "# HELP jacolbert_rpc_duration_seconds Time to answer a gRPC request.\n";
-    out += "# TYPE jacolbert_rpc_duration_seconds histogram\n";
+    out += &header("histogram", "jacolbert_rpc_duration_seconds", "Time to answer a gRPC request.");
     for ((rpc, code), h) in &requests {
         let labels = format!("rpc=\"{rpc}\",code=\"{code}\"");
         let mut cumulative = 0;
@@ -117,9 +115,14 @@ async fn render(extra: &[Extra]) -> String {
     out
 }
 
+/// A metric's HELP and TYPE lines.
+fn header(kind: &str, name: &str, help: &str) -> String {
+    format!("# HELP {name} {help}\n# TYPE {name} {kind}\n")
+}
+
 /// One counter (or, with `kind` "gauge", one gauge) with its HELP and TYPE lines.
 fn metric(kind: &str, name: &str, help: &str, value: u64) -> String {
-    format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n")
+    header(kind, name, help) + &format!("{name} {value}\n")
 }
 
 /// A counter read from the atomic that counts it.
@@ -185,7 +188,7 @@ pub fn shards(shards: Vec<(u32, shard_node::service::ShardService)>) -> Extra {
                 ("jacolbert_shard_trained", "1 once the codec is trained.", |s| s.trained as u64),
             ];
             for (name, help, value) in table {
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+                out += &header("gauge", name, help);
                 for (number, s) in &stats {
                     let _ = writeln!(out, "{name}{{shard=\"{number}\"}} {}", value(s));
                 }
