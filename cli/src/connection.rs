@@ -10,6 +10,8 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
+use crate::tls::read;
+
 #[derive(clap::Args, Clone)]
 pub struct Connection {
     /// The router's address.
@@ -43,18 +45,14 @@ impl tonic::service::Interceptor for Key {
 
 pub type Search = SearchClient<InterceptedService<Channel, Key>>;
 
-fn read(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
-}
-
 impl Connection {
     async fn channel(&self) -> anyhow::Result<(Channel, Key)> {
         let scheme = if self.ca.is_some() { "https" } else { "http" };
         let mut endpoint = Channel::from_shared(format!("{scheme}://{}", self.router))?;
         if let Some(ca) = &self.ca {
-            let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)?));
+            let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca, "CA")?));
             if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
-                tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+                tls = tls.identity(Identity::from_pem(read(cert, "certificate")?, read(key, "key")?));
             }
             endpoint = endpoint.tls_config(tls)?;
         }

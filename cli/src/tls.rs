@@ -6,7 +6,8 @@ use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
 use crate::config::TlsFile;
 
-fn read(path: &std::path::Path, what: &str) -> anyhow::Result<Vec<u8>> {
+/// A PEM file of a TLS setting (`what`: "CA", "certificate", "key"), or an error naming it.
+pub fn read(path: &std::path::Path, what: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading the TLS {what} {}", path.display()))
 }
 
