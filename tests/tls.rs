@@ -18,6 +18,11 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 fn certs(dir: &Path, name: &str) {
     let out = jacolbert().args(["certs", "--out", dir.to_str().unwrap(), "--name", name]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Private keys are for their owner's eyes only.
+    for key in ["ca.key".to_string(), format!("{name}.key")] {
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.join(&key)).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600, "{key}");
+    }
 }
 
 fn pem(dir: &Path, file: &str) -> Vec<u8> {

@@ -28,11 +28,17 @@ fn write(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
-/// A private key: readable by its owner only.
+/// A private key: readable by its owner only from the moment the file exists (written first
+/// and restricted after, it would be readable by others in between); a key file already there
+/// is emptied and restricted before the new key goes in.
 fn write_key(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    write(path, text)?;
-    Ok(std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?)
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let writing = || format!("writing {}", path.display());
+    let mut options = std::fs::OpenOptions::new();
+    let mut file = options.write(true).create(true).truncate(true).mode(0o600).open(path).with_context(writing)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600)).with_context(writing)?;
+    file.write_all(text.as_bytes()).with_context(writing)
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
