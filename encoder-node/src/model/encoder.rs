@@ -128,6 +128,6 @@ impl<O: Ops> Encode for OnBackend<O> {
         self.ops.dense_into(&hidden, rows, &self.projection, false, &mut projected)?;
         let mut kept = self.ops.gather_rows(&projected, keep, self.dim)?;
         self.ops.l2_normalize(&mut kept, self.dim)?;
-        Ok(self.ops.download(&kept)?)
+        Ok(self.ops.download(kept)?)
     }
 }

@@ -29,8 +29,8 @@ impl Ops for Cpu {
         Ok(values.to_vec())
     }
 
-    fn download(&self, x: &Vec<f32>) -> Result<Vec<f32>> {
-        Ok(x.clone())
+    fn download(&self, x: Vec<f32>) -> Result<Vec<f32>> {
+        Ok(x)
     }
 
     fn embed_into(&self, ids: &[u32], seq: usize, tables: &Embeddings<Vec<f32>>, out: &mut Vec<f32>) -> Result<()> {

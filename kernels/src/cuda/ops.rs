@@ -118,8 +118,8 @@ impl Ops for Device {
         Device::upload(self, values)
     }
 
-    fn download(&self, x: &CudaSlice<f32>) -> Result<Vec<f32>> {
-        Device::download(self, x)
+    fn download(&self, x: CudaSlice<f32>) -> Result<Vec<f32>> {
+        Device::download(self, &x)
     }
 
     fn embed_into(

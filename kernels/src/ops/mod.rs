@@ -39,7 +39,8 @@ pub trait Ops: Send + Sync {
     /// `len` values, all zero.
     fn zeros(&self, len: usize) -> Result<Self::Tensor>;
     fn upload(&self, values: &[f32]) -> Result<Self::Tensor>;
-    fn download(&self, x: &Self::Tensor) -> Result<Vec<f32>>;
+    /// `x`'s values on the host. It takes `x`, so that the CPU hands its vector back uncopied.
+    fn download(&self, x: Self::Tensor) -> Result<Vec<f32>>;
 
     /// `out[t] = LayerNorm(word[ids[t]] + position[t mod seq] + token_type)`. Every id must be
     /// below the vocabulary size and `seq` within the position table.
