@@ -51,9 +51,9 @@ impl Profile {
     }
 }
 
-/// Default message limits: encoders and shards pass batches of documents' vectors; the
-/// router's clients send texts.
-pub const NODE_MESSAGE: usize = 256 << 20;
+/// Default message limits: encoders and shards pass batches of documents' vectors (as much as
+/// the router's calls to them carry); the router's clients send texts.
+pub use router::NODE_MESSAGE;
 pub const ROUTER_MESSAGE: usize = 32 << 20;
 
 /// `jacolbert encoder`.

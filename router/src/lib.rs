@@ -13,4 +13,5 @@ mod service;
 
 pub use error::Error;
 pub use merge::merge;
+pub use replicas::NODE_MESSAGE;
 pub use service::{Counters, Router, RouterConfig};

@@ -36,7 +36,7 @@ pub(crate) type ShardMap = Arc<Vec<Arc<Replicas>>>;
 
 /// Most bytes of one message between the router and a node: a batch of documents' vectors
 /// (256 documents of 300 tokens × 128 f32 values is 39 MB).
-pub(crate) const NODE_MESSAGE: usize = 256 << 20;
+pub const NODE_MESSAGE: usize = 256 << 20;
 
 /// A channel to `host:port`, over TLS when `tls` is given (the host must be in the peer's
 /// certificate).
