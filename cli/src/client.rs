@@ -276,34 +276,6 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
 /// Workers step through the questions with a stride, so concurrent workers ask different ones.
 const STRIDE: usize = 7;
 
-#[derive(clap::Args)]
-pub struct RebalanceArgs {
-    #[command(flatten)]
-    to: Connection,
-    /// The new shard: its replicas' addresses, comma-separated (running and empty).
-    #[arg(long)]
-    add_shard: String,
-}
-
-/// `jacolbert rebalance --add-shard ADDR`: the router adds the shard and moves to it the
-/// documents placed there now, while it keeps serving; this waits for the move to end.
-pub fn rebalance(args: RebalanceArgs) -> anyhow::Result<()> {
-    let replicas = crate::config::replica_list(&args.add_shard);
-    tokio::runtime::Runtime::new()?.block_on(async {
-        let mut admin = args.to.admin().await?;
-        eprintln!("adding shard {replicas:?}; moving its documents (the router logs progress)");
-        let done = admin
-            .add_shard(proto::v1::AddShardRequest { replicas: replicas.clone() })
-            .await
-            .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
-            .into_inner();
-        println!("added shard {} of {}; moved {} documents", done.shard, done.shards, done.moved);
-        println!("add it to the router's config (last, as shard {}):", done.shard);
-        println!("[[shards]]\nreplicas = {replicas:?}");
-        Ok(())
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

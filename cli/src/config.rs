@@ -141,6 +141,9 @@ pub struct RouterFile {
     /// Requests per second this node takes before it answers RESOURCE_EXHAUSTED (0: no limit).
     pub max_requests_per_second: u32,
     pub metrics_addr: Option<String>,
+    /// Where cluster state lives (etcd://HOST:PORT[,…]/PREFIX or file:///PATH); without it
+    /// the router keeps `encoders` and `shards` in its memory (one router only).
+    pub cluster_store: Option<String>,
     pub encoders: Vec<String>,
     /// In shard order: placement sends a document to `shards[jump_hash(id)]`.
     pub shards: Vec<ShardEntry>,
@@ -168,6 +171,7 @@ impl Default for RouterFile {
             max_message_bytes: ROUTER_MESSAGE,
             max_requests_per_second: 0,
             metrics_addr: None,
+            cluster_store: None,
             encoders: vec!["127.0.0.1:50052".into()],
             shards: vec![ShardEntry { replicas: vec!["127.0.0.1:50053".into()] }],
             limits: RouterConfig::default(),
@@ -187,9 +191,11 @@ pub struct LocalFile {
     pub metrics_addr: Option<String>,
     pub model: Option<String>,
     pub mecab_dic: Option<PathBuf>,
-    /// Shard `i` keeps its data in `data_dir/shard-i`.
+    /// Shard `i` keeps its data in `data_dir/shard-i`, and the cluster state (the shard
+    /// count among it) is in `data_dir/cluster.json`.
     pub data_dir: PathBuf,
-    pub shards: usize,
+    /// Shards of a new data directory (2 when not given); an existing one keeps its count.
+    pub shards: Option<usize>,
     pub device: String,
     pub batching: BatchConfig,
     /// `dim` is taken from the model.
@@ -205,7 +211,7 @@ impl Default for LocalFile {
             model: None,
             mecab_dic: None,
             data_dir: "data".into(),
-            shards: 2,
+            shards: None,
             device: "auto".into(),
             batching: BatchConfig::default(),
             index: ShardConfig::default(),

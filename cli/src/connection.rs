@@ -46,14 +46,21 @@ impl tonic::service::Interceptor for Key {
 pub type Search = SearchClient<InterceptedService<Channel, Key>>;
 
 impl Connection {
+    /// TLS with the CA (and this client's certificate) given, if any: for the router, and for
+    /// the shards when this process moves documents itself.
+    pub fn tls(&self) -> anyhow::Result<Option<ClientTlsConfig>> {
+        let Some(ca) = &self.ca else { return Ok(None) };
+        let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca, "CA")?));
+        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+            tls = tls.identity(Identity::from_pem(read(cert, "certificate")?, read(key, "key")?));
+        }
+        Ok(Some(tls))
+    }
+
     async fn channel(&self) -> anyhow::Result<(Channel, Key)> {
         let scheme = if self.ca.is_some() { "https" } else { "http" };
         let mut endpoint = Channel::from_shared(format!("{scheme}://{}", self.router))?;
-        if let Some(ca) = &self.ca {
-            let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca, "CA")?));
-            if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
-                tls = tls.identity(Identity::from_pem(read(cert, "certificate")?, read(key, "key")?));
-            }
+        if let Some(tls) = self.tls()? {
             endpoint = endpoint.tls_config(tls)?;
         }
         let channel =

@@ -66,7 +66,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let config = crate::config::LocalFile {
             data_dir: dir.path().to_path_buf(),
-            shards,
+            shards: Some(shards),
             listen: args.listen.clone(),
             ..crate::config::load(args.config.as_deref())?
         };

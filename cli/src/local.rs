@@ -3,11 +3,12 @@
 //! directory; it survives restarts with its data.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
 use encoder_node::model::{ColbertModel, EncodeOptions};
+use router::state::{ClusterState, ClusterStore, FileStore};
 use router::Router;
 
 use crate::config::{self, LocalFile, NODE_MESSAGE, ROUTER_MESSAGE};
@@ -31,6 +32,8 @@ pub struct Args {
     /// Where the shards keep their data (one sub-directory each).
     #[arg(long, env = "JACOLBERT_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Shards of a new data directory [default: 2]; a data directory keeps the count it was
+    /// made with.
     #[arg(long)]
     shards: Option<usize>,
     /// Where the encoder runs (forward pass and Score's MaxSim): auto, cpu or cuda:N.
@@ -45,11 +48,14 @@ pub struct Args {
 /// shards on the ports after it (on any free ports when its port is 0); returns the router's
 /// address. They run until the runtime stops.
 pub async fn start(model: Arc<ColbertModel>, config: &LocalFile) -> anyhow::Result<String> {
-    anyhow::ensure!((1..=64).contains(&config.shards), "shards must be 1 to 64, not {}", config.shards);
+    let store = FileStore::open(&config.data_dir.join("cluster.json"))?;
+    let stored = store.load().await?;
+    let count = shard_count(&config.data_dir, stored.as_ref(), config.shards)?;
+    anyhow::ensure!((1..=64).contains(&count), "shards must be 1 to 64, not {count}");
     let listen: SocketAddr = config.listen.parse().with_context(|| format!("listen address {:?}", config.listen))?;
     // The nodes after the router take the ports after its; with port 0, each takes any free one.
     // At most 64 shards (checked above), so the count fits a port number.
-    let nodes = config.shards as u16 + 1;
+    let nodes = count as u16 + 1;
     let room = listen.port().checked_add(nodes).is_some();
     anyhow::ensure!(room, "listen port {} leaves no room for the {nodes} nodes after it", listen.port());
     let next =
@@ -58,18 +64,22 @@ pub async fn start(model: Arc<ColbertModel>, config: &LocalFile) -> anyhow::Resu
     let (routes, encoder_metrics) = encoder_routes(model, config.batching, NODE_MESSAGE);
     let encoder = serve(routes, ENCODER, &next(1), None, 0).await?;
     let (mut addresses, mut shards) = (Vec::new(), Vec::new());
-    for s in 0..config.shards {
+    for s in 0..count {
         let index = shard_node::shard::ShardConfig { dim, ..config.index.clone() };
         let shard = open_shard(config.data_dir.join(format!("shard-{s}")), index).await?;
         let (routes, service) = shard_routes(shard, s as u32, dim, NODE_MESSAGE);
         addresses.push(vec![serve(routes, SHARD, &next(2 + s as u16), None, 0).await?]);
         shards.push((s as u32, service));
     }
-    let (routes, router_metrics) = router_routes(
-        Router::new(std::slice::from_ref(&encoder), &addresses, config.limits.clone())?,
-        Default::default(),
-        ROUTER_MESSAGE,
-    );
+    // The nodes' addresses change from one start to the next (ports may be any free ones).
+    let fresh = ClusterState::new(vec![encoder.clone()], &addresses);
+    let next = match &stored {
+        None => fresh,
+        Some(state) => state.changed(|s| (s.encoders, s.shards) = (fresh.encoders, fresh.shards)),
+    };
+    anyhow::ensure!(store.replace(stored.as_ref(), &next, None).await?, "the cluster state changed while starting");
+    let router = Router::start(Arc::new(store), config.limits.clone(), None).await?;
+    let (routes, router_metrics) = router_routes(router, Default::default(), ROUTER_MESSAGE);
     let address = serve(routes, SEARCH, &config.listen, None, 0).await?;
     let extra = vec![router_metrics, encoder_metrics, metrics::shards(shards)];
     serve_metrics(config.metrics_addr.as_deref(), extra).await?;
@@ -77,12 +87,43 @@ pub async fn start(model: Arc<ColbertModel>, config: &LocalFile) -> anyhow::Resu
     Ok(address)
 }
 
+/// The shards of this data directory: what its cluster state (or, from before there was one, its
+/// shard folders) says, which a different `requested` count may not change.
+fn shard_count(dir: &Path, stored: Option<&ClusterState>, requested: Option<usize>) -> anyhow::Result<usize> {
+    let folders = (0..).take_while(|s| dir.join(format!("shard-{s}")).is_dir()).count();
+    let (existing, from) = match stored {
+        Some(state) => {
+            let local = state.moving.is_none()
+                && state.shards.iter().enumerate().all(|(i, s)| s.id == i as u64 && s.replicas.len() == 1);
+            anyhow::ensure!(
+                local,
+                "the cluster state in {} is not a local cluster's (a shard was added or removed through \
+                 `jacolbert rebalance`): run its nodes as separate processes (README, \"Scaling out\")",
+                dir.join("cluster.json").display()
+            );
+            (state.shards.len(), "cluster.json")
+        }
+        None if folders > 0 => (folders, "shard folders"),
+        None => return Ok(requested.unwrap_or(2)),
+    };
+    match requested {
+        Some(n) if n != existing => anyhow::bail!(
+            "the data directory {} holds a cluster of {existing} shards (its {from}), not {n}: start it with \
+             --shards {existing} or without --shards, or use a new --data-dir. A cluster changes its number \
+             of shards while it serves through `jacolbert rebalance` with its nodes as separate processes \
+             (README, \"Scaling out\")",
+            dir.display()
+        ),
+        _ => Ok(existing),
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     let mut file: LocalFile = config::load(args.common.config.as_deref())?;
     override_with(&mut file.listen, args.common.listen);
     file.metrics_addr = args.common.metrics_addr.or(file.metrics_addr);
     override_with(&mut file.data_dir, args.data_dir);
-    override_with(&mut file.shards, args.shards);
+    file.shards = args.shards.or(file.shards);
     override_with(&mut file.device, args.device);
     override_with(&mut file.index.train_tokens, args.train_tokens);
     let model = ModelArgs {

@@ -5,6 +5,7 @@ mod bench_encoder;
 mod bench_tokenizer;
 mod certs;
 mod client;
+mod cluster;
 mod config;
 mod connection;
 mod encode;
@@ -59,8 +60,14 @@ enum Command {
     Bench(client::BenchArgs),
     /// Make a development CA and a node certificate for TLS between nodes.
     Certs(certs::Args),
-    /// Add a shard to a running cluster and move its documents to it, while it serves.
-    Rebalance(client::RebalanceArgs),
+    /// Add a shard to a running cluster, or drain one out of it, moving documents while it
+    /// serves.
+    Rebalance(cluster::RebalanceArgs),
+    /// Initialise a cluster store, or show what it holds.
+    Cluster {
+        #[command(subcommand)]
+        command: cluster::Command,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -87,7 +94,8 @@ fn main() -> anyhow::Result<()> {
         Command::Index(args) => client::index(args),
         Command::Search(args) => client::search(args),
         Command::Bench(args) => client::bench(args),
-        Command::Rebalance(args) => client::rebalance(args),
+        Command::Rebalance(args) => cluster::rebalance(args),
+        Command::Cluster { command } => cluster::run(command),
         Command::Certs(args) => certs::run(args),
     }
 }

@@ -218,6 +218,10 @@ pub struct RouterArgs {
     /// replaces the config's `shards`.
     #[arg(long = "shard")]
     shards: Vec<String>,
+    /// Where cluster state lives: etcd://HOST:PORT[,HOST:PORT…]/PREFIX or file:///PATH (then
+    /// the config's encoders and shards are not used: `jacolbert cluster init` writes them).
+    #[arg(long, env = "JACOLBERT_CLUSTER_STORE")]
+    cluster_store: Option<String>,
 }
 
 pub fn router(args: RouterArgs) -> anyhow::Result<()> {
@@ -230,12 +234,16 @@ pub fn router(args: RouterArgs) -> anyhow::Result<()> {
     if !args.shards.is_empty() {
         file.shards = args.shards.iter().map(|s| config::ShardEntry { replicas: config::replica_list(s) }).collect();
     }
+    override_with(&mut file.cluster_store, args.cluster_store.map(Some));
     let shards: Vec<Vec<String>> = file.shards.into_iter().map(|s| s.replicas).collect();
     file.profile.check("router", file.tls.as_ref(), file.auth.enabled())?;
     let server_tls = file.tls.as_ref().map(crate::tls::server).transpose()?;
     let client_tls = file.tls.as_ref().map(crate::tls::client).transpose()?;
     tokio::runtime::Runtime::new()?.block_on(async {
-        let router = Router::connect(&file.encoders, &shards, file.limits, client_tls)?;
+        let router = match &file.cluster_store {
+            Some(url) => Router::start(router::state::open(url).await?, file.limits, client_tls).await?,
+            None => Router::connect(&file.encoders, &shards, file.limits, client_tls).await?,
+        };
         let (routes, extra) = router_routes(router, file.auth, file.max_message_bytes);
         let address = serve(routes, SEARCH, &file.listen, server_tls, file.max_requests_per_second).await?;
         serve_metrics(file.metrics_addr.as_deref(), vec![extra]).await?;

@@ -15,6 +15,9 @@ pub enum Error {
     /// that is not empty).
     #[error("{0}")]
     Precondition(String),
+    /// The cluster store (etcd, or the state file) failed or could not be reached.
+    #[error("cluster state: {0}")]
+    Store(String),
     /// A node's own error, passed on as it came.
     #[error("{0}")]
     Upstream(#[from] tonic::Status),
@@ -27,6 +30,7 @@ impl From<Error> for tonic::Status {
             Error::Unavailable(m) => tonic::Status::unavailable(m),
             Error::Deadline(m) => tonic::Status::deadline_exceeded(format!("the deadline passed {m}")),
             e @ Error::Address { .. } => tonic::Status::internal(e.to_string()),
+            e @ Error::Store(_) => tonic::Status::unavailable(e.to_string()),
             Error::Precondition(m) => tonic::Status::failed_precondition(m),
             Error::Upstream(s) => s,
         }

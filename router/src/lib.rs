@@ -7,9 +7,10 @@ pub mod auth;
 mod error;
 mod merge;
 pub mod placement;
-mod rebalance;
-mod replicas;
+pub mod rebalance;
+pub(crate) mod replicas;
 mod service;
+pub mod state;
 
 pub use error::Error;
 pub use merge::merge;

@@ -2,7 +2,6 @@
 //! that retry once on another replica, and writes that every replica must acknowledge.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use proto::v1::shard_client::ShardClient;
@@ -12,7 +11,7 @@ use tonic::transport::{Channel, ClientTlsConfig};
 use tonic::{Code, Response, Status};
 use tracing::Instrument;
 
-use crate::service::{Counters, Router};
+use crate::service::Counters;
 use crate::Error;
 
 /// One shard's replicas, read round robin.
@@ -31,9 +30,6 @@ impl Replicas {
     }
 }
 
-/// The shards in placement order; replaced whole (never edited) when a shard is added.
-pub(crate) type ShardMap = Arc<Vec<Arc<Replicas>>>;
-
 /// Most bytes of one message between the router and a node: a batch of documents' vectors
 /// (256 documents of 300 tokens × 128 f32 values is 39 MB).
 pub const NODE_MESSAGE: usize = 256 << 20;
@@ -51,62 +47,58 @@ pub(crate) fn channel(address: &str, tls: Option<&ClientTlsConfig>) -> Result<Ch
     Ok(endpoint.connect_lazy())
 }
 
-impl Router {
-    /// Sends `request(s)` to every replica of shard `s`; all must succeed.
-    async fn write_shard<R: Clone + Send + 'static, T: Send + 'static>(
-        &self,
-        s: usize,
-        request: R,
-        deadline: Instant,
-        call: fn(ShardClient<Channel>, R) -> futures_call::BoxCall<T>,
-    ) -> Result<T, Error> {
-        let replicas = self.shard_map()[s].clone();
-        let mut set = JoinSet::new();
-        for (r, client) in replicas.clients.iter().enumerate() {
-            let (client, request) = (client.clone(), request.clone());
-            let call = async move { (r, tokio::time::timeout(remaining(deadline), call(client, request)).await) };
-            set.spawn(call.instrument(tracing::Span::current()));
-        }
-        let mut first = None;
-        while let Some(joined) = set.join_next().await {
-            let (r, result) = joined.map_err(|e| Error::Unavailable(format!("shard {s}: {e}")))?;
-            let address = &replicas.addresses[r];
-            match result {
-                Ok(Ok(value)) => first = first.or(Some(value)),
-                Ok(Err(status)) if status.code() == Code::InvalidArgument || status.code() == Code::NotFound => {
-                    return Err(Error::Upstream(status))
-                }
-                Ok(Err(status)) => {
-                    return Err(Error::Unavailable(format!("shard {s} replica {address}: {}", status.message())))
-                }
-                Err(_) => return Err(Error::Deadline(format!("waiting for shard {s} replica {address}"))),
+/// Sends `request` to every replica of shard `s` (`replicas`); all must succeed.
+async fn write_shard<R: Clone + Send + 'static, T: Send + 'static>(
+    s: u64,
+    replicas: &Replicas,
+    request: R,
+    deadline: Instant,
+    call: fn(ShardClient<Channel>, R) -> futures_call::BoxCall<T>,
+) -> Result<T, Error> {
+    let mut set = JoinSet::new();
+    for (r, client) in replicas.clients.iter().enumerate() {
+        let (client, request) = (client.clone(), request.clone());
+        let call = async move { (r, tokio::time::timeout(remaining(deadline), call(client, request)).await) };
+        set.spawn(call.instrument(tracing::Span::current()));
+    }
+    let mut first = None;
+    while let Some(joined) = set.join_next().await {
+        let (r, result) = joined.map_err(|e| Error::Unavailable(format!("shard {s}: {e}")))?;
+        let address = &replicas.addresses[r];
+        match result {
+            Ok(Ok(value)) => first = first.or(Some(value)),
+            Ok(Err(status)) if status.code() == Code::InvalidArgument || status.code() == Code::NotFound => {
+                return Err(Error::Upstream(status))
             }
+            Ok(Err(status)) => {
+                return Err(Error::Unavailable(format!("shard {s} replica {address}: {}", status.message())))
+            }
+            Err(_) => return Err(Error::Deadline(format!("waiting for shard {s} replica {address}"))),
         }
-        Ok(first.expect("every replica answered"))
     }
+    first.ok_or_else(|| Error::Unavailable(format!("shard {s} has no replica that takes writes")))
+}
 
-    /// Writes `documents` to every replica of shard `s`.
-    pub(crate) async fn upsert_on(
-        &self,
-        s: usize,
-        documents: Vec<EncodedDocument>,
-        deadline: Instant,
-    ) -> Result<UpsertResponse, Error> {
-        self.write_shard(s, ShardUpsertRequest { documents }, deadline, |mut c, r| {
-            Box::pin(async move { c.upsert(proto::trace::traced(r)).await.map(Response::into_inner) })
-        })
-        .await
-    }
+/// Writes `documents` to every replica of shard `s`.
+pub(crate) async fn upsert_on(
+    s: u64,
+    replicas: &Replicas,
+    documents: Vec<EncodedDocument>,
+    deadline: Instant,
+) -> Result<UpsertResponse, Error> {
+    write_shard(s, replicas, ShardUpsertRequest { documents }, deadline, |mut c, r| {
+        Box::pin(async move { c.upsert(proto::trace::traced(r)).await.map(Response::into_inner) })
+    })
+    .await
+}
 
-    /// Deletes `ids` on every replica of shard `s`; returns how many were there.
-    pub(crate) async fn delete_on(&self, s: usize, ids: Vec<String>, deadline: Instant) -> Result<u32, Error> {
-        let done = self
-            .write_shard(s, DeleteRequest { ids }, deadline, |mut c, r| {
-                Box::pin(async move { c.delete(proto::trace::traced(r)).await.map(Response::into_inner) })
-            })
-            .await?;
-        Ok(done.deleted)
-    }
+/// Deletes `ids` on every replica of shard `s`; returns how many were there.
+pub(crate) async fn delete_on(s: u64, replicas: &Replicas, ids: Vec<String>, deadline: Instant) -> Result<u32, Error> {
+    let done = write_shard(s, replicas, DeleteRequest { ids }, deadline, |mut c, r| {
+        Box::pin(async move { c.delete(proto::trace::traced(r)).await.map(Response::into_inner) })
+    })
+    .await?;
+    Ok(done.deleted)
 }
 
 /// Boxed shard calls, so `write_shard` can take any of them.

@@ -1,5 +1,6 @@
 //! `Router`: the Search service over encoder and shard clients.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,8 +17,10 @@ use tonic::transport::{Channel, ClientTlsConfig};
 use tonic::{Code, Request, Response, Status};
 use tracing::Instrument;
 
-use crate::placement::shard_of;
-use crate::replicas::{channel, read_replicas, remaining, Replicas, ShardMap, NODE_MESSAGE};
+use crate::replicas::{delete_on, read_replicas, remaining, upsert_on, Replicas};
+use crate::state::follow::{acknowledge, follow, View};
+use crate::state::gate::{Entered, EpochGate};
+use crate::state::{ClusterState, ClusterStore, FileStore};
 use crate::{merge, Error};
 
 /// Limits checked at the edge, and the deadline a request without one gets (the `[limits]`
@@ -47,21 +50,29 @@ impl Default for RouterConfig {
 }
 
 pub struct Router {
-    encoders: Vec<EncoderClient<Channel>>,
     next_encoder: AtomicUsize,
-    pub(crate) shards: std::sync::RwLock<ShardMap>,
-    /// While documents move to an added shard: the shard count before it (0 otherwise).
-    /// Reads and writes then also look where a document used to be placed.
-    pub(crate) moving_from: AtomicUsize,
+    /// The cluster as of the current epoch; every read and write holds the epoch it began
+    /// under (state/gate.rs).
+    pub(crate) gate: Arc<EpochGate<View>>,
+    pub(crate) store: Arc<dyn ClusterStore>,
+    /// This router's name in the store: its acknowledgements, and the move lock when it moves.
+    pub(crate) member: String,
     /// How to reach nodes (TLS), for shards added later.
     pub(crate) tls: Option<ClientTlsConfig>,
-    /// One AddShard at a time.
-    pub(crate) adding: tokio::sync::Mutex<()>,
-    /// Client writes hold it shared; a batch of the move holds it alone.
-    pub(crate) write_fence: tokio::sync::RwLock<()>,
     config: RouterConfig,
     in_flight: Arc<tokio::sync::Semaphore>,
     counters: Arc<Counters>,
+    _tasks: Tasks,
+}
+
+/// The router's background tasks (following the state, acknowledging epochs, resuming moves),
+/// stopped with it.
+struct Tasks(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        self.0.iter().for_each(tokio::task::JoinHandle::abort);
+    }
 }
 
 /// What the router counts for its metrics endpoint.
@@ -84,14 +95,15 @@ enum Outcome {
 }
 
 impl Router {
-    /// `shards[i]` lists shard i's replica addresses (`host:port`).
-    pub fn new(encoders: &[String], shards: &[Vec<String>], config: RouterConfig) -> Result<Router, Error> {
-        Router::connect(encoders, shards, config, None)
+    /// A router over its own state in memory: `shards[i]` lists shard i's replica addresses
+    /// (`host:port`).
+    pub async fn new(encoders: &[String], shards: &[Vec<String>], config: RouterConfig) -> Result<Router, Error> {
+        Router::connect(encoders, shards, config, None).await
     }
 
     /// As `new`, calling the nodes over TLS with `tls` (the cluster CA, and this router's
     /// certificate for mutual TLS) when it is given.
-    pub fn connect(
+    pub async fn connect(
         encoders: &[String],
         shards: &[Vec<String>],
         config: RouterConfig,
@@ -100,39 +112,46 @@ impl Router {
         if encoders.is_empty() || shards.is_empty() || shards.iter().any(Vec::is_empty) {
             return Err(Error::BadInput("a router needs an encoder and at least one replica per shard".into()));
         }
-        let client =
-            |c| EncoderClient::new(c).max_decoding_message_size(NODE_MESSAGE).max_encoding_message_size(NODE_MESSAGE);
-        let encoders = encoders.iter().map(|a| channel(a, tls.as_ref()).map(client)).collect::<Result<_, _>>()?;
-        let shards =
-            shards.iter().map(|a| Replicas::connect(a, tls.as_ref()).map(Arc::new)).collect::<Result<_, Error>>()?;
-        let shards = std::sync::RwLock::new(Arc::new(shards));
-        let in_flight = Arc::new(tokio::sync::Semaphore::new(config.max_concurrent.max(1)));
-        let counters = Arc::default();
-        let moving_from = AtomicUsize::new(0);
+        let store = Arc::new(FileStore::memory(ClusterState::new(encoders.to_vec(), shards)));
+        Router::start(store, config, tls).await
+    }
+
+    /// A router that serves the cluster `store` holds, following its changes.
+    pub async fn start(
+        store: Arc<dyn ClusterStore>,
+        config: RouterConfig,
+        tls: Option<ClientTlsConfig>,
+    ) -> Result<Router, Error> {
+        let member = member_name();
+        // Known to movers before the state is read: a move that changes the state after this
+        // read waits for this router's acknowledgement of the change.
+        store.ack(&member, 0).await?;
+        let state = store.load().await?.ok_or_else(|| {
+            Error::Precondition(format!(
+                "the cluster store {} holds no cluster: run `jacolbert cluster init` first",
+                store.describe()
+            ))
+        })?;
+        let epoch = state.epoch;
+        let gate = Arc::new(EpochGate::new(epoch, View::build(state, None, tls.as_ref())?));
+        store.ack(&member, epoch).await?;
+        let tasks = vec![
+            tokio::spawn(follow(gate.clone(), store.clone(), tls.clone())),
+            tokio::spawn(acknowledge(gate.clone(), store.clone(), member.clone())),
+            tokio::spawn(crate::rebalance::resume_moves(gate.clone(), store.clone(), member.clone(), tls.clone())),
+        ];
+        tracing::info!(store = %store.describe(), epoch, member = %member, "router follows the cluster state");
         Ok(Router {
-            encoders,
             next_encoder: AtomicUsize::new(0),
-            shards,
-            moving_from,
-            adding: Default::default(),
+            gate,
+            store,
+            member,
             tls,
-            write_fence: Default::default(),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent.max(1))),
             config,
-            in_flight,
-            counters,
+            counters: Arc::default(),
+            _tasks: Tasks(tasks),
         })
-    }
-
-    /// The shard map now.
-    pub(crate) fn shard_map(&self) -> ShardMap {
-        self.shards.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Where `id` was placed before the shard being filled was added, when that differs from
-    /// where it is placed now.
-    fn old_home(&self, id: &str, shards: usize) -> Option<usize> {
-        let before = self.moving_from.load(Ordering::Acquire);
-        (before > 0).then(|| shard_of(id, before)).filter(|&old| old != shard_of(id, shards))
     }
 
     /// The router's counters, shared: they keep counting after the router is served.
@@ -141,7 +160,31 @@ impl Router {
     }
 
     fn encoder(&self) -> EncoderClient<Channel> {
-        self.encoders[self.next_encoder.fetch_add(1, Ordering::Relaxed) % self.encoders.len()].clone()
+        let (_, view) = self.gate.current();
+        view.encoders[self.next_encoder.fetch_add(1, Ordering::Relaxed) % view.encoders.len()].clone()
+    }
+
+    /// Enters the current epoch for a write: waits while a move's batch is being copied (the
+    /// fence), and refuses while this router is out of touch with the store (it may be missing
+    /// a change that a write depends on).
+    async fn enter_for_write(&self, deadline: Instant) -> Result<Entered<View>, Error> {
+        loop {
+            if !self.store.in_touch() {
+                return Err(Error::Unavailable(format!(
+                    "this router has lost touch with the cluster store {}; writes wait until it is back",
+                    self.store.describe()
+                )));
+            }
+            let entered = self.gate.enter();
+            if !entered.view().state.fenced() {
+                return Ok(entered);
+            }
+            let epoch = entered.epoch();
+            drop(entered);
+            tokio::time::timeout(remaining(deadline), self.gate.beyond(epoch))
+                .await
+                .map_err(|_| Error::Deadline("waiting for a move to copy a batch".into()))?;
+        }
     }
 
     /// The caller's deadline (`grpc-timeout`), or the default.
@@ -203,15 +246,13 @@ impl Router {
         }
     }
 
-    /// `items` grouped by the shard their id places them on: (shard, its items), shards with
-    /// none left out.
-    fn by_shard<T>(&self, items: impl IntoIterator<Item = T>, id: impl Fn(&T) -> &str) -> Vec<(usize, Vec<T>)> {
-        let shards = self.shard_map().len();
-        let mut groups: Vec<Vec<T>> = (0..shards).map(|_| Vec::new()).collect();
+    /// `items` grouped by the shard (id) their id places them on now, shards with none left out.
+    fn by_shard<T>(view: &View, items: impl IntoIterator<Item = T>, id: impl Fn(&T) -> &str) -> Vec<(u64, Vec<T>)> {
+        let mut groups: BTreeMap<u64, Vec<T>> = BTreeMap::new();
         for item in items {
-            groups[shard_of(id(&item), shards)].push(item);
+            groups.entry(view.state.home(id(&item))).or_default().push(item);
         }
-        groups.into_iter().enumerate().filter(|(_, g)| !g.is_empty()).collect()
+        groups.into_iter().collect()
     }
 
     /// A slot for one search, or RESOURCE_EXHAUSTED when all are taken.
@@ -243,15 +284,16 @@ impl Router {
             return Err(Error::BadInput(format!("k must be in 1..={max_k}, got {k}")).into());
         }
         let query = self.encode(vec![r.query], true, deadline).await?.pop();
+        let entered = self.gate.enter();
         // Shards get the caller's remaining time less a margin to merge and reply in, so that a
         // late shard costs its hits, not the whole answer.
         let margin = (remaining(deadline) / 10).min(Duration::from_millis(50));
         let deadline = deadline.checked_sub(margin).unwrap_or(deadline);
         let shard_request = ShardSearchRequest { query, k: r.k, filter_ids: r.filter_ids, params: r.params };
-        let shards = self.shard_map();
+        let shards = &entered.view().shards;
         tracing::Span::current().record("shards", shards.len() as i64);
         let mut set = JoinSet::new();
-        for (s, replicas) in shards.iter().enumerate() {
+        for (s, (_, replicas)) in shards.iter().enumerate() {
             let first = replicas.next.fetch_add(1, Ordering::Relaxed);
             let span = tracing::info_span!("router.shard", shard = s as i64, replicas = replicas.clients.len() as i64);
             let search = Router::search_shard(
@@ -365,7 +407,8 @@ impl Search for Router {
     async fn stats(&self, request: Request<ClusterStatsRequest>) -> Result<Response<ClusterStats>, Status> {
         let deadline = self.deadline(&request);
         let mut out = ClusterStats::default();
-        for replicas in self.shard_map().iter() {
+        let (_, view) = self.gate.current();
+        for (_, replicas) in &view.shards {
             let mut answer = None;
             for client in &replicas.clients {
                 let mut client = client.clone();
@@ -395,17 +438,18 @@ impl Search for Router {
         }
         let vectors = self.encode(docs.iter().map(|d| d.text.clone()).collect(), false, deadline).await?;
         let ids: Vec<String> = docs.iter().map(|d| d.id.clone()).collect();
-        let _fence = self.write_fence.read().await;
+        let entered = self.enter_for_write(deadline).await?;
+        let view = entered.view();
         let (mut written, mut replaced) = (0, 0);
-        for (s, pairs) in self.by_shard(docs.into_iter().zip(vectors), |(doc, _)| &doc.id) {
+        for (s, pairs) in Router::by_shard(view, docs.into_iter().zip(vectors), |(doc, _)| &doc.id) {
             let documents =
                 pairs.into_iter().map(|(doc, v)| EncodedDocument { document: Some(doc), vectors: Some(v) }).collect();
-            let done = self.upsert_on(s, documents, deadline).await?;
+            let done = upsert_on(s, view.replicas(s), documents, deadline).await?;
             written += done.written;
             replaced += done.replaced;
         }
         // Mid-move, an older copy may still sit where the document used to be placed.
-        replaced += self.delete_old_copies(ids, deadline).await?;
+        replaced += delete_old_copies(view, ids, deadline).await?;
         Ok(Response::new(UpsertResponse { written, replaced }))
     }
 
@@ -415,10 +459,11 @@ impl Search for Router {
         if ids.len() > self.config.max_batch {
             return Err(Error::BadInput(format!("a delete names at most {} ids", self.config.max_batch)).into());
         }
-        let _fence = self.write_fence.read().await;
-        let mut deleted = self.delete_old_copies(ids.clone(), deadline).await?;
-        for (s, ids) in self.by_shard(ids, String::as_str) {
-            deleted += self.delete_on(s, ids, deadline).await?;
+        let entered = self.enter_for_write(deadline).await?;
+        let view = entered.view();
+        let mut deleted = delete_old_copies(view, ids.clone(), deadline).await?;
+        for (s, ids) in Router::by_shard(view, ids, String::as_str) {
+            deleted += delete_on(s, view.replicas(s), ids, deadline).await?;
         }
         Ok(Response::new(DeleteResponse { deleted }))
     }
@@ -426,12 +471,13 @@ impl Search for Router {
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
         let deadline = self.deadline(&request);
         let id = request.into_inner().id;
-        let shards = self.shard_map();
-        let found = self.get_from(&shards[shard_of(&id, shards.len())], &id, deadline).await;
-        match (found, self.old_home(&id, shards.len())) {
+        let entered = self.gate.enter();
+        let view = entered.view();
+        let found = self.get_from(view.replicas(view.state.home(&id)), &id, deadline).await;
+        match (found, view.state.old_home(&id)) {
             // Not moved yet: still where it was.
             (Err(status), Some(old)) if status.code() == Code::NotFound => {
-                Ok(Response::new(self.get_from(&shards[old], &id, deadline).await?))
+                Ok(Response::new(self.get_from(view.replicas(old), &id, deadline).await?))
             }
             (found, _) => Ok(Response::new(found?)),
         }
@@ -451,26 +497,29 @@ impl Router {
             Err((_, None)) => Err(Error::Deadline(format!("reading {id:?}")).into()),
         }
     }
+}
 
-    /// Mid-move: deletes `ids` where they used to be placed (where that is not where they
-    /// are placed now), returning how many were there.
-    async fn delete_old_copies(&self, ids: Vec<String>, deadline: Instant) -> Result<u32, Error> {
-        if self.moving_from.load(Ordering::Acquire) == 0 {
-            return Ok(0);
+/// Mid-move: deletes `ids` where they used to be placed (where that is not where they are
+/// placed now), returning how many were there.
+async fn delete_old_copies(view: &View, ids: Vec<String>, deadline: Instant) -> Result<u32, Error> {
+    let mut by_old: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for id in ids {
+        if let Some(old) = view.state.old_home(&id) {
+            by_old.entry(old).or_default().push(id);
         }
-        let shards = self.shard_map().len();
-        let mut by_old: Vec<Vec<String>> = vec![Vec::new(); shards];
-        for id in ids {
-            if let Some(old) = self.old_home(&id, shards) {
-                by_old[old].push(id);
-            }
-        }
-        let mut deleted = 0;
-        for (s, ids) in by_old.into_iter().enumerate().filter(|(_, ids)| !ids.is_empty()) {
-            deleted += self.delete_on(s, ids, deadline).await?;
-        }
-        Ok(deleted)
     }
+    let mut deleted = 0;
+    for (s, ids) in by_old {
+        deleted += delete_on(s, view.replicas(s), ids, deadline).await?;
+    }
+    Ok(deleted)
+}
+
+/// A name for this router in the store, unique to the process.
+fn member_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "router".into());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+    format!("{host}-{}-{nanos:08x}", std::process::id())
 }
 
 #[cfg(test)]

@@ -74,7 +74,7 @@ async fn cluster_writes_reads_and_survives_a_dead_shard() {
         stops.push(Some(stop));
     }
     let replicas: Vec<Vec<String>> = shards.iter().map(|a| vec![a.clone()]).collect();
-    let router = Router::new(&[encoder], &replicas, RouterConfig::default()).unwrap();
+    let router = Router::new(&[encoder], &replicas, RouterConfig::default()).await.unwrap();
     let (address, _keep_router) = spawn(Routes::new(SearchServer::new(router))).await;
     let mut client = SearchClient::connect(format!("http://{address}")).await.unwrap();
 
@@ -264,7 +264,7 @@ async fn replicas_hide_a_dead_one_and_a_stalled_shard_times_out_within_the_deadl
             stops.push(Some(stop));
         }
     }
-    let router = Router::new(std::slice::from_ref(&encoder), &replicas, RouterConfig::default()).unwrap();
+    let router = Router::new(std::slice::from_ref(&encoder), &replicas, RouterConfig::default()).await.unwrap();
     let (address, _keep_router) = spawn(Routes::new(SearchServer::new(router))).await;
     let mut client = SearchClient::connect(format!("http://{address}")).await.unwrap();
     let documents: Vec<Document> = TEXTS.iter().enumerate().map(|(i, t)| doc(i, t)).collect();
@@ -287,7 +287,7 @@ async fn replicas_hide_a_dead_one_and_a_stalled_shard_times_out_within_the_deadl
     let (stalled, _keep_stalled) = spawn(Routes::new(ShardServer::new(Stalled))).await;
     let live = replicas[0].clone();
     let config = RouterConfig { max_concurrent: 1, ..Default::default() };
-    let router = Router::new(&[encoder], &[live, vec![stalled]], config).unwrap();
+    let router = Router::new(&[encoder], &[live, vec![stalled]], config).await.unwrap();
     let (address, _keep) = spawn(Routes::new(SearchServer::new(router))).await;
     let mut client = SearchClient::connect(format!("http://{address}")).await.unwrap();
     let mut request = tonic::Request::new(query("日本", 12));

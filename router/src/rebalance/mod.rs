@@ -1,0 +1,128 @@
+//! Moves: adding a shard while the cluster serves, or draining one and dropping it, as a state
+//! machine persisted in the cluster store (`state::Move`) so that any process can resume a move
+//! another left. One process moves at a time (the store's move lock, held through its lease).
+//! `walk.rs` has the steps and the invariant they keep; this file starts, resumes and serves
+//! them (`Admin`, `jacolbert rebalance`, and each router's watch for a move nobody runs).
+
+mod failpoint;
+mod walk;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use proto::v1::admin_server::Admin;
+use proto::v1::{AddShardRequest, AddShardResponse, RemoveShardRequest};
+use tonic::transport::ClientTlsConfig;
+use tonic::{Request, Response, Status};
+
+use crate::service::Router;
+use crate::state::follow::View;
+use crate::state::gate::EpochGate;
+use crate::state::ClusterStore;
+use crate::Error;
+
+/// What to move.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MoveRequest {
+    /// Add a shard with these replicas (running and empty).
+    Add(Vec<String>),
+    /// Drain the shard at this position and drop it.
+    Remove(usize),
+    /// Finish the move under way, whatever it is.
+    Resume,
+}
+
+/// How a move ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Done {
+    /// The shard added or removed (its position), and the shards there are now.
+    pub shard: u32,
+    pub shards: u32,
+    /// Documents moved (by this process and those before it on the same move).
+    pub moved: u64,
+}
+
+/// Runs one move against `store` as `owner`; shard calls go over `tls` when it is given.
+pub struct Mover {
+    pub store: Arc<dyn ClusterStore>,
+    pub owner: String,
+    pub tls: Option<ClientTlsConfig>,
+}
+
+impl Mover {
+    /// Takes the move lock (or says who holds it) and runs `request` to its end.
+    pub async fn run(&self, request: MoveRequest) -> Result<Done, Error> {
+        if let Some(holder) = self.store.lock_moves(&self.owner).await? {
+            return Err(Error::Precondition(format!(
+                "a move is being run by {holder}; it is resumed here once that process has ended \
+                 (its lease runs out a few seconds after it dies)"
+            )));
+        }
+        let done = self.drive(request).await;
+        if let Err(e) = self.store.unlock_moves(&self.owner).await {
+            tracing::warn!(error = %e, "could not let the move lock go; it lapses with this process's lease");
+        }
+        done
+    }
+
+    /// As `run`, waiting (and saying so every few seconds) while another process holds the lock.
+    pub async fn run_when_free(&self, request: MoveRequest) -> Result<Done, Error> {
+        loop {
+            match self.run(request.clone()).await {
+                Err(Error::Precondition(m)) if m.starts_with("a move is being run by") => {
+                    tracing::info!(waiting = %m, "another process moves");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                done => return done,
+            }
+        }
+    }
+}
+
+/// Each router resumes a move that no process runs (its mover died): every few seconds it
+/// tries the move lock, which is free only then.
+pub(crate) async fn resume_moves(
+    gate: Arc<EpochGate<View>>,
+    store: Arc<dyn ClusterStore>,
+    owner: String,
+    tls: Option<ClientTlsConfig>,
+) {
+    let mover = Mover { store, owner, tls };
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if gate.current().1.state.moving.is_none() {
+            continue;
+        }
+        match mover.run(MoveRequest::Resume).await {
+            Ok(done) => tracing::info!(moved = done.moved, shards = done.shards, "resumed a move and finished it"),
+            Err(Error::Precondition(_)) => {}
+            Err(e) => tracing::warn!(error = %e, "resuming the move failed; trying again"),
+        }
+    }
+}
+
+impl Router {
+    /// Runs a move in its own task, so that a caller who gives up does not stop it half-way.
+    async fn move_now(&self, request: MoveRequest) -> Result<Response<AddShardResponse>, Status> {
+        let mover = Mover { store: self.store.clone(), owner: self.member.clone(), tls: self.tls.clone() };
+        let done = tokio::spawn(async move { mover.run(request).await })
+            .await
+            .map_err(|e| Status::internal(format!("the move stopped: {e}")))??;
+        Ok(Response::new(AddShardResponse { shard: done.shard, shards: done.shards, moved: done.moved }))
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for Router {
+    async fn add_shard(&self, request: Request<AddShardRequest>) -> Result<Response<AddShardResponse>, Status> {
+        let replicas = request.into_inner().replicas;
+        if replicas.is_empty() {
+            return Err(Error::BadInput("a shard needs at least one replica address".into()).into());
+        }
+        self.move_now(MoveRequest::Add(replicas)).await
+    }
+
+    async fn remove_shard(&self, request: Request<RemoveShardRequest>) -> Result<Response<AddShardResponse>, Status> {
+        self.move_now(MoveRequest::Remove(request.into_inner().shard as usize)).await
+    }
+}

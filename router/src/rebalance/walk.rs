@@ -1,0 +1,270 @@
+//! The steps of a move. Each source shard of the old map is walked in id order (`Shard.List`),
+//! a page at a time; the documents of a page that placement now puts elsewhere are moved as one
+//! batch:
+//! 1. `Fenced`: client writes wait (every router has acknowledged the fence, so none is
+//!    writing); the batch is exported from the source and written to every replica of its new
+//!    shards. No client write can fall between the export and the copy and be overwritten.
+//! 2. `Copied`: writes resume (a client write now goes to the new shard and removes the old
+//!    copy); once every router has acknowledged this epoch, no read that began before the copy
+//!    is still running, so the batch is deleted from the source.
+//! 3. `Walking` with the cursor past the batch.
+//!
+//! The invariant: a document is on its old shard, its new one, or both (the merge keeps one
+//! copy), and every read finds it: a read that began before a batch's copy ended finishes
+//! before the batch is deleted from its old shard (the epoch barrier, state/gate.rs), and a
+//! read that began later finds it on the new shard. Every router reads and writes with both
+//! placements from the first step on (it acknowledged the move's first epoch before any copy).
+//! After a crash the next mover redoes the batch after the cursor from its first step: what is
+//! still on the source then is exactly what no client has written since (a client write removes
+//! the old copy), so copying it again is safe.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use proto::v1::{ExportRequest, ListRequest, StatsRequest};
+use tonic::{Response, Status};
+
+use super::{failpoint, Done, MoveRequest, Mover};
+use crate::replicas::{delete_on, upsert_on, Replicas};
+use crate::state::follow::barrier;
+use crate::state::{ClusterState, Move, MoveKind, Phase, Shard};
+use crate::Error;
+
+/// Ids read from a source shard per call, and how long one shard call of the move may take.
+const PAGE: u32 = 256;
+const STEP: Duration = Duration::from_secs(60);
+
+impl Mover {
+    pub(super) async fn drive(&self, request: MoveRequest) -> Result<Done, Error> {
+        let Some(state) = self.store.load().await? else {
+            return Err(Error::Precondition(format!(
+                "the cluster store {} holds no cluster: run `jacolbert cluster init` first",
+                self.store.describe()
+            )));
+        };
+        let mut state = match (&state.moving, &request) {
+            (None, MoveRequest::Resume) => return Ok(done(&state, 0)),
+            (None, MoveRequest::Add(replicas)) if state.shards.iter().any(|s| &s.addresses() == replicas) => {
+                return Ok(done(&state, 0));
+            }
+            (None, MoveRequest::Add(replicas)) => self.start_add(state, replicas).await?,
+            (None, MoveRequest::Remove(position)) => self.start_remove(state, *position).await?,
+            (Some(m), MoveRequest::Resume) => {
+                tracing::info!(kind = ?m.kind, source = m.source, after = %m.after, "resuming a move");
+                state
+            }
+            (Some(m), request) if same_move(&state, m, request) => state,
+            (Some(m), _) => {
+                return Err(Error::Precondition(format!(
+                    "another move is under way ({}); run the same command again (or wait for a router to \
+                     resume it) before starting a new one",
+                    describe(m, &state)
+                )))
+            }
+        };
+        // Before any copy, every router reads and writes with both placements.
+        barrier(self.store.as_ref(), state.epoch).await?;
+        let mut clients: HashMap<u64, Arc<Replicas>> = HashMap::new();
+        loop {
+            let m = state.moving.clone().expect("a move is under way");
+            let Some(source) = m.from.get(m.source) else { break };
+            let source_replicas = self.replicas(&mut clients, source)?;
+            let page = ListRequest { after: m.after.clone(), limit: PAGE };
+            let ids = call(source_replicas.clients[0].clone().list(page)).await?.ids;
+            let Some(last) = ids.last().cloned() else {
+                state = self
+                    .commit(&state, |m| (m.source, m.after, m.phase) = (m.source + 1, String::new(), Phase::Walking))
+                    .await?;
+                continue;
+            };
+            let leaving: Vec<String> = ids.into_iter().filter(|id| state.home(id) != source.id).collect();
+            let mut moved = 0;
+            if !leaving.is_empty() {
+                moved = self.move_batch(&mut state, &mut clients, source, leaving, &last).await?;
+            }
+            state = self
+                .commit(&state, |m| (m.after, m.phase, m.moved) = (last.clone(), Phase::Walking, m.moved + moved))
+                .await?;
+            if moved > 0 {
+                let m = state.moving.as_ref().expect("still moving");
+                tracing::info!(source = m.source, of = m.from.len(), moved = m.moved, "moving documents");
+                failpoint::point("between").await;
+            }
+        }
+        let moved = state.moving.as_ref().map_or(0, |m| m.moved);
+        let kind = state.moving.as_ref().map(|m| m.kind.clone());
+        state = self.commit_state(&state, |s| s.moving = None).await?;
+        tracing::info!(?kind, moved, shards = state.shards.len(), epoch = state.epoch, "move done");
+        Ok(done_of(&state, kind, moved))
+    }
+
+    /// Steps 1 and 2 of the module docs for one batch of `source`; returns how many moved.
+    async fn move_batch(
+        &self,
+        state: &mut ClusterState,
+        clients: &mut HashMap<u64, Arc<Replicas>>,
+        source: &Shard,
+        ids: Vec<String>,
+        last: &str,
+    ) -> Result<u64, Error> {
+        *state = self.commit(state, |m| m.phase = Phase::Fenced { last: last.to_string() }).await?;
+        barrier(self.store.as_ref(), state.epoch).await?;
+        failpoint::point("fenced").await;
+        let from = self.replicas(clients, source)?;
+        let documents = call(from.clients[0].clone().export(ExportRequest { ids })).await?.documents;
+        let mut by_home: BTreeMap<u64, Vec<_>> = BTreeMap::new();
+        for document in documents {
+            let Some(id) = document.document.as_ref().map(|d| d.id.clone()) else { continue };
+            by_home.entry(state.home(&id)).or_default().push(document);
+        }
+        let mut copied = Vec::new();
+        for (home, documents) in by_home {
+            let shard = state.shards.iter().find(|s| s.id == home).expect("homes are shards of the map");
+            copied.extend(documents.iter().filter_map(|d| d.document.as_ref().map(|d| d.id.clone())));
+            upsert_on(home, &*self.replicas(clients, shard)?, documents, Instant::now() + STEP).await?;
+        }
+        failpoint::point("copied").await;
+        *state = self.commit(state, |m| m.phase = Phase::Copied { last: last.to_string() }).await?;
+        barrier(self.store.as_ref(), state.epoch).await?;
+        failpoint::point("acknowledged").await;
+        let count = copied.len() as u64;
+        if !copied.is_empty() {
+            delete_on(source.id, &from, copied, Instant::now() + STEP).await?;
+        }
+        Ok(count)
+    }
+
+    /// Puts a new shard (running and empty on every replica) at the end of the map.
+    async fn start_add(&self, state: ClusterState, replicas: &[String]) -> Result<ClusterState, Error> {
+        let new = Replicas::connect(replicas, self.tls.as_ref())?;
+        check_empty(&new).await?;
+        let id = state.next_id;
+        let next = state.changed(|s| {
+            s.moving = Some(Move::new(MoveKind::Add { shard: id }, s.shards.clone()));
+            s.shards.push(Shard::new(id, replicas));
+            s.next_id += 1;
+        });
+        self.replace(&state, next, "adding the shard").await
+    }
+
+    /// Takes the shard at `position` out of the map (the last one takes its place); its
+    /// documents are then moved to where placement over the others puts them.
+    async fn start_remove(&self, state: ClusterState, position: usize) -> Result<ClusterState, Error> {
+        let shards = state.shards.len();
+        if position >= shards {
+            return Err(Error::BadInput(format!("there is no shard {position}: the cluster has {shards}")));
+        }
+        if shards == 1 {
+            return Err(Error::Precondition("the last shard cannot be removed".into()));
+        }
+        let next = state.changed(|s| {
+            let from = s.shards.clone();
+            let gone = s.shards.swap_remove(position);
+            s.moving = Some(Move::new(MoveKind::Remove { shard: gone.id }, from));
+        });
+        self.replace(&state, next, "draining the shard").await
+    }
+
+    /// The state with the move changed by `change`, stored.
+    async fn commit(&self, state: &ClusterState, change: impl FnOnce(&mut Move)) -> Result<ClusterState, Error> {
+        self.commit_state(state, |s| change(s.moving.as_mut().expect("a move is under way"))).await
+    }
+
+    async fn commit_state(
+        &self,
+        state: &ClusterState,
+        change: impl FnOnce(&mut ClusterState),
+    ) -> Result<ClusterState, Error> {
+        self.replace(state, state.changed(change), "recording the move").await
+    }
+
+    async fn replace(&self, state: &ClusterState, next: ClusterState, what: &str) -> Result<ClusterState, Error> {
+        if self.store.replace(Some(state), &next, Some(&self.owner)).await? {
+            return Ok(next);
+        }
+        Err(Error::Precondition(format!(
+            "{what}: the cluster state changed under this move (the move lock was lost, or another process \
+             moved); run the command again to resume"
+        )))
+    }
+
+    fn replicas(&self, clients: &mut HashMap<u64, Arc<Replicas>>, shard: &Shard) -> Result<Arc<Replicas>, Error> {
+        if let Some(r) = clients.get(&shard.id) {
+            return Ok(r.clone());
+        }
+        let r = Arc::new(Replicas::connect(&shard.addresses(), self.tls.as_ref())?);
+        clients.insert(shard.id, r.clone());
+        Ok(r)
+    }
+}
+
+impl Move {
+    fn new(kind: MoveKind, from: Vec<Shard>) -> Move {
+        Move { kind, from, source: 0, after: String::new(), phase: Phase::Walking, moved: 0 }
+    }
+}
+
+/// Whether `request` asks for the move `m` already under way (so running it again resumes it).
+fn same_move(state: &ClusterState, m: &Move, request: &MoveRequest) -> bool {
+    match (&m.kind, request) {
+        (MoveKind::Add { shard }, MoveRequest::Add(replicas)) => {
+            state.shards.iter().any(|s| s.id == *shard && &s.addresses() == replicas)
+        }
+        (MoveKind::Remove { shard }, MoveRequest::Remove(position)) => {
+            m.from.get(*position).is_some_and(|s| s.id == *shard)
+        }
+        _ => false,
+    }
+}
+
+fn describe(m: &Move, state: &ClusterState) -> String {
+    let shard = |id: u64| {
+        let all = state.all_shards();
+        all.iter().find(|s| s.id == id).map(|s| s.addresses().join(",")).unwrap_or_default()
+    };
+    match &m.kind {
+        MoveKind::Add { shard: id } => format!("adding shard {}", shard(*id)),
+        MoveKind::Remove { shard: id } => format!("removing shard {}", shard(*id)),
+    }
+}
+
+fn done(state: &ClusterState, moved: u64) -> Done {
+    let shards = state.shards.len() as u32;
+    Done { shard: shards.saturating_sub(1), shards, moved }
+}
+
+/// What a finished move reports: the added shard's position, or the removed one's.
+fn done_of(state: &ClusterState, kind: Option<MoveKind>, moved: u64) -> Done {
+    let mut report = done(state, moved);
+    if let Some(MoveKind::Add { shard }) = kind {
+        report.shard = state.shards.iter().position(|s| s.id == shard).unwrap_or_default() as u32;
+    }
+    report
+}
+
+/// Every replica of a new shard must answer and hold nothing.
+async fn check_empty(replicas: &Replicas) -> Result<(), Error> {
+    for (client, address) in replicas.clients.iter().zip(&replicas.addresses) {
+        let stats = tokio::time::timeout(STEP, client.clone().stats(StatsRequest {}))
+            .await
+            .map_err(|_| Error::Unavailable(format!("the new shard's replica {address} did not answer")))?
+            .map_err(|s| Error::Unavailable(format!("the new shard's replica {address}: {}", s.message())))?;
+        if stats.get_ref().documents > 0 {
+            return Err(Error::Precondition(format!(
+                "the new shard's replica {address} already holds {} documents",
+                stats.get_ref().documents
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// One shard call under the step's time limit.
+async fn call<T>(f: impl std::future::Future<Output = Result<Response<T>, Status>>) -> Result<T, Error> {
+    match tokio::time::timeout(STEP, f).await {
+        Ok(Ok(response)) => Ok(response.into_inner()),
+        Ok(Err(status)) => Err(Error::Unavailable(format!("moving documents: {}", status.message()))),
+        Err(_) => Err(Error::Deadline("moving documents".into())),
+    }
+}
