@@ -3,7 +3,8 @@
 # whole cluster in this process (`jacolbert local`: router, encoder, 2 shards on loopback ports)
 # with the tiny-lexical demo model, indexes the 1,145 JSQuAD validation paragraphs (JGLUE,
 # CC BY-SA 4.0; see tests/fixtures/README.md) with a progress line, and asks a few of JSQuAD's
-# questions, printing the hits. The cluster's data goes to a temporary directory (or $DATA_DIR).
+# questions, printing the hits. It listens on free ports (or from $PORT on). The cluster's data
+# goes to a temporary directory (or $DATA_DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JACOLBERT_MECAB_DIC="$(scripts/fetch-unidic.sh)"
@@ -11,7 +12,6 @@ export JACOLBERT_MECAB_DIC
 cargo build --release --bin jacolbert
 bin=./target/release/jacolbert
 data="${DATA_DIR:-$(mktemp -d)}"
-port="${PORT:-50051}"
 work="$(mktemp -d)"
 python3 - "$work" <<'PY'
 import json, sys
@@ -26,15 +26,28 @@ questions = [q["question"] for a in data["data"] for p in a["paragraphs"] for q 
 with open(f"{sys.argv[1]}/questions.txt", "w", encoding="utf-8") as out:
     out.write("\n".join(questions[:: len(questions) // 4][:4]) + "\n")
 PY
+# Free ports unless PORT is set; the router's address is what this cluster itself prints, so the
+# script never talks to (or indexes into) another cluster that holds a port.
 RUST_LOG="${RUST_LOG:-warn}" "$bin" local --model tests/fixtures/models/tiny-lexical --data-dir "$data" \
-    --shards 2 --listen "127.0.0.1:$port" --train-tokens 20000 &
+    --listen "127.0.0.1:${PORT:-0}" --train-tokens 20000 >"$work/local.out" &
 cluster=$!
 trap 'kill -INT $cluster 2>/dev/null; wait $cluster 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 50); do "$bin" search "起動確認" -k 1 --router "127.0.0.1:$port" >/dev/null 2>&1 && break; sleep 0.2; done
-"$bin" index "$work/paragraphs.jsonl" --router "127.0.0.1:$port"
+router=""
+for _ in $(seq 600); do
+    router="$(sed -n 's/^router listening on //p' "$work/local.out")"
+    [ -n "$router" ] && break
+    if ! kill -0 "$cluster" 2>/dev/null; then
+        wait "$cluster" || true
+        echo "demo: the local cluster did not start (see its error above)" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
+[ -n "$router" ] || { echo "demo: the local cluster did not start within a minute" >&2; exit 1; }
+"$bin" index "$work/paragraphs.jsonl" --router "$router"
 while read -r question; do
     echo
-    "$bin" search "$question" -k 3 --router "127.0.0.1:$port"
+    "$bin" search "$question" -k 3 --router "$router"
 done < "$work/questions.txt"
 echo
-echo "cluster data: $data (start it again with: $bin local --model tests/fixtures/models/tiny-lexical --data-dir $data --shards 2)"
+echo "cluster data: $data (start it again with: $bin local --model tests/fixtures/models/tiny-lexical --data-dir $data)"

@@ -105,6 +105,8 @@ pub struct Cluster {
     pub shard_addresses: Vec<Vec<String>>,
     pub shards: Vec<Vec<Option<Node>>>,
     shard_config: String,
+    /// The router's config, for starting more routers.
+    router_config: String,
     _others: Vec<Node>,
 }
 
@@ -124,6 +126,12 @@ impl Cluster {
     /// every node's.
     pub fn start_with(dir: &Path, shards: usize, replicas: usize, index: &str, router: &str, every: &str) -> Cluster {
         Cluster::start_inner(dir, shards, replicas, index, "", router, every)
+    }
+
+    /// `shards` shards of one replica and a router whose cluster state is in `store` (a
+    /// `--cluster-store` URL), written there first by `jacolbert cluster init`.
+    pub fn start_on_store(dir: &Path, shards: usize, store: &str) -> Cluster {
+        Cluster::start_inner(dir, shards, 1, "", &format!("cluster_store = {store:?}\n"), "", "")
     }
 
     fn start_inner(
@@ -162,13 +170,34 @@ impl Cluster {
             shard_addresses,
             shards: Vec::new(),
             shard_config: format!("[index]\ndim = 128\n{index}\n{every}"),
+            router_config: String::new(),
             _others: vec![encoder],
         };
         cluster.shards =
             (0..shards).map(|s| (0..replicas).map(|r| Some(cluster.start_shard(s, r))).collect()).collect();
+        if let Some(store) = router_keys.strip_prefix("cluster_store = ") {
+            let store: String = serde_json::from_str(store.trim()).unwrap();
+            let mut init = jacolbert();
+            init.args(["cluster", "init", "--cluster-store", &store, "--encoder", &encoder_address]);
+            for replicas in &cluster.shard_addresses {
+                init.args(["--shard", &replicas.join(",")]);
+            }
+            let out = init.output().unwrap();
+            assert!(out.status.success(), "cluster init: {}", String::from_utf8_lossy(&out.stderr));
+        }
         let router = start(dir, "router", "router", &router_config, &cluster.router, &cluster.metrics["router"]);
+        cluster.router_config = router_config;
         cluster._others.push(router);
         cluster
+    }
+
+    /// Starts one more router with the first one's config; returns its address.
+    pub fn start_router(&mut self) -> String {
+        let (address, metrics) = (free_address(), free_address());
+        let name = format!("router-{}", self._others.len());
+        let router = start(&self.dir, "router", &name, &self.router_config, &address, &metrics);
+        self._others.push(router);
+        address
     }
 
     /// Starts (or restarts, on its data) replica `replica` of shard `shard`.
@@ -193,6 +222,70 @@ impl Cluster {
     pub async fn client(&self) -> SearchClient<Channel> {
         SearchClient::connect(format!("http://{}", self.router)).await.unwrap()
     }
+}
+
+/// An etcd server (Debian's `etcd-server`) on loopback ports with its data under a folder,
+/// killed when dropped; it can be killed and restarted on the same data and ports.
+pub struct Etcd {
+    pub client: String,
+    peer: String,
+    dir: PathBuf,
+    node: Option<Node>,
+}
+
+impl Etcd {
+    pub fn start(dir: &Path) -> Etcd {
+        let mut etcd = Etcd { client: free_address(), peer: free_address(), dir: dir.join("etcd"), node: None };
+        etcd.restart();
+        etcd
+    }
+
+    /// The `--cluster-store` URL of a cluster under `prefix`.
+    pub fn url(&self, prefix: &str) -> String {
+        format!("etcd://{}/{prefix}", self.client)
+    }
+
+    pub fn kill(&mut self) {
+        self.node = None;
+    }
+
+    /// Starts etcd (again) and waits until it answers its health check.
+    pub fn restart(&mut self) {
+        let (client, peer) = (format!("http://{}", self.client), format!("http://{}", self.peer));
+        let mut command = Command::new("etcd");
+        command
+            .args(["--name", "test", "--data-dir", self.dir.to_str().unwrap()])
+            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("test={peer}"), "--logger", "zap", "--log-level", "error"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = command.spawn().unwrap_or_else(|e| panic!("starting etcd (apt-get install etcd-server): {e}"));
+        let mut node = Node(child);
+        wait_ready(&mut node, &self.client);
+        let start = Instant::now();
+        while !self.healthy() {
+            assert!(start.elapsed() < Duration::from_secs(30), "etcd at {} never became healthy", self.client);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.node = Some(node);
+    }
+
+    fn healthy(&self) -> bool {
+        let Ok(mut stream) = std::net::TcpStream::connect(&self.client) else { return false };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = stream.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let mut text = String::new();
+        let _ = stream.read_to_string(&mut text);
+        text.contains("\"health\":\"true\"")
+    }
+}
+
+/// `jacolbert cluster status --json` of `store`.
+pub fn cluster_status(store: &str) -> serde_json::Value {
+    let out = jacolbert().args(["cluster", "status", "--json", "--cluster-store", store]).output().unwrap();
+    assert!(out.status.success(), "cluster status: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// The text a metrics endpoint serves.

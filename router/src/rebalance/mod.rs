@@ -66,7 +66,14 @@ impl Mover {
     }
 
     /// As `run`, waiting (and saying so every few seconds) while another process holds the lock.
-    pub async fn run_when_free(&self, request: MoveRequest) -> Result<Done, Error> {
+    /// When the move asked for is the one under way, this resumes it and never starts it again
+    /// (a removal asked for twice must not remove a second shard).
+    pub async fn run_when_free(&self, mut request: MoveRequest) -> Result<Done, Error> {
+        if let Some(state) = self.store.load().await? {
+            if state.moving.as_ref().is_some_and(|m| walk::same_move(&state, m, &request)) {
+                request = MoveRequest::Resume;
+            }
+        }
         loop {
             match self.run(request.clone()).await {
                 Err(Error::Precondition(m)) if m.starts_with("a move is being run by") => {

@@ -206,7 +206,7 @@ impl Move {
 }
 
 /// Whether `request` asks for the move `m` already under way (so running it again resumes it).
-fn same_move(state: &ClusterState, m: &Move, request: &MoveRequest) -> bool {
+pub(super) fn same_move(state: &ClusterState, m: &Move, request: &MoveRequest) -> bool {
     match (&m.kind, request) {
         (MoveKind::Add { shard }, MoveRequest::Add(replicas)) => {
             state.shards.iter().any(|s| s.id == *shard && &s.addresses() == replicas)

@@ -62,17 +62,23 @@ impl View {
 
 /// Installs every newer state the store reports, for as long as the router lives.
 pub(crate) async fn follow(gate: Arc<EpochGate<View>>, store: Arc<dyn ClusterStore>, tls: Option<ClientTlsConfig>) {
+    let mut failing = false;
     loop {
         let (epoch, view) = gate.current();
         match store.changed_after(epoch).await.and_then(|s| View::build(s, Some(&view), tls.as_ref())) {
             Ok(next) => {
                 let (epoch, moving) = (next.state.epoch, next.state.moving.is_some());
                 gate.advance_to(epoch, next);
+                if std::mem::take(&mut failing) {
+                    tracing::info!(epoch, store = %store.describe(), "following the cluster state again");
+                }
                 tracing::debug!(epoch, moving, "cluster state installed");
             }
             Err(e) => {
                 // Keep serving with the last map; reads stay correct while nothing can change it.
-                tracing::warn!(error = %e, store = %store.describe(), "cannot follow the cluster state; retrying");
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::warn!(error = %e, store = %store.describe(), "cannot follow the cluster state; retrying");
+                }
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
