@@ -133,3 +133,39 @@ fn local_takes_the_ports_after_the_routers_or_free_ones() {
     assert!(!address.ends_with(":0"), "{address}");
     std::net::TcpStream::connect(address).unwrap();
 }
+
+/// A data directory keeps the shard count it was made with (in its cluster state), refuses
+/// another `--shards` saying what to do instead, and one process at a time may use it.
+#[test]
+fn local_keeps_its_shard_count_and_its_data_directory_to_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = |shards: Option<&str>| {
+        let mut c = jacolbert();
+        c.args(["local", "--listen", "127.0.0.1:0", "--model"]).arg(fixtures().join("models/tiny-lexical"));
+        c.arg("--data-dir").arg(dir.path());
+        if let Some(n) = shards {
+            c.args(["--shards", n]);
+        }
+        c
+    };
+    let up = |mut command: std::process::Command| {
+        let mut node = common::Node(command.stdout(Stdio::piped()).spawn().unwrap());
+        let stdout = BufReader::new(node.0.stdout.take().unwrap());
+        assert!(stdout.lines().map(Result::unwrap).any(|l| l.starts_with("router listening on ")));
+        node
+    };
+    let first = up(local(Some("2")));
+    let out = local(None).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("is in use by another process"), "{err}");
+    drop(first);
+
+    let out = local(Some("3")).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a 2-shard data directory started with --shards 3");
+    assert!(err.contains("holds a cluster of 2 shards") && err.contains("jacolbert rebalance"), "{err}");
+    let _again = up(local(None));
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("cluster.json")).unwrap()).unwrap();
+    assert_eq!(state["shards"].as_array().unwrap().len(), 2);
+}

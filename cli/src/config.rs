@@ -244,10 +244,13 @@ mod tests {
         assert_eq!(example::<LocalFile>("local.toml"), LocalFile::default());
     }
 
+    fn text_of_configmap() -> String {
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/k8s/config.yaml")).unwrap()
+    }
+
     /// The TOML files inside the Kubernetes ConfigMap: each `  NAME.toml: |` block.
     fn configmap_files() -> Vec<(String, String)> {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/k8s/config.yaml");
-        let text = std::fs::read_to_string(path).unwrap();
+        let text = text_of_configmap();
         let mut files: Vec<(String, String)> = Vec::new();
         for line in text.lines() {
             if let Some(name) = line.strip_prefix("  ").and_then(|l| l.strip_suffix(": |")) {
@@ -265,7 +268,9 @@ mod tests {
         let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["router.toml", "shard.toml", "encoder.toml"]);
         let router: RouterFile = toml::from_str(&files[0].1).unwrap();
-        assert_eq!(router.shards.len(), 3);
+        let store = router.cluster_store.unwrap();
+        assert!(store.starts_with("etcd://etcd-0.etcd.jacolbert.svc.cluster.local:2379,") && store.ends_with("/jacolbert"));
+        assert!(text_of_configmap().contains(&format!("cluster_store: {store:?}")), "the init job's store differs");
         assert_eq!(router.listen, "0.0.0.0:50051");
         let shard: ShardFile = toml::from_str(&files[1].1).unwrap();
         assert_eq!(shard.data_dir, Path::new("/data"));
