@@ -162,28 +162,52 @@ async fn rebalance(store: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// etcd, two shards, two routers on the store with the documents loaded, and the workload
+/// running through both routers.
+struct Run {
+    _dir: tempfile::TempDir,
+    etcd: Etcd,
+    store: String,
+    c: Cluster,
+    routers: Vec<SearchClient<Channel>>,
+    done: Arc<AtomicBool>,
+    history: Arc<Mutex<History>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Run {
+    async fn start(prefix: &str) -> Run {
+        let dir = tempfile::tempdir().unwrap();
+        let etcd = Etcd::start(dir.path());
+        let store = etcd.url(prefix);
+        let mut c = Cluster::start_on_store(dir.path(), 2, &store);
+        let second = c.start_router();
+        let routers = vec![client(&c.router).await, client(&second).await];
+        load(&mut routers[0].clone()).await;
+        let done = Arc::new(AtomicBool::new(false));
+        let (history, tasks) = workload(routers.clone(), done.clone());
+        Run { _dir: dir, etcd, store, c, routers, done, history, tasks }
+    }
+
+    /// Stops the workload and checks what it saw.
+    async fn check(&mut self) {
+        self.done.store(true, Ordering::Release);
+        for task in self.tasks.drain(..) {
+            task.await.unwrap();
+        }
+        check(&self.history.lock().unwrap(), &self.routers).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn two_routers_serve_while_a_third_process_adds_a_shard_then_removes_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let etcd = Etcd::start(dir.path());
-    let store = etcd.url("grow");
-    let mut c = Cluster::start_on_store(dir.path(), 2, &store);
-    let second = c.start_router();
-    let routers = vec![client(&c.router).await, client(&second).await];
-    load(&mut routers[0].clone()).await;
-    let new_shard = c.start_unlisted_shard();
-
-    let done = Arc::new(AtomicBool::new(false));
-    let (history, tasks) = workload(routers.clone(), done.clone());
+    let mut run = Run::start("grow").await;
+    let (store, new_shard) = (run.store.clone(), run.c.start_unlisted_shard());
     let added = rebalance(&store, &["--add-shard", &new_shard]).await;
     assert!(added.starts_with("added shard 2 of 3; moved "), "{added}");
     let removed = rebalance(&store, &["--remove-shard", "0"]).await;
     assert!(removed.starts_with("removed shard 0; 2 shards; moved "), "{removed}");
-    done.store(true, Ordering::Release);
-    for task in tasks {
-        task.await.unwrap();
-    }
-    check(&history.lock().unwrap(), &routers).await;
+    run.check().await;
     println!("{added}{removed}");
 
     // The map: shard 0 was drained and dropped, the added shard took its position.
@@ -191,10 +215,10 @@ async fn two_routers_serve_while_a_third_process_adds_a_shard_then_removes_one()
     assert_eq!(status["move"], serde_json::Value::Null);
     let addresses: Vec<&str> =
         status["shards"].as_array().unwrap().iter().map(|s| s["replicas"][0]["address"].as_str().unwrap()).collect();
-    assert_eq!(addresses, [new_shard.as_str(), c.shard_addresses[1][0].as_str()]);
+    assert_eq!(addresses, [new_shard.as_str(), run.c.shard_addresses[1][0].as_str()]);
     assert!(status["epoch"].as_u64().unwrap() > 3);
-    let mut drained =
-        proto::v1::shard_client::ShardClient::connect(format!("http://{}", c.shard_addresses[0][0])).await.unwrap();
+    let drained = format!("http://{}", run.c.shard_addresses[0][0]);
+    let mut drained = proto::v1::shard_client::ShardClient::connect(drained).await.unwrap();
     let left = drained.stats(proto::v1::StatsRequest {}).await.unwrap().into_inner().documents;
     assert_eq!(left, 0, "the removed shard still holds documents");
 }
@@ -227,17 +251,8 @@ fn kill_at(store: &str, args: &[&str], failpoint: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_mover_killed_at_any_step_is_resumed_by_another_process() {
-    let dir = tempfile::tempdir().unwrap();
-    let etcd = Etcd::start(dir.path());
-    let store = etcd.url("crash");
-    let mut c = Cluster::start_on_store(dir.path(), 2, &store);
-    let second = c.start_router();
-    let routers = vec![client(&c.router).await, client(&second).await];
-    load(&mut routers[0].clone()).await;
-    let new_shard = c.start_unlisted_shard();
-
-    let done = Arc::new(AtomicBool::new(false));
-    let (history, tasks) = workload(routers.clone(), done.clone());
+    let mut run = Run::start("crash").await;
+    let (store, new_shard) = (run.store.clone(), run.c.start_unlisted_shard());
     let store = store.as_str();
     // Killed while writes are fenced, then resumed by the same command run again.
     kill_at(store, &["--add-shard", &new_shard], "fenced:2");
@@ -250,32 +265,20 @@ async fn a_mover_killed_at_any_step_is_resumed_by_another_process() {
     rebalance(store, &["--resume"]).await;
     let status = cluster_status(store);
     assert_eq!(status["shards"].as_array().unwrap().len(), 1);
-    let again = c.start_unlisted_shard();
+    let again = run.c.start_unlisted_shard();
     kill_at(store, &["--add-shard", &again], "between:1");
     rebalance(store, &["--add-shard", &again]).await;
-    done.store(true, Ordering::Release);
-    for task in tasks {
-        task.await.unwrap();
-    }
-    check(&history.lock().unwrap(), &routers).await;
+    run.check().await;
     let status = cluster_status(store);
     assert_eq!((status["move"].clone(), status["shards"].as_array().unwrap().len()), (serde_json::Value::Null, 2));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn searches_go_on_while_etcd_is_down_and_writes_never_lie() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut etcd = Etcd::start(dir.path());
-    let store = etcd.url("outage");
-    let mut c = Cluster::start_on_store(dir.path(), 2, &store);
-    let second = c.start_router();
-    let routers = vec![client(&c.router).await, client(&second).await];
-    load(&mut routers[0].clone()).await;
-
-    let done = Arc::new(AtomicBool::new(false));
-    let (history, tasks) = workload(routers.clone(), done.clone());
+    let mut run = Run::start("outage").await;
+    let history = run.history.clone();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    etcd.kill();
+    run.etcd.kill();
     // Longer than a router's lease: the routers lose touch and refuse writes; searches answer.
     tokio::time::sleep(Duration::from_secs(8)).await;
     let acked = || history.lock().unwrap().acked.values().sum::<u64>();
@@ -283,7 +286,7 @@ async fn searches_go_on_while_etcd_is_down_and_writes_never_lie() {
     let acked_while_out = acked();
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(acked(), acked_while_out, "a write was acknowledged while the routers were out of touch");
-    etcd.restart();
+    run.etcd.restart();
     // Writes are taken again once the routers are back in touch.
     let back = Instant::now();
     loop {
@@ -296,11 +299,7 @@ async fn searches_go_on_while_etcd_is_down_and_writes_never_lie() {
     println!("writes refused while etcd was down: {refused:?}; taken again after {:?}", back.elapsed());
     assert!(refused.unwrap_or(0) > 0, "no write was refused while etcd was down");
     // A move works again too.
-    let new_shard = c.start_unlisted_shard();
-    rebalance(&store, &["--add-shard", &new_shard]).await;
-    done.store(true, Ordering::Release);
-    for task in tasks {
-        task.await.unwrap();
-    }
-    check(&history.lock().unwrap(), &routers).await;
+    let new_shard = run.c.start_unlisted_shard();
+    rebalance(&run.store, &["--add-shard", &new_shard]).await;
+    run.check().await;
 }

@@ -269,7 +269,9 @@ mod tests {
         assert_eq!(names, ["router.toml", "shard.toml", "encoder.toml"]);
         let router: RouterFile = toml::from_str(&files[0].1).unwrap();
         let store = router.cluster_store.unwrap();
-        assert!(store.starts_with("etcd://etcd-0.etcd.jacolbert.svc.cluster.local:2379,") && store.ends_with("/jacolbert"));
+        assert!(
+            store.starts_with("etcd://etcd-0.etcd.jacolbert.svc.cluster.local:2379,") && store.ends_with("/jacolbert")
+        );
         assert!(text_of_configmap().contains(&format!("cluster_store: {store:?}")), "the init job's store differs");
         assert_eq!(router.listen, "0.0.0.0:50051");
         let shard: ShardFile = toml::from_str(&files[1].1).unwrap();
