@@ -32,6 +32,11 @@ struct History {
     acked: BTreeMap<String, u64>,
     attempted: BTreeMap<String, u64>,
     write_errors: BTreeMap<String, usize>,
+    /// Reads of a rewritten id through the other router right after its write was acknowledged,
+    /// those that returned an older version (or nothing), and those that failed.
+    reads: usize,
+    stale_reads: Vec<String>,
+    read_errors: BTreeMap<String, usize>,
 }
 
 /// Searches through every router in turn, and one writer per router rewriting its own ids,
@@ -73,7 +78,9 @@ fn workload(
             }
         }));
     }
-    for (w, router) in routers.into_iter().enumerate() {
+    for (w, router) in routers.iter().cloned().enumerate() {
+        // Each acknowledged write is read back at once through the other router.
+        let other = routers[(w + 1) % routers.len()].clone();
         let (done, history) = (done.clone(), history.clone());
         tasks.push(tokio::spawn(async move {
             let mut version = 0u64;
@@ -107,6 +114,18 @@ fn workload(
                 };
                 if failed {
                     tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+                let id = &ids[version as usize % ids.len()];
+                let mut read = tonic::Request::new(GetRequest { id: id.clone() });
+                read.set_timeout(Duration::from_secs(5));
+                let got = other.clone().get(read).await;
+                let mut h = history.lock().unwrap();
+                h.reads += 1;
+                match got.map(|r| r.into_inner().document.map(|d| d.text)) {
+                    Ok(Some(t)) if (version..=h.attempted[id]).any(|v| t == text(id, v)) => {}
+                    Ok(t) => h.stale_reads.push(format!("{id} read {t:?} after version {version} was acknowledged")),
+                    Err(s) => *h.read_errors.entry(format!("{:?}", s.code())).or_default() += 1,
                 }
             }
         }));
@@ -122,12 +141,17 @@ fn text(id: &str, version: u64) -> String {
 /// version, or a later attempted one) through every router, the count exact.
 async fn check(history: &History, routers: &[SearchClient<Channel>]) {
     println!(
-        "answers {}, bad {}, writes acknowledged {:?}, write errors {:?}",
+        "answers {}, bad {}; writes acknowledged {:?}, write errors {:?}; reads after a write {}, stale {}, \
+         failed {:?}",
         history.answers,
         history.bad_answers.len(),
         history.acked.values().collect::<Vec<_>>(),
-        history.write_errors
+        history.write_errors,
+        history.reads,
+        history.stale_reads.len(),
+        history.read_errors
     );
+    assert!(history.stale_reads.is_empty(), "stale reads: {:?}", history.stale_reads);
     assert!(history.answers > 0, "no search ran");
     assert!(history.bad_answers.is_empty(), "answers that missed or repeated documents: {:?}", history.bad_answers);
     assert!(!history.acked.is_empty(), "no write was acknowledged");

@@ -138,6 +138,7 @@ fn move_report(state: &ClusterState) -> serde_json::Value {
         MoveKind::Remove { shard } => ("remove", shard),
     };
     let phase = match &m.phase {
+        Phase::Starting => "starting",
         Phase::Walking => "walking",
         Phase::Fenced { .. } => "fenced",
         Phase::Copied { .. } => "copied",

@@ -1,4 +1,5 @@
-//! The steps of a move. Each source shard of the old map is walked in id order (`Shard.List`),
+//! The steps of a move. It starts with client writes fenced until every router has learnt both
+//! placements (`Phase::Starting`). Then each source shard of the old map is walked in id order (`Shard.List`),
 //! a page at a time; the documents of a page that placement now puts elsewhere are moved as one
 //! batch:
 //! 1. `Fenced`: client writes wait (every router has acknowledged the fence, so none is
@@ -63,8 +64,12 @@ impl Mover {
                 )))
             }
         };
-        // Before any copy, every router reads and writes with both placements.
+        // Before any write (client or copy) uses the new placement, every router reads and
+        // writes with both (client writes wait meanwhile: `Phase::Starting`).
         barrier(self.store.as_ref(), state.epoch).await?;
+        if state.moving.as_ref().is_some_and(|m| m.phase == Phase::Starting) {
+            state = self.commit(&state, |m| m.phase = Phase::Walking).await?;
+        }
         let mut clients: HashMap<u64, Arc<Replicas>> = HashMap::new();
         loop {
             let m = state.moving.clone().expect("a move is under way");
@@ -201,7 +206,7 @@ impl Mover {
 
 impl Move {
     fn new(kind: MoveKind, from: Vec<Shard>) -> Move {
-        Move { kind, from, source: 0, after: String::new(), phase: Phase::Walking, moved: 0 }
+        Move { kind, from, source: 0, after: String::new(), phase: Phase::Starting, moved: 0 }
     }
 }
 

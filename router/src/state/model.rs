@@ -77,6 +77,10 @@ pub enum MoveKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
+    /// The move has begun: client writes wait until every router has learnt both placements.
+    /// Otherwise a router that had could write a document to its new shard while another,
+    /// still on the old map alone, reads only the old one and misses it.
+    Starting,
     /// Between batches.
     Walking,
     /// Client writes wait while the batch ending at `last` is exported and copied.
@@ -125,7 +129,7 @@ impl ClusterState {
 
     /// Whether client writes must wait now.
     pub fn fenced(&self) -> bool {
-        matches!(self.moving, Some(Move { phase: Phase::Fenced { .. }, .. }))
+        matches!(self.moving, Some(Move { phase: Phase::Starting | Phase::Fenced { .. }, .. }))
     }
 }
 
@@ -163,13 +167,15 @@ mod tests {
                 from: s.shards.clone(),
                 source: 0,
                 after: String::new(),
-                phase: Phase::Walking,
+                phase: Phase::Starting,
                 moved: 0,
             });
             s.shards.push(Shard::new(3, &["127.0.0.1:7003".into()]));
             s.next_id = 4;
         });
         assert_eq!(grown.epoch, 2);
+        assert!(grown.fenced() && !before.fenced());
+        assert!(!grown.changed(|s| s.moving.as_mut().unwrap().phase = Phase::Walking).fenced());
         assert_eq!(grown.all_shards().len(), 4);
         for i in 0..200 {
             let id = format!("d{i}");
