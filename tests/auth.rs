@@ -31,7 +31,7 @@ async fn keys_decide_who_may_read_and_write() {
 
     for denied in [
         client.upsert(with_key(upsert(), "ro-secret")).await.map(|_| ()),
-        client.delete(with_key(DeleteRequest { ids: vec!["d1".into()] }, "ro-secret")).await.map(|_| ()),
+        client.delete(with_key(DeleteRequest { ids: vec!["d1".into()], version: 0 }, "ro-secret")).await.map(|_| ()),
     ] {
         assert_eq!(denied.unwrap_err().code(), Code::PermissionDenied);
     }

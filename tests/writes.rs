@@ -43,8 +43,20 @@ async fn upsert_replace_delete_get_land_where_placement_says() {
     let new = Document {
         id: "d0".into(), text: "俳句は季語を含む短い詩である。".into(), metadata: "{\"v\":2}".into()
     };
+    let home = &mut shards[router::placement::shard_of("d0", 3)];
+    let version = |shard: &mut ShardClient<_>| {
+        let mut shard = shard.clone();
+        async move {
+            let export = shard.export(proto::v1::ExportRequest { ids: vec!["d0".into()] }).await.unwrap();
+            export.into_inner().documents[0].version
+        }
+    };
+    let first = version(home).await;
     let replaced = client.upsert(UpsertRequest { documents: vec![new.clone()] }).await.unwrap().into_inner();
     assert_eq!((replaced.written, replaced.replaced), (1, 1));
+    // The router stamps every write with a version from its clock, and they grow.
+    let second = version(home).await;
+    assert!(first > 0 && second > first, "versions {first} then {second}");
     let got = client.get(GetRequest { id: "d0".into() }).await.unwrap().into_inner().document.unwrap();
     assert_eq!(got, new);
     let after = client.search(request("俳句", 60, None)).await.unwrap().into_inner();
@@ -52,7 +64,7 @@ async fn upsert_replace_delete_get_land_where_placement_says() {
     assert!(score(&after.hits) > score(&before.hits) + 0.5, "{} vs {}", score(&after.hits), score(&before.hits));
 
     // Delete: gone from Get and from answers; an unknown id deletes nothing.
-    let deleted = client.delete(DeleteRequest { ids: vec!["d0".into(), "nope".into()] }).await.unwrap();
+    let deleted = client.delete(DeleteRequest { ids: vec!["d0".into(), "nope".into()], version: 0 }).await.unwrap();
     assert_eq!(deleted.into_inner().deleted, 1);
     assert_eq!(client.get(GetRequest { id: "d0".into() }).await.unwrap_err().code(), Code::NotFound);
     let answer = client.search(request("俳句", 60, None)).await.unwrap().into_inner();

@@ -104,6 +104,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .map(|i| NewDocument {
                 doc: Document { id: i.to_string(), text: String::new(), metadata: String::new() },
                 vectors: data.doc(i).to_vec(),
+                version: 0,
             })
             .collect();
         shard.upsert(batch)?;

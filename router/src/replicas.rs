@@ -92,9 +92,15 @@ pub(crate) async fn upsert_on(
     .await
 }
 
-/// Deletes `ids` on every replica of shard `s`; returns how many were there.
-pub(crate) async fn delete_on(s: u64, replicas: &Replicas, ids: Vec<String>, deadline: Instant) -> Result<u32, Error> {
-    let done = write_shard(s, replicas, DeleteRequest { ids }, deadline, |mut c, r| {
+/// Deletes `ids` at `version` on every replica of shard `s`; returns how many were there.
+pub(crate) async fn delete_on(
+    s: u64,
+    replicas: &Replicas,
+    ids: Vec<String>,
+    version: u64,
+    deadline: Instant,
+) -> Result<u32, Error> {
+    let done = write_shard(s, replicas, DeleteRequest { ids, version }, deadline, |mut c, r| {
         Box::pin(async move { c.delete(proto::trace::traced(r)).await.map(Response::into_inner) })
     })
     .await?;

@@ -20,6 +20,7 @@ use tracing::Instrument;
 use crate::replicas::{delete_on, read_replicas, remaining, upsert_on, Replicas};
 use crate::state::follow::{acknowledge, follow, View};
 use crate::state::gate::{Entered, EpochGate};
+use crate::state::hlc::Clock;
 use crate::state::{ClusterState, ClusterStore, FileStore};
 use crate::{merge, Error};
 
@@ -59,6 +60,8 @@ pub struct Router {
     pub(crate) member: String,
     /// How to reach nodes (TLS), for shards added later.
     pub(crate) tls: Option<ClientTlsConfig>,
+    /// The versions this router stamps on writes.
+    clock: Clock,
     config: RouterConfig,
     in_flight: Arc<tokio::sync::Semaphore>,
     counters: Arc<Counters>,
@@ -145,6 +148,7 @@ impl Router {
             next_encoder: AtomicUsize::new(0),
             gate,
             store,
+            clock: Clock::new(&member),
             member,
             tls,
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent.max(1))),
@@ -440,10 +444,13 @@ impl Search for Router {
         let ids: Vec<String> = docs.iter().map(|d| d.id.clone()).collect();
         let entered = self.enter_for_write(deadline).await?;
         let view = entered.view();
+        let version = self.clock.now();
         let (mut written, mut replaced) = (0, 0);
         for (s, pairs) in Router::by_shard(view, docs.into_iter().zip(vectors), |(doc, _)| &doc.id) {
-            let documents =
-                pairs.into_iter().map(|(doc, v)| EncodedDocument { document: Some(doc), vectors: Some(v) }).collect();
+            let documents = pairs
+                .into_iter()
+                .map(|(doc, v)| EncodedDocument { document: Some(doc), vectors: Some(v), version })
+                .collect();
             let done = upsert_on(s, view.replicas(s), documents, deadline).await?;
             written += done.written;
             replaced += done.replaced;
@@ -461,9 +468,10 @@ impl Search for Router {
         }
         let entered = self.enter_for_write(deadline).await?;
         let view = entered.view();
+        let version = self.clock.now();
         let mut deleted = delete_old_copies(view, ids.clone(), deadline).await?;
         for (s, ids) in Router::by_shard(view, ids, String::as_str) {
-            deleted += delete_on(s, view.replicas(s), ids, deadline).await?;
+            deleted += delete_on(s, view.replicas(s), ids, version, deadline).await?;
         }
         Ok(Response::new(DeleteResponse { deleted }))
     }
@@ -500,7 +508,9 @@ impl Router {
 }
 
 /// Mid-move: deletes `ids` where they used to be placed (where that is not where they are
-/// placed now), returning how many were there.
+/// placed now), returning how many were there. Unversioned, so no tombstone is left there: a
+/// later move may bring the document back to that shard with the version it has now, which a
+/// tombstone of that version would refuse.
 async fn delete_old_copies(view: &View, ids: Vec<String>, deadline: Instant) -> Result<u32, Error> {
     let mut by_old: BTreeMap<u64, Vec<String>> = BTreeMap::new();
     for id in ids {
@@ -510,7 +520,7 @@ async fn delete_old_copies(view: &View, ids: Vec<String>, deadline: Instant) -> 
     }
     let mut deleted = 0;
     for (s, ids) in by_old {
-        deleted += delete_on(s, view.replicas(s), ids, deadline).await?;
+        deleted += delete_on(s, view.replicas(s), ids, 0, deadline).await?;
     }
     Ok(deleted)
 }

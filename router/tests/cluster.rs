@@ -153,7 +153,12 @@ async fn cluster_writes_reads_and_survives_a_dead_shard() {
     let want = oracle("俳句", &texts);
     assert!((replaced_score - want.iter().find(|(id, _)| id == "doc-0").unwrap().1).abs() < 1e-4);
     assert_eq!(
-        client.delete(DeleteRequest { ids: vec!["doc-1".into(), "nope".into()] }).await.unwrap().into_inner().deleted,
+        client
+            .delete(DeleteRequest { ids: vec!["doc-1".into(), "nope".into()], version: 0 })
+            .await
+            .unwrap()
+            .into_inner()
+            .deleted,
         1
     );
     assert_eq!(client.get(GetRequest { id: "doc-1".into() }).await.unwrap_err().code(), Code::NotFound);

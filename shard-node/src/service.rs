@@ -136,7 +136,7 @@ impl ShardRpc for ShardService {
             let vectors = self.matrix(d.vectors.as_ref(), &format!("document {i}"))?.values;
             let WireDocument { id, text, metadata } =
                 d.document.ok_or_else(|| Status::invalid_argument(format!("document {i}: missing")))?;
-            docs.push(NewDocument { doc: Document { id, text, metadata }, vectors });
+            docs.push(NewDocument { doc: Document { id, text, metadata }, vectors, version: d.version });
         }
         let written = self.write(move |shard| shard.upsert(docs)).await?;
         let replaced = written.iter().filter(|w| w.replaced.is_some()).count() as u32;
@@ -144,11 +144,11 @@ impl ShardRpc for ShardService {
     }
 
     async fn delete(&self, request: Request<DeleteRequest>) -> Result<Response<DeleteResponse>, Status> {
-        let ids = request.into_inner().ids;
+        let DeleteRequest { ids, version } = request.into_inner();
         if ids.len() > MAX_BATCH {
             return Err(Status::invalid_argument(format!("a delete names at most {MAX_BATCH} ids, got {}", ids.len())));
         }
-        let deleted = self.write(move |shard| shard.delete(&ids)).await?;
+        let deleted = self.write(move |shard| shard.delete(&ids, version)).await?;
         Ok(Response::new(DeleteResponse { deleted: deleted as u32 }))
     }
 
@@ -188,9 +188,10 @@ impl ShardRpc for ShardService {
             .await?;
         let documents = found
             .into_iter()
-            .map(|(doc, values)| EncodedDocument {
+            .map(|(doc, values, version)| EncodedDocument {
                 document: Some(wire(doc)),
                 vectors: Some(Matrix { rows: values.len() / dim, dim, values }.to_tensor(Dtype::F32)),
+                version,
             })
             .collect();
         Ok(Response::new(ExportResponse { documents }))

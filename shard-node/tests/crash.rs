@@ -26,7 +26,7 @@ fn writer(dir: &str) {
     let mut shard = Shard::open(std::path::Path::new(dir), config()).unwrap();
     for i in 0..data.len() {
         let doc = Document { id: format!("d{i}"), text: format!("text {i}"), metadata: String::new() };
-        shard.upsert(vec![NewDocument { doc, vectors: data.doc(i).to_vec() }]).unwrap();
+        shard.upsert(vec![NewDocument { doc, vectors: data.doc(i).to_vec(), version: 0 }]).unwrap();
         println!("ack d{i}");
     }
 }

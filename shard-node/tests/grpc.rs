@@ -52,6 +52,7 @@ async fn shard_service_end_to_end_and_bad_requests() {
         .map(|i| EncodedDocument {
             document: Some(Document { id: format!("d{i}"), text: format!("text {i}"), metadata: "{}".into() }),
             vectors: tensor(data.doc(i)),
+            version: 10,
         })
         .collect();
     for batch in documents.chunks(50) {
@@ -74,10 +75,24 @@ async fn shard_service_end_to_end_and_bad_requests() {
 
     let got = client.get(GetRequest { id: "d7".into() }).await.unwrap().into_inner().document.unwrap();
     assert_eq!(got.text, "text 7");
-    let deleted = client.delete(DeleteRequest { ids: vec![format!("d{target}"), "nope".into()] }).await.unwrap();
-    assert_eq!(deleted.into_inner().deleted, 1);
+    // Versions: an older write or delete changes nothing; exports carry the version; a
+    // delete's tombstone refuses a copy of the document it deleted.
+    let old = EncodedDocument { version: 9, ..documents[7].clone() };
+    let old = EncodedDocument { document: Some(Document { text: "older".into(), ..old.document.unwrap() }), ..old };
+    let r = client.upsert(ShardUpsertRequest { documents: vec![old] }).await.unwrap().into_inner();
+    assert_eq!(r.written, 0, "an older write applied");
+    let stale_delete = DeleteRequest { ids: vec!["d7".into()], version: 9 };
+    assert_eq!(client.delete(stale_delete).await.unwrap().into_inner().deleted, 0);
+    let target_id = format!("d{target}");
+    let exported = client.export(proto::v1::ExportRequest { ids: vec![target_id.clone()] }).await.unwrap();
+    let exported = exported.into_inner().documents;
+    assert_eq!((exported.len(), exported[0].version), (1, 10));
+    let delete = DeleteRequest { ids: vec![target_id.clone(), "nope".into()], version: 11 };
+    assert_eq!(client.delete(delete).await.unwrap().into_inner().deleted, 1);
+    let copy = ShardUpsertRequest { documents: exported };
+    assert_eq!(client.upsert(copy).await.unwrap().into_inner().written, 0, "a deleted document came back");
     let after = client.search(search(tensor(q), 5)).await.unwrap().into_inner().hits;
-    assert!(after.iter().all(|h| h.id != format!("d{target}")));
+    assert!(after.iter().all(|h| h.id != target_id));
 
     // Bad requests: each its status; nothing stored changes.
     let before = client.stats(StatsRequest {}).await.unwrap().into_inner();
@@ -98,7 +113,7 @@ async fn shard_service_end_to_end_and_bad_requests() {
         assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
         assert!(!status.message().is_empty());
     }
-    let no_doc = EncodedDocument { document: None, vectors: tensor(data.doc(0)) };
+    let no_doc = EncodedDocument { document: None, vectors: tensor(data.doc(0)), version: 0 };
     let nan_doc = EncodedDocument { vectors: tensor(&[f32::NAN; DIM]), ..documents[0].clone() };
     for (what, batch) in [("empty batch", vec![]), ("no document", vec![no_doc]), ("NaN vectors", vec![nan_doc])] {
         let status = client.upsert(ShardUpsertRequest { documents: batch }).await.expect_err(what);

@@ -135,7 +135,8 @@ impl Mover {
         failpoint::point("acknowledged").await;
         let count = copied.len() as u64;
         if !copied.is_empty() {
-            delete_on(source.id, &from, copied, Instant::now() + STEP).await?;
+            // Unversioned: the documents moved, they were not deleted, so no tombstone.
+            delete_on(source.id, &from, copied, 0, Instant::now() + STEP).await?;
         }
         Ok(count)
     }

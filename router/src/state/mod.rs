@@ -6,6 +6,7 @@ mod etcd;
 mod file;
 pub(crate) mod follow;
 pub mod gate;
+pub mod hlc;
 pub mod model;
 
 use std::sync::Arc;

@@ -9,6 +9,7 @@ use rayon::prelude::*;
 
 use crate::codec::{Codec, TrainParams};
 use crate::index::{top_k, Hit, Index, SearchParams, MAX_K};
+use crate::store::versions::now_ms;
 use crate::store::{Document, Store, Tokens, Written};
 use crate::{Error, Result};
 
@@ -23,11 +24,19 @@ pub struct ShardConfig {
     pub train: TrainParams,
     /// Most tokens one document may have.
     pub max_doc_tokens: usize,
+    /// Seconds a delete's tombstone is kept (forgotten at the next start after that).
+    pub tombstone_ttl_s: u64,
 }
 
 impl Default for ShardConfig {
     fn default() -> Self {
-        ShardConfig { dim: 128, train_tokens: 100_000, train: TrainParams::default(), max_doc_tokens: 4096 }
+        ShardConfig {
+            dim: 128,
+            train_tokens: 100_000,
+            train: TrainParams::default(),
+            max_doc_tokens: 4096,
+            tombstone_ttl_s: 7 * 24 * 3600,
+        }
     }
 }
 
@@ -48,10 +57,12 @@ impl ShardConfig {
     }
 }
 
-/// A document to write: its text and metadata, and its token vectors `[n, dim]`.
+/// A document to write: its text and metadata, its token vectors `[n, dim]`, and the write's
+/// version (0: unversioned).
 pub struct NewDocument {
     pub doc: Document,
     pub vectors: Vec<f32>,
+    pub version: u64,
 }
 
 /// A search result with the external id.
@@ -89,7 +100,11 @@ impl Shard {
     /// an older codec, as a crash during training can leave them, are encoded now).
     pub fn open(path: &std::path::Path, config: ShardConfig) -> Result<Shard> {
         config.check()?;
-        let store = Store::open(path, config.dim as u32, config.train.nbits as u32)?;
+        let mut store = Store::open(path, config.dim as u32, config.train.nbits as u32)?;
+        let expired = store.purge_tombstones(now_ms().saturating_sub(config.tombstone_ttl_s.saturating_mul(1000)))?;
+        if expired > 0 {
+            tracing::info!(path = store.path(), expired, "forgot tombstones past their time to live");
+        }
         let manifest = store.manifest();
         let mut shard = Shard { config, store, state: State::Buffering(Vec::new()) };
         if manifest.codec == 0 {
@@ -231,9 +246,11 @@ impl Shard {
         Ok(())
     }
 
-    /// Writes documents (replacing any with the same id); returns once they are durable.
+    /// Writes documents (replacing any with the same id, unless the shard holds a write of the
+    /// id as new or newer); returns the writes that applied, once they are durable.
     pub fn upsert(&mut self, docs: Vec<NewDocument>) -> Result<Vec<Written>> {
         docs.iter().try_for_each(|d| self.check_document(d))?;
+        let versions: Vec<u64> = docs.iter().map(|d| d.version).collect();
         let batch: Vec<(Document, Tokens)> = match &self.state {
             State::Buffering(_) => docs.into_iter().map(|d| (d.doc, Tokens::Raw(d.vectors))).collect(),
             State::Ready { index, generation } => {
@@ -257,8 +274,11 @@ impl Shard {
                     .collect()
             }
         };
-        let written = self.store.upsert(&batch)?;
-        for (w, (_, tokens)) in written.iter().zip(batch) {
+        let written = self.store.upsert_versioned(&batch, &versions)?;
+        let applied: Vec<(Written, Tokens)> =
+            written.into_iter().zip(batch).filter_map(|(w, (_, tokens))| Some((w?, tokens))).collect();
+        let written: Vec<Written> = applied.iter().map(|(w, _)| *w).collect();
+        for (w, tokens) in applied {
             self.forget(w.replaced);
             match (&mut self.state, tokens) {
                 (State::Buffering(raw), Tokens::Raw(v)) => raw.push((w.id, v)),
@@ -282,9 +302,9 @@ impl Shard {
         }
     }
 
-    /// Deletes documents by id; returns how many existed.
-    pub fn delete(&mut self, ids: &[String]) -> Result<usize> {
-        let removed = self.store.delete(ids)?;
+    /// Deletes documents by id at `version` (0: unversioned); returns how many existed.
+    pub fn delete(&mut self, ids: &[String], version: u64) -> Result<usize> {
+        let removed = self.store.delete_versioned(ids, version)?;
         for &id in &removed {
             self.forget(Some(id));
         }
@@ -300,9 +320,9 @@ impl Shard {
         self.store.ids_after(after, limit)
     }
 
-    /// A document and its vectors `[n, dim]` as stored: raw before training, decoded after
-    /// (what another shard's upsert takes).
-    pub fn export(&self, id: &str) -> Result<(Document, Vec<f32>)> {
+    /// A document, its vectors `[n, dim]` as stored (raw before training, decoded after: what
+    /// another shard's upsert takes) and its version.
+    pub fn export(&self, id: &str) -> Result<(Document, Vec<f32>, u64)> {
         let (internal, doc) = self.store.get(id)?.ok_or_else(|| Error::NotFound(id.to_string()))?;
         let vectors = match self.store.tokens(internal)? {
             Some(Tokens::Raw(v)) => v,
@@ -312,7 +332,7 @@ impl Shard {
             },
             None => return Err(Error::NotFound(id.to_string())),
         };
-        Ok((doc, vectors))
+        Ok((doc, vectors, self.store.record(id)?.map_or(0, |r| r.version)))
     }
 
     fn check_search(&self, query: &[f32], k: usize) -> Result<()> {

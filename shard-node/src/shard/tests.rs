@@ -9,6 +9,7 @@ fn new_doc(id: &str, vectors: &[f32]) -> NewDocument {
     NewDocument {
         doc: Document { id: id.into(), text: format!("text of {id}"), metadata: String::new() },
         vectors: vectors.to_vec(),
+        version: 0,
     }
 }
 
@@ -67,7 +68,7 @@ fn replaced_documents_return_the_new_version_and_deleted_ones_never() {
     let score = |id: &str| exact.iter().find(|h| h.id == id).unwrap().score;
     assert_eq!(score(&name), score(&format!("d{other}")));
     // Delete it: never returned, by either mode, even when the filter asks for it.
-    assert_eq!(shard.delete(&[name.clone(), "nope".into()]).unwrap(), 1);
+    assert_eq!(shard.delete(&[name.clone(), "nope".into()], 0).unwrap(), 1);
     // (The approximate mode returns only documents some probed centroid holds.)
     for hits in [shard.search(q, &SearchParams::for_k(300), None).unwrap(), shard.search_exact(q, 300, None).unwrap()] {
         assert!(hits.iter().all(|h| h.id != name));

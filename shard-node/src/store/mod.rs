@@ -3,16 +3,18 @@
 //! `vectors` (internal id → the document's tokens: raw f32 before the codec is trained, codes
 //! and residuals after; one value per document, as sled inflates many small ones). A write
 //! changes all trees in one transaction and returns only after sled has flushed it.
-//! Replacing a document removes the old version in the same transaction, so sled never holds
-//! tombstones: those live in the in-memory index until it is rebuilt.
+//! Replacing a document removes the old version in the same transaction. `versions`
+//! (versions.rs) keeps each id's last write's version, and a versioned delete's tombstone.
 
 mod codec_bytes;
+pub mod versions;
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
 use crate::codec::Codec;
 use crate::{Error, Result};
 use codec_bytes::{put_string, seal, Reader};
+pub use versions::Record;
 
 const MAGIC: &[u8; 4] = b"JCBS";
 pub const VERSION: u32 = 1;
@@ -114,6 +116,7 @@ pub struct Store {
     docs: sled::Tree,
     ids: sled::Tree,
     vectors: sled::Tree,
+    versions: sled::Tree,
     path: String,
     manifest: Manifest,
 }
@@ -140,6 +143,7 @@ impl Store {
         })?;
         let tree = |name: &str| db.open_tree(name);
         let (meta, docs, ids, vectors) = (tree("meta")?, tree("docs")?, tree("ids")?, tree("vectors")?);
+        let versions = tree("versions")?;
         let manifest = match meta.get("manifest")? {
             Some(bytes) => Manifest::from_bytes(&bytes, &shown)?,
             None if docs.is_empty() && vectors.is_empty() => {
@@ -153,7 +157,7 @@ impl Store {
         if manifest.dim != dim {
             return Err(Error::BadInput(format!("store {shown} holds vectors of dim {}, not {dim}", manifest.dim)));
         }
-        let store = Store { db, meta, docs, ids, vectors, path: shown, manifest };
+        let store = Store { db, meta, docs, ids, vectors, versions, path: shown, manifest };
         if manifest.codec > 0 {
             store.codec(manifest.codec)?;
         }
@@ -177,17 +181,41 @@ impl Store {
         Codec::from_bytes(payload).map_err(|e| corrupt(e.to_string()))
     }
 
-    /// Writes documents with their tokens; each replaces any document with the same id.
+    /// Writes documents with their tokens, unversioned; each replaces any document with the
+    /// same id.
     pub fn upsert(&mut self, batch: &[(Document, Tokens)]) -> Result<Vec<Written>> {
+        let written = self.upsert_versioned(batch, &vec![0; batch.len()])?;
+        Ok(written.into_iter().map(|w| w.expect("unversioned writes always apply")).collect())
+    }
+
+    /// Writes documents with their tokens at `versions[i]`: each replaces any document with the
+    /// same id, unless what the store holds for the id is as new or newer (then `None`).
+    pub fn upsert_versioned(&mut self, batch: &[(Document, Tokens)], versions: &[u64]) -> Result<Vec<Option<Written>>> {
         let start = self.manifest.next_id;
         if start as usize + batch.len() >= u32::MAX as usize {
             return Err(Error::BadInput("the shard has run out of internal ids".into()));
         }
         let manifest = Manifest { next_id: start + batch.len() as u32, ..self.manifest };
-        let result = (&self.docs, &self.ids, &self.vectors, &self.meta).transaction(|(docs, ids, vectors, meta)| {
-            let mut written = Vec::with_capacity(batch.len());
-            for (i, (doc, tokens)) in batch.iter().enumerate() {
+        let path = &self.path;
+        let trees = (&self.docs, &self.ids, &self.vectors, &self.meta, &self.versions);
+        let result = trees.transaction(|(docs, ids, vectors, meta, known)| {
+            let mut written: Vec<Option<Written>> = Vec::with_capacity(batch.len());
+            for (i, ((doc, tokens), &version)) in batch.iter().zip(versions).enumerate() {
                 let id = start + i as u32;
+                let record = match known.get(doc.id.as_bytes())? {
+                    Some(bytes) => Some(Record::from_bytes(&bytes, doc.id.as_bytes(), path).map_err(abort)?),
+                    None => None,
+                };
+                // The same id twice in one batch (one version): the later one wins.
+                let again = batch[..i].iter().zip(&written).any(|((d, _), w)| w.is_some() && d.id == doc.id);
+                if !versions::applies(version, record) && !again {
+                    written.push(None);
+                    continue;
+                }
+                match version {
+                    0 => known.remove(doc.id.as_bytes())?,
+                    v => known.insert(doc.id.as_bytes(), Record { version: v, deleted_at: None }.to_bytes())?,
+                };
                 let mut value = id.to_le_bytes().to_vec();
                 put_string(&mut value, &doc.text);
                 put_string(&mut value, &doc.metadata);
@@ -201,8 +229,12 @@ impl Store {
                 ids.insert(&key(id), doc.id.as_bytes())?;
                 vectors.insert(&key(id), tokens.to_bytes())?;
                 // A document given twice in one batch: the later one wins, the earlier is gone.
-                written.retain(|w: &Written| Some(w.id) != replaced);
-                written.push(Written { id, replaced });
+                for w in written.iter_mut() {
+                    if w.is_some_and(|w| Some(w.id) == replaced) {
+                        *w = None;
+                    }
+                }
+                written.push(Some(Written { id, replaced }));
             }
             meta.insert("manifest", manifest.to_bytes())?;
             Ok::<_, ConflictableTransactionError<Error>>(written)
@@ -213,11 +245,31 @@ impl Store {
         Ok(written)
     }
 
-    /// Removes documents by external id: the internal ids that were live.
+    /// Removes documents by external id, unversioned: the internal ids that were live.
     pub fn delete(&mut self, external: &[String]) -> Result<Vec<u32>> {
-        let result = (&self.docs, &self.ids, &self.vectors).transaction(|(docs, ids, vectors)| {
+        self.delete_versioned(external, 0)
+    }
+
+    /// Removes documents by external id at `version`, leaving a tombstone at that version
+    /// (version 0: none, and what was known of the id is forgotten); an id the store holds a
+    /// write as new or newer of is left as it is. Returns the internal ids that were live.
+    pub fn delete_versioned(&mut self, external: &[String], version: u64) -> Result<Vec<u32>> {
+        let (path, now) = (&self.path, versions::now_ms());
+        let trees = (&self.docs, &self.ids, &self.vectors, &self.versions);
+        let result = trees.transaction(|(docs, ids, vectors, known)| {
             let mut removed = Vec::new();
             for id in external {
+                let record = match known.get(id.as_bytes())? {
+                    Some(bytes) => Some(Record::from_bytes(&bytes, id.as_bytes(), path).map_err(abort)?),
+                    None => None,
+                };
+                if !versions::applies(version, record) {
+                    continue;
+                }
+                match version {
+                    0 => known.remove(id.as_bytes())?,
+                    v => known.insert(id.as_bytes(), Record { version: v, deleted_at: Some(now) }.to_bytes())?,
+                };
                 if let Some(old) = docs.remove(id.as_bytes())? {
                     let old = u32::from_le_bytes(old[..4].try_into().unwrap());
                     ids.remove(&key(old))?;
@@ -230,6 +282,30 @@ impl Store {
         let removed = result.map_err(transaction_error)?;
         self.db.flush()?;
         Ok(removed)
+    }
+
+    /// What the store knows of `external`'s last write (`None`: nothing, or unversioned).
+    pub fn record(&self, external: &str) -> Result<Option<Record>> {
+        match self.versions.get(external.as_bytes())? {
+            Some(bytes) => Ok(Some(Record::from_bytes(&bytes, external.as_bytes(), &self.path)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Forgets tombstones written before `before_ms` (Unix milliseconds); returns how many.
+    pub fn purge_tombstones(&mut self, before_ms: u64) -> Result<usize> {
+        let mut batch = sled::Batch::default();
+        let mut purged = 0;
+        for entry in self.versions.iter() {
+            let (id, bytes) = entry?;
+            if Record::from_bytes(&bytes, &id, &self.path)?.deleted_at.is_some_and(|t| t < before_ms) {
+                batch.remove(id);
+                purged += 1;
+            }
+        }
+        self.versions.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(purged)
     }
 
     /// A document and its internal id, by external id.
@@ -317,6 +393,10 @@ impl Store {
     pub fn disk_bytes(&self) -> Result<u64> {
         Ok(self.db.size_on_disk()?)
     }
+}
+
+fn abort(e: Error) -> ConflictableTransactionError<Error> {
+    ConflictableTransactionError::Abort(e)
 }
 
 fn transaction_error(e: TransactionError<Error>) -> Error {
