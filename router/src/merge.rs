@@ -20,9 +20,35 @@ pub fn merge(lists: Vec<Vec<Hit>>, k: usize) -> Vec<Hit> {
     all
 }
 
+/// Mid-move, a document can answer from its old shard and its new one, and the old copy may be
+/// older (a write since went to the new shard only): where a document's home shard answered
+/// for it, its hits from other shards are dropped. `lists` are (shard id, its hits).
+pub fn keep_home_copies(lists: &mut [(u64, Vec<Hit>)], home: impl Fn(&str) -> u64) {
+    let at_home: std::collections::HashSet<String> = lists
+        .iter()
+        .flat_map(|(shard, hits)| hits.iter().filter(|h| home(&h.id) == *shard).map(|h| h.id.clone()))
+        .collect();
+    for (shard, hits) in lists.iter_mut() {
+        hits.retain(|h| home(&h.id) == *shard || !at_home.contains(&h.id));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_documents_home_copy_wins_over_an_old_one() {
+        let hit = |id: &str, score: f32| Hit { id: id.into(), score, shard: 0 };
+        // "a" lives on shard 1 now, "b" on shard 0; "c" answers only from its old shard 0.
+        let home = |id: &str| if id == "b" { 0 } else { 1 };
+        let mut lists =
+            vec![(0, vec![hit("a", 9.0), hit("b", 5.0), hit("c", 4.0)]), (1, vec![hit("a", 2.0), hit("b", 8.0)])];
+        keep_home_copies(&mut lists, home);
+        let got = merge(lists.into_iter().map(|(_, h)| h).collect(), 10);
+        let got: Vec<(&str, f32)> = got.iter().map(|h| (h.id.as_str(), h.score)).collect();
+        assert_eq!(got, [("b", 5.0), ("c", 4.0), ("a", 2.0)]);
+    }
     use proptest::prelude::*;
 
     proptest! {

@@ -17,6 +17,7 @@ use tonic::transport::{Channel, ClientTlsConfig};
 use tonic::{Code, Request, Response, Status};
 use tracing::Instrument;
 
+use crate::merge::keep_home_copies;
 use crate::replicas::{delete_on, read_replicas, remaining, upsert_on, Replicas};
 use crate::state::follow::{acknowledge, follow, View};
 use crate::state::gate::{Entered, EpochGate};
@@ -93,7 +94,8 @@ pub struct Counters {
 
 /// What a shard call came to.
 enum Outcome {
-    Hits(Vec<proto::v1::Hit>),
+    /// The shard's position among those asked, and its hits.
+    Hits(usize, Vec<proto::v1::Hit>),
     Failed(ShardFailure, bool),
 }
 
@@ -239,7 +241,7 @@ impl Router {
         })
         .await
         {
-            Ok(response) => Outcome::Hits(response.hits),
+            Ok(response) => Outcome::Hits(s, response.hits),
             Err((r, None)) => {
                 Outcome::Failed(failure(r, Code::DeadlineExceeded, "no answer within the deadline".into()), true)
             }
@@ -313,7 +315,7 @@ impl Router {
         let (mut lists, mut failures, mut timed_out) = (Vec::new(), Vec::new(), false);
         while let Some(joined) = set.join_next().await {
             match joined.map_err(|e| Status::internal(format!("shard call failed: {e}")))? {
-                Outcome::Hits(hits) => lists.push(hits),
+                Outcome::Hits(s, hits) => lists.push((shards[s].0, hits)),
                 Outcome::Failed(f, late) => {
                     self.counters.shard_failures.fetch_add(1, Ordering::Relaxed);
                     self.counters.shard_timeouts.fetch_add(late as u64, Ordering::Relaxed);
@@ -336,8 +338,13 @@ impl Router {
             .into());
         }
         let ok = lists.len() as u32;
-        let hits =
-            tracing::info_span!("router.merge", lists = lists.len() as i64, k = k as i64).in_scope(|| merge(lists, k));
+        let state = &entered.view().state;
+        let hits = tracing::info_span!("router.merge", lists = lists.len() as i64, k = k as i64).in_scope(|| {
+            if state.moving.is_some() {
+                keep_home_copies(&mut lists, |id| state.home(id));
+            }
+            merge(lists.into_iter().map(|(_, hits)| hits).collect(), k)
+        });
         let span = tracing::Span::current();
         span.record("partial", !failures.is_empty()).record("timed_out", timed_out).record("hits", hits.len() as i64);
         Ok(SearchResponse {
@@ -441,7 +448,6 @@ impl Search for Router {
             return Err(Error::BadInput(format!("document ids are 1 to 512 bytes, got {:?}", d.id)).into());
         }
         let vectors = self.encode(docs.iter().map(|d| d.text.clone()).collect(), false, deadline).await?;
-        let ids: Vec<String> = docs.iter().map(|d| d.id.clone()).collect();
         let entered = self.enter_for_write(deadline).await?;
         let view = entered.view();
         let version = self.clock.now();
@@ -455,8 +461,11 @@ impl Search for Router {
             written += done.written;
             replaced += done.replaced;
         }
-        // Mid-move, an older copy may still sit where the document used to be placed.
-        replaced += delete_old_copies(view, ids, deadline).await?;
+        // Mid-move, an older copy may still sit where the document used to be placed. It stays
+        // there until the move reaches it: deleting it now could make a search that read the
+        // new shard before this write, and the old one after the delete, miss the document.
+        // The move's copy of it is older than this write, so the shard refuses it, and the move
+        // deletes the old copy behind its barrier; meanwhile the merge prefers this one.
         Ok(Response::new(UpsertResponse { written, replaced }))
     }
 
@@ -469,7 +478,7 @@ impl Search for Router {
         let entered = self.enter_for_write(deadline).await?;
         let view = entered.view();
         let version = self.clock.now();
-        let mut deleted = delete_old_copies(view, ids.clone(), deadline).await?;
+        let mut deleted = delete_old_copies(view, ids.clone(), version, deadline).await?;
         for (s, ids) in Router::by_shard(view, ids, String::as_str) {
             deleted += delete_on(s, view.replicas(s), ids, version, deadline).await?;
         }
@@ -507,11 +516,9 @@ impl Router {
     }
 }
 
-/// Mid-move: deletes `ids` where they used to be placed (where that is not where they are
-/// placed now), returning how many were there. Unversioned, so no tombstone is left there: a
-/// later move may bring the document back to that shard with the version it has now, which a
-/// tombstone of that version would refuse.
-async fn delete_old_copies(view: &View, ids: Vec<String>, deadline: Instant) -> Result<u32, Error> {
+/// Mid-move: deletes `ids` (at `version`) where they used to be placed (where that is not
+/// where they are placed now), returning how many were there.
+async fn delete_old_copies(view: &View, ids: Vec<String>, version: u64, deadline: Instant) -> Result<u32, Error> {
     let mut by_old: BTreeMap<u64, Vec<String>> = BTreeMap::new();
     for id in ids {
         if let Some(old) = view.state.old_home(&id) {
@@ -520,7 +527,7 @@ async fn delete_old_copies(view: &View, ids: Vec<String>, deadline: Instant) -> 
     }
     let mut deleted = 0;
     for (s, ids) in by_old {
-        deleted += delete_on(s, view.replicas(s), ids, 0, deadline).await?;
+        deleted += delete_on(s, view.replicas(s), ids, version, deadline).await?;
     }
     Ok(deleted)
 }

@@ -1,23 +1,26 @@
 //! The steps of a move. It starts with client writes fenced until every router has learnt both
-//! placements (`Phase::Starting`). Then each source shard of the old map is walked in id order (`Shard.List`),
-//! a page at a time; the documents of a page that placement now puts elsewhere are moved as one
-//! batch:
+//! placements (`Phase::Starting`). Then each source shard of the old map is walked in id order
+//! (`Shard.List`), a page at a time; the documents of a page that placement now puts elsewhere
+//! are moved as one batch:
 //! 1. `Fenced`: client writes wait (every router has acknowledged the fence, so none is
-//!    writing); the batch is exported from the source and written to every replica of its new
-//!    shards. No client write can fall between the export and the copy and be overwritten.
-//! 2. `Copied`: writes resume (a client write now goes to the new shard and removes the old
-//!    copy); once every router has acknowledged this epoch, no read that began before the copy
-//!    is still running, so the batch is deleted from the source.
+//!    writing); the batch is exported from the source, with its versions, and written to every
+//!    replica of its new shards, which refuse any copy older than what they hold.
+//! 2. `Copied`: writes resume; once every router has acknowledged this epoch, no read that
+//!    began before the copy is still running, so the batch is deleted from the source.
 //! 3. `Walking` with the cursor past the batch.
 //!
+//! Client writes during a move go to a document's new shard only; a client delete also deletes
+//! where the document used to be. Only the move deletes a document's old copy, and only behind
+//! the barrier: a write that deleted it at once could make a search that read the new shard
+//! before the write, and the old one after the delete, miss the document.
+//!
 //! The invariant: a document is on its old shard, its new one, or both (the merge keeps one
-//! copy), and every read finds it: a read that began before a batch's copy ended finishes
-//! before the batch is deleted from its old shard (the epoch barrier, state/gate.rs), and a
-//! read that began later finds it on the new shard. Every router reads and writes with both
-//! placements from the first step on (it acknowledged the move's first epoch before any copy).
-//! After a crash the next mover redoes the batch after the cursor from its first step: what is
-//! still on the source then is exactly what no client has written since (a client write removes
-//! the old copy), so copying it again is safe.
+//! copy, the new shard's where both answer), and every read finds it: a read that began before
+//! a batch's copy ended finishes before the batch is deleted from its old shard (the epoch
+//! barrier, state/gate.rs), and a read that began later finds it on the new shard. Every router
+//! reads and writes with both placements from the first step on. After a crash the next mover
+//! redoes the batch after the cursor from its first step: the copies carry versions, so copying
+//! again never overwrites a newer write or brings a deleted document back.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
