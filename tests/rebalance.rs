@@ -1,6 +1,7 @@
-//! Adding a fourth shard to a running three-shard cluster (`jacolbert rebalance`), every node
-//! its own process, while searches and writes go on: no answer misses or repeats a document,
-//! no write is lost, and afterwards every document is where placement over four shards says.
+//! Adding a fourth shard to a running three-shard cluster (`jacolbert rebalance --router`, the
+//! router's cluster state in a file), every node its own process, while searches and writes go
+//! on: no answer misses or repeats a document, no write is lost, and afterwards every document
+//! is where placement over four shards says. A router that keeps its state in memory refuses.
 
 mod common;
 
@@ -17,7 +18,8 @@ const DOCS: usize = 600;
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fourth_shard_takes_its_documents_while_answers_stay_complete() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = Cluster::start(dir.path(), 3, 1, "");
+    let store = format!("file://{}", dir.path().join("cluster.json").display());
+    let mut c = Cluster::start_on_store(dir.path(), 3, &store);
     let mut client = c.client().await;
     for batch in documents(DOCS).chunks(100) {
         client.upsert(UpsertRequest { documents: batch.to_vec() }).await.unwrap();
@@ -102,4 +104,15 @@ async fn a_fourth_shard_takes_its_documents_while_answers_stay_complete() {
             assert_eq!(here, router::placement::shard_of(id, 4) == s, "{id} on shard {s}");
         }
     }
+}
+
+/// A move kept in a router's memory would die with it half-done: such a router refuses one.
+#[test]
+fn a_router_without_a_cluster_store_refuses_to_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Cluster::start(dir.path(), 2, 1, "");
+    let new_shard = c.start_unlisted_shard();
+    let out = jacolbert().args(["rebalance", "--router", &c.router, "--add-shard", &new_shard]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("keeps the cluster state in memory only"), "{err}");
 }

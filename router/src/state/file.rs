@@ -132,6 +132,15 @@ impl ClusterStore for FileStore {
     }
 
     async fn lock_moves(&self, owner: &str) -> Result<Option<String>, Error> {
+        // A move kept only in memory dies with the router half-done, and the router's config
+        // then names the wrong shards: moves need a store that outlives the process.
+        if self.path.is_none() {
+            return Err(Error::Precondition(
+                "this router keeps the cluster state in memory only: start it with --cluster-store \
+                 (etcd://… or file:///…) to add or remove shards"
+                    .into(),
+            ));
+        }
         let mut mover = self.mover.lock().unwrap_or_else(|e| e.into_inner());
         match mover.as_deref() {
             Some(holder) if holder != owner => Ok(Some(holder.to_string())),
