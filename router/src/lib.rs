@@ -11,6 +11,7 @@ pub mod rebalance;
 pub(crate) mod replicas;
 mod service;
 pub mod state;
+mod writes;
 
 pub use error::Error;
 pub use merge::merge;

@@ -22,6 +22,21 @@ pub fn shard_of(id: &str, shards: usize) -> usize {
     jump_consistent_hash(hash_id(id), shards.max(1) as u32) as usize
 }
 
+/// `items` grouped by the shard (id) `shard` gives each, in shard order; items it gives none
+/// are left out.
+pub(crate) fn group_by<T>(
+    items: impl IntoIterator<Item = T>,
+    shard: impl Fn(&T) -> Option<u64>,
+) -> std::collections::BTreeMap<u64, Vec<T>> {
+    let mut groups: std::collections::BTreeMap<u64, Vec<T>> = Default::default();
+    for item in items {
+        if let Some(s) = shard(&item) {
+            groups.entry(s).or_default().push(item);
+        }
+    }
+    groups
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,5 @@
 //! `Router`: the Search service over encoder and shard clients.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,9 +7,9 @@ use std::time::{Duration, Instant};
 use proto::v1::encoder_client::EncoderClient;
 use proto::v1::search_server::Search;
 use proto::v1::{
-    ClusterStats, ClusterStatsRequest, DeleteRequest, DeleteResponse, Dtype, EncodeRequest, EncodedDocument,
-    GetRequest, GetResponse, RerankRequest, RerankResponse, ScoreRequest, SearchBatchRequest, SearchBatchResponse,
-    SearchRequest, SearchResponse, ShardFailure, ShardSearchRequest, StatsRequest, UpsertRequest, UpsertResponse,
+    ClusterStats, ClusterStatsRequest, DeleteRequest, DeleteResponse, Dtype, EncodeRequest, GetRequest, GetResponse,
+    RerankRequest, RerankResponse, ScoreRequest, SearchBatchRequest, SearchBatchResponse, SearchRequest,
+    SearchResponse, ShardFailure, ShardSearchRequest, StatsRequest, UpsertRequest, UpsertResponse,
 };
 use tokio::task::JoinSet;
 use tonic::transport::{Channel, ClientTlsConfig};
@@ -18,9 +17,9 @@ use tonic::{Code, Request, Response, Status};
 use tracing::Instrument;
 
 use crate::merge::keep_home_copies;
-use crate::replicas::{delete_on, read_replicas, remaining, upsert_on, Replicas};
+use crate::replicas::{read_replicas, remaining, Replicas};
 use crate::state::follow::{acknowledge, follow, View};
-use crate::state::gate::{Entered, EpochGate};
+use crate::state::gate::EpochGate;
 use crate::state::hlc::Clock;
 use crate::state::{ClusterState, ClusterStore, FileStore};
 use crate::{merge, Error};
@@ -62,7 +61,7 @@ pub struct Router {
     /// How to reach nodes (TLS), for shards added later.
     pub(crate) tls: Option<ClientTlsConfig>,
     /// The versions this router stamps on writes.
-    clock: Clock,
+    pub(crate) clock: Clock,
     config: RouterConfig,
     in_flight: Arc<tokio::sync::Semaphore>,
     counters: Arc<Counters>,
@@ -170,29 +169,6 @@ impl Router {
         view.encoders[self.next_encoder.fetch_add(1, Ordering::Relaxed) % view.encoders.len()].clone()
     }
 
-    /// Enters the current epoch for a write: waits while a move's batch is being copied (the
-    /// fence), and refuses while this router is out of touch with the store (it may be missing
-    /// a change that a write depends on).
-    async fn enter_for_write(&self, deadline: Instant) -> Result<Entered<View>, Error> {
-        loop {
-            if !self.store.in_touch() {
-                return Err(Error::Unavailable(format!(
-                    "this router has lost touch with the cluster store {}; writes wait until it is back",
-                    self.store.describe()
-                )));
-            }
-            let entered = self.gate.enter();
-            if !entered.view().state.fenced() {
-                return Ok(entered);
-            }
-            let epoch = entered.epoch();
-            drop(entered);
-            tokio::time::timeout(remaining(deadline), self.gate.beyond(epoch))
-                .await
-                .map_err(|_| Error::Deadline("waiting for a move to copy a batch".into()))?;
-        }
-    }
-
     /// The caller's deadline (`grpc-timeout`), or the default.
     fn deadline<T>(&self, request: &Request<T>) -> Instant {
         let given = request.metadata().get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout);
@@ -250,15 +226,6 @@ impl Router {
                 Outcome::Failed(failure(r, status.code(), status.message().to_string()), timed_out)
             }
         }
-    }
-
-    /// `items` grouped by the shard (id) their id places them on now, shards with none left out.
-    fn by_shard<T>(view: &View, items: impl IntoIterator<Item = T>, id: impl Fn(&T) -> &str) -> Vec<(u64, Vec<T>)> {
-        let mut groups: BTreeMap<u64, Vec<T>> = BTreeMap::new();
-        for item in items {
-            groups.entry(view.state.home(id(&item))).or_default().push(item);
-        }
-        groups.into_iter().collect()
     }
 
     /// A slot for one search, or RESOURCE_EXHAUSTED when all are taken.
@@ -448,25 +415,7 @@ impl Search for Router {
             return Err(Error::BadInput(format!("document ids are 1 to 512 bytes, got {:?}", d.id)).into());
         }
         let vectors = self.encode(docs.iter().map(|d| d.text.clone()).collect(), false, deadline).await?;
-        let entered = self.enter_for_write(deadline).await?;
-        let view = entered.view();
-        let version = self.clock.now();
-        let (mut written, mut replaced) = (0, 0);
-        for (s, pairs) in Router::by_shard(view, docs.into_iter().zip(vectors), |(doc, _)| &doc.id) {
-            let documents = pairs
-                .into_iter()
-                .map(|(doc, v)| EncodedDocument { document: Some(doc), vectors: Some(v), version })
-                .collect();
-            let done = upsert_on(s, view.replicas(s), documents, deadline).await?;
-            written += done.written;
-            replaced += done.replaced;
-        }
-        // Mid-move, an older copy may still sit where the document used to be placed. It stays
-        // there until the move reaches it: deleting it now could make a search that read the
-        // new shard before this write, and the old one after the delete, miss the document.
-        // The move's copy of it is older than this write, so the shard refuses it, and the move
-        // deletes the old copy behind its barrier; meanwhile the merge prefers this one.
-        Ok(Response::new(UpsertResponse { written, replaced }))
+        Ok(Response::new(self.write_documents(docs, vectors, deadline).await?))
     }
 
     async fn delete(&self, request: Request<DeleteRequest>) -> Result<Response<DeleteResponse>, Status> {
@@ -475,14 +424,7 @@ impl Search for Router {
         if ids.len() > self.config.max_batch {
             return Err(Error::BadInput(format!("a delete names at most {} ids", self.config.max_batch)).into());
         }
-        let entered = self.enter_for_write(deadline).await?;
-        let view = entered.view();
-        let version = self.clock.now();
-        let mut deleted = delete_old_copies(view, ids.clone(), version, deadline).await?;
-        for (s, ids) in Router::by_shard(view, ids, String::as_str) {
-            deleted += delete_on(s, view.replicas(s), ids, version, deadline).await?;
-        }
-        Ok(Response::new(DeleteResponse { deleted }))
+        Ok(Response::new(DeleteResponse { deleted: self.delete_ids(ids, deadline).await? }))
     }
 
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
@@ -514,22 +456,6 @@ impl Router {
             Err((_, None)) => Err(Error::Deadline(format!("reading {id:?}")).into()),
         }
     }
-}
-
-/// Mid-move: deletes `ids` (at `version`) where they used to be placed (where that is not
-/// where they are placed now), returning how many were there.
-async fn delete_old_copies(view: &View, ids: Vec<String>, version: u64, deadline: Instant) -> Result<u32, Error> {
-    let mut by_old: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-    for id in ids {
-        if let Some(old) = view.state.old_home(&id) {
-            by_old.entry(old).or_default().push(id);
-        }
-    }
-    let mut deleted = 0;
-    for (s, ids) in by_old {
-        deleted += delete_on(s, view.replicas(s), ids, version, deadline).await?;
-    }
-    Ok(deleted)
 }
 
 /// A name for this router in the store, unique to the process.

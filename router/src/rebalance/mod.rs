@@ -52,12 +52,17 @@ pub struct Mover {
 impl Mover {
     /// Takes the move lock (or says who holds it) and runs `request` to its end.
     pub async fn run(&self, request: MoveRequest) -> Result<Done, Error> {
-        if let Some(holder) = self.store.lock_moves(&self.owner).await? {
-            return Err(Error::Precondition(format!(
+        match self.store.lock_moves(&self.owner).await? {
+            Some(holder) => Err(Error::Precondition(format!(
                 "a move is being run by {holder}; it is resumed here once that process has ended \
                  (its lease runs out a few seconds after it dies)"
-            )));
+            ))),
+            None => self.run_locked(request).await,
         }
+    }
+
+    /// Runs `request` with the move lock held, and lets the lock go.
+    async fn run_locked(&self, request: MoveRequest) -> Result<Done, Error> {
         let done = self.drive(request).await;
         if let Err(e) = self.store.unlock_moves(&self.owner).await {
             tracing::warn!(error = %e, "could not let the move lock go; it lapses with this process's lease");
@@ -65,7 +70,7 @@ impl Mover {
         done
     }
 
-    /// As `run`, waiting (and saying so every few seconds) while another process holds the lock.
+    /// As `run`, waiting (and saying so every second) while another process holds the lock.
     /// When the move asked for is the one under way, this resumes it and never starts it again
     /// (a removal asked for twice must not remove a second shard).
     pub async fn run_when_free(&self, mut request: MoveRequest) -> Result<Done, Error> {
@@ -74,15 +79,11 @@ impl Mover {
                 request = MoveRequest::Resume;
             }
         }
-        loop {
-            match self.run(request.clone()).await {
-                Err(Error::Precondition(m)) if m.starts_with("a move is being run by") => {
-                    tracing::info!(waiting = %m, "another process moves");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                done => return done,
-            }
+        while let Some(holder) = self.store.lock_moves(&self.owner).await? {
+            tracing::info!(%holder, "another process moves; waiting until it ends or its lease lapses");
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
+        self.run_locked(request).await
     }
 }
 

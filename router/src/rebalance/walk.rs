@@ -22,14 +22,15 @@
 //! redoes the batch after the cursor from its first step: the copies carry versions, so copying
 //! again never overwrites a newer write or brings a deleted document back.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use proto::v1::{ExportRequest, ListRequest, StatsRequest};
+use proto::v1::{EncodedDocument, ExportRequest, ListRequest, StatsRequest};
 use tonic::{Response, Status};
 
 use super::{failpoint, Done, MoveRequest, Mover};
+use crate::placement::group_by;
 use crate::replicas::{delete_on, upsert_on, Replicas};
 use crate::state::follow::barrier;
 use crate::state::{ClusterState, Move, MoveKind, Phase, Shard};
@@ -89,7 +90,8 @@ impl Mover {
             let leaving: Vec<String> = ids.into_iter().filter(|id| state.home(id) != source.id).collect();
             let mut moved = 0;
             if !leaving.is_empty() {
-                moved = self.move_batch(&mut state, &mut clients, source, leaving, &last).await?;
+                let from = (source.id, &*source_replicas);
+                moved = self.move_batch(&mut state, &mut clients, from, leaving, &last).await?;
             }
             state = self
                 .commit(&state, |m| (m.after, m.phase, m.moved) = (last.clone(), Phase::Walking, m.moved + moved))
@@ -107,28 +109,24 @@ impl Mover {
         Ok(done_of(&state, kind, moved))
     }
 
-    /// Steps 1 and 2 of the module docs for one batch of `source`; returns how many moved.
+    /// Steps 1 and 2 of the module docs for one batch of the source shard `(id, replicas)`;
+    /// returns how many moved.
     async fn move_batch(
         &self,
         state: &mut ClusterState,
         clients: &mut HashMap<u64, Arc<Replicas>>,
-        source: &Shard,
+        (source, from): (u64, &Replicas),
         ids: Vec<String>,
         last: &str,
     ) -> Result<u64, Error> {
         *state = self.commit(state, |m| m.phase = Phase::Fenced { last: last.to_string() }).await?;
         barrier(self.store.as_ref(), state.epoch).await?;
         failpoint::point("fenced").await;
-        let from = self.replicas(clients, source)?;
         let documents = call(from.clients[0].clone().export(ExportRequest { ids })).await?.documents;
-        let mut by_home: BTreeMap<u64, Vec<_>> = BTreeMap::new();
-        for document in documents {
-            let Some(id) = document.document.as_ref().map(|d| d.id.clone()) else { continue };
-            by_home.entry(state.home(&id)).or_default().push(document);
-        }
+        let home = |d: &EncodedDocument| d.document.as_ref().map(|d| state.home(&d.id));
         let mut copied = Vec::new();
-        for (home, documents) in by_home {
-            let shard = state.shards.iter().find(|s| s.id == home).expect("homes are shards of the map");
+        for (home, documents) in group_by(documents, home) {
+            let shard = state.shard(home).expect("homes are shards of the map");
             copied.extend(documents.iter().filter_map(|d| d.document.as_ref().map(|d| d.id.clone())));
             upsert_on(home, &*self.replicas(clients, shard)?, documents, Instant::now() + STEP).await?;
         }
@@ -139,7 +137,7 @@ impl Mover {
         let count = copied.len() as u64;
         if !copied.is_empty() {
             // Unversioned: the documents moved, they were not deleted, so no tombstone.
-            delete_on(source.id, &from, copied, 0, Instant::now() + STEP).await?;
+            delete_on(source, from, copied, 0, Instant::now() + STEP).await?;
         }
         Ok(count)
     }
@@ -228,10 +226,7 @@ pub(super) fn same_move(state: &ClusterState, m: &Move, request: &MoveRequest) -
 }
 
 fn describe(m: &Move, state: &ClusterState) -> String {
-    let shard = |id: u64| {
-        let all = state.all_shards();
-        all.iter().find(|s| s.id == id).map(|s| s.addresses().join(",")).unwrap_or_default()
-    };
+    let shard = |id: u64| state.shard(id).map(|s| s.addresses().join(",")).unwrap_or_default();
     match &m.kind {
         MoveKind::Add { shard: id } => format!("adding shard {}", shard(*id)),
         MoveKind::Remove { shard: id } => format!("removing shard {}", shard(*id)),

@@ -116,6 +116,11 @@ impl ClusterState {
         all
     }
 
+    /// The shard with id `id`, in the map or (mid-move) only in the old one.
+    pub fn shard(&self, id: u64) -> Option<&Shard> {
+        self.all_shards().into_iter().find(|s| s.id == id)
+    }
+
     /// Where `id` belongs now (a shard id).
     pub fn home(&self, id: &str) -> u64 {
         home(&self.shards, id)

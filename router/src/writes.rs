@@ -1,0 +1,84 @@
+//! The router's writes (Upsert and Delete, after their edge checks in service.rs): entering the
+//! epoch under the move fence, stamping the version, and sending each document to its shard
+//! (mid-move, deletes also where a document used to be).
+
+use std::time::Instant;
+
+use proto::v1::{Document, EncodedDocument, Tensor, UpsertResponse};
+
+use crate::placement::group_by;
+use crate::replicas::{delete_on, remaining, upsert_on};
+use crate::service::Router;
+use crate::state::follow::View;
+use crate::state::gate::Entered;
+use crate::Error;
+
+impl Router {
+    /// Enters the current epoch for a write: waits while a move's batch is being copied (the
+    /// fence), and refuses while this router is out of touch with the store (it may be missing
+    /// a change that a write depends on).
+    async fn enter_for_write(&self, deadline: Instant) -> Result<Entered<View>, Error> {
+        loop {
+            if !self.store.in_touch() {
+                return Err(Error::Unavailable(format!(
+                    "this router has lost touch with the cluster store {}; writes wait until it is back",
+                    self.store.describe()
+                )));
+            }
+            let entered = self.gate.enter();
+            if !entered.view().state.fenced() {
+                return Ok(entered);
+            }
+            let epoch = entered.epoch();
+            drop(entered);
+            tokio::time::timeout(remaining(deadline), self.gate.beyond(epoch))
+                .await
+                .map_err(|_| Error::Deadline("waiting for a move to copy a batch".into()))?;
+        }
+    }
+
+    /// Writes encoded documents, each to every replica of its shard, at one new version.
+    pub(crate) async fn write_documents(
+        &self,
+        docs: Vec<Document>,
+        vectors: Vec<Tensor>,
+        deadline: Instant,
+    ) -> Result<UpsertResponse, Error> {
+        let entered = self.enter_for_write(deadline).await?;
+        let view = entered.view();
+        let version = self.clock.now();
+        let documents = docs.into_iter().zip(vectors).map(|(doc, v)| EncodedDocument {
+            document: Some(doc),
+            vectors: Some(v),
+            version,
+        });
+        let (mut written, mut replaced) = (0, 0);
+        // Mid-move, an older copy may still sit where a document used to be placed. It stays
+        // there until the move reaches it: deleting it now could make a search that read the
+        // new shard before this write, and the old one after the delete, miss the document.
+        // The move's copy of it is older than this write, so the shard refuses it, and the move
+        // deletes the old copy behind its barrier; meanwhile the merge prefers this one.
+        let home = |d: &EncodedDocument| d.document.as_ref().map(|d| view.state.home(&d.id));
+        for (s, documents) in group_by(documents, home) {
+            let done = upsert_on(s, view.replicas(s), documents, deadline).await?;
+            written += done.written;
+            replaced += done.replaced;
+        }
+        Ok(UpsertResponse { written, replaced })
+    }
+
+    /// Deletes `ids` at one new version where they are placed and, mid-move, where they used
+    /// to be; returns how many were there.
+    pub(crate) async fn delete_ids(&self, ids: Vec<String>, deadline: Instant) -> Result<u32, Error> {
+        let entered = self.enter_for_write(deadline).await?;
+        let view = entered.view();
+        let version = self.clock.now();
+        let old = group_by(ids.iter().cloned(), |id| view.state.old_home(id));
+        let now = group_by(ids, |id| Some(view.state.home(id)));
+        let mut deleted = 0;
+        for (s, ids) in old.into_iter().chain(now) {
+            deleted += delete_on(s, view.replicas(s), ids, version, deadline).await?;
+        }
+        Ok(deleted)
+    }
+}
