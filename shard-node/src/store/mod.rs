@@ -181,13 +181,6 @@ impl Store {
         Codec::from_bytes(payload).map_err(|e| corrupt(e.to_string()))
     }
 
-    /// Writes documents with their tokens, unversioned; each replaces any document with the
-    /// same id.
-    pub fn upsert(&mut self, batch: &[(Document, Tokens)]) -> Result<Vec<Written>> {
-        let written = self.upsert_versioned(batch, &vec![0; batch.len()])?;
-        Ok(written.into_iter().map(|w| w.expect("unversioned writes always apply")).collect())
-    }
-
     /// Writes documents with their tokens at `versions[i]`: each replaces any document with the
     /// same id, unless what the store holds for the id is as new or newer (then `None`).
     pub fn upsert_versioned(&mut self, batch: &[(Document, Tokens)], versions: &[u64]) -> Result<Vec<Option<Written>>> {
@@ -202,20 +195,14 @@ impl Store {
             let mut written: Vec<Option<Written>> = Vec::with_capacity(batch.len());
             for (i, ((doc, tokens), &version)) in batch.iter().zip(versions).enumerate() {
                 let id = start + i as u32;
-                let record = match known.get(doc.id.as_bytes())? {
-                    Some(bytes) => Some(Record::from_bytes(&bytes, doc.id.as_bytes(), path).map_err(abort)?),
-                    None => None,
-                };
+                let record = versions::read(known, &doc.id, path)?;
                 // The same id twice in one batch (one version): the later one wins.
                 let again = batch[..i].iter().zip(&written).any(|((d, _), w)| w.is_some() && d.id == doc.id);
                 if !versions::applies(version, record) && !again {
                     written.push(None);
                     continue;
                 }
-                match version {
-                    0 => known.remove(doc.id.as_bytes())?,
-                    v => known.insert(doc.id.as_bytes(), Record { version: v, deleted_at: None }.to_bytes())?,
-                };
+                versions::remember(known, &doc.id, version, None)?;
                 let mut value = id.to_le_bytes().to_vec();
                 put_string(&mut value, &doc.text);
                 put_string(&mut value, &doc.metadata);
@@ -245,11 +232,6 @@ impl Store {
         Ok(written)
     }
 
-    /// Removes documents by external id, unversioned: the internal ids that were live.
-    pub fn delete(&mut self, external: &[String]) -> Result<Vec<u32>> {
-        self.delete_versioned(external, 0)
-    }
-
     /// Removes documents by external id at `version`, leaving a tombstone at that version
     /// (version 0: none, and what was known of the id is forgotten); an id the store holds a
     /// write as new or newer of is left as it is. Returns the internal ids that were live.
@@ -259,17 +241,10 @@ impl Store {
         let result = trees.transaction(|(docs, ids, vectors, known)| {
             let mut removed = Vec::new();
             for id in external {
-                let record = match known.get(id.as_bytes())? {
-                    Some(bytes) => Some(Record::from_bytes(&bytes, id.as_bytes(), path).map_err(abort)?),
-                    None => None,
-                };
-                if !versions::applies(version, record) {
+                if !versions::applies(version, versions::read(known, id, path)?) {
                     continue;
                 }
-                match version {
-                    0 => known.remove(id.as_bytes())?,
-                    v => known.insert(id.as_bytes(), Record { version: v, deleted_at: Some(now) }.to_bytes())?,
-                };
+                versions::remember(known, id, version, Some(now))?;
                 if let Some(old) = docs.remove(id.as_bytes())? {
                     let old = u32::from_le_bytes(old[..4].try_into().unwrap());
                     ids.remove(&key(old))?;
@@ -393,10 +368,6 @@ impl Store {
     pub fn disk_bytes(&self) -> Result<u64> {
         Ok(self.db.size_on_disk()?)
     }
-}
-
-fn abort(e: Error) -> ConflictableTransactionError<Error> {
-    ConflictableTransactionError::Abort(e)
 }
 
 fn transaction_error(e: TransactionError<Error>) -> Error {

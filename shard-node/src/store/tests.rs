@@ -1,5 +1,17 @@
 use super::*;
 
+/// Unversioned writes, which always apply (what the tests from before versions exercise).
+impl Store {
+    fn upsert(&mut self, batch: &[(Document, Tokens)]) -> Result<Vec<Written>> {
+        let written = self.upsert_versioned(batch, &vec![0; batch.len()])?;
+        Ok(written.into_iter().map(|w| w.expect("unversioned writes always apply")).collect())
+    }
+
+    fn delete(&mut self, external: &[String]) -> Result<Vec<u32>> {
+        self.delete_versioned(external, 0)
+    }
+}
+
 fn doc(id: &str, text: &str) -> Document {
     Document { id: id.into(), text: text.into(), metadata: format!("{{\"len\":{}}}", text.len()) }
 }

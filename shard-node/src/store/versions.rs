@@ -4,8 +4,10 @@
 //! same writes in any order hold the same documents. Version 0 is "unversioned": it always
 //! applies and leaves no record (what writes were before versions, and what tests send).
 
+use sled::transaction::{ConflictableTransactionError, TransactionalTree, UnabortableTransactionError};
+
 use super::codec_bytes::{self, seal, Reader};
-use crate::Result;
+use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Record {
@@ -28,6 +30,35 @@ impl Record {
         let deleted = u64::from_le_bytes(r.take(8)?.try_into().expect("8 bytes"));
         Ok(Record { version, deleted_at: (deleted != u64::MAX).then_some(deleted) })
     }
+}
+
+/// Inside a write's transaction: what `known` (the versions tree) holds for `id`.
+pub(super) fn read(
+    known: &TransactionalTree,
+    id: &str,
+    path: &str,
+) -> std::result::Result<Option<Record>, ConflictableTransactionError<Error>> {
+    match known.get(id.as_bytes())? {
+        Some(bytes) => {
+            Record::from_bytes(&bytes, id.as_bytes(), path).map(Some).map_err(ConflictableTransactionError::Abort)
+        }
+        None => Ok(None),
+    }
+}
+
+/// Inside a write's transaction: records that `id` was written at `version` (deleted at
+/// `deleted_at`, for a delete); an unversioned write forgets what was known of it.
+pub(super) fn remember(
+    known: &TransactionalTree,
+    id: &str,
+    version: u64,
+    deleted_at: Option<u64>,
+) -> std::result::Result<(), UnabortableTransactionError> {
+    match version {
+        0 => known.remove(id.as_bytes())?,
+        v => known.insert(id.as_bytes(), Record { version: v, deleted_at }.to_bytes())?,
+    };
+    Ok(())
 }
 
 /// Whether a write at `version` of an id last written at `known` applies. Equal versions are
