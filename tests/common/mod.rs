@@ -96,6 +96,15 @@ pub fn start(dir: &Path, role: &str, name: &str, config: &str, address: &str, me
     node
 }
 
+/// What a cluster's router is started with: top-level keys and tables for its config, and the
+/// cluster store (`--cluster-store` URL) to initialise and follow, if any.
+#[derive(Default)]
+struct RouterSetup<'a> {
+    keys: &'a str,
+    tables: &'a str,
+    store: Option<&'a str>,
+}
+
 pub struct Cluster {
     pub dir: PathBuf,
     pub router: String,
@@ -119,19 +128,19 @@ impl Cluster {
 
     /// Two shards, and `keys` (top-level TOML keys) at the head of the router's config.
     pub fn start_with_router_keys(dir: &Path, keys: &str) -> Cluster {
-        Cluster::start_inner(dir, 2, 1, "", keys, "", "")
+        Cluster::start_inner(dir, 2, 1, "", RouterSetup { keys, ..Default::default() }, "")
     }
 
     /// As `start`, with `router` (TOML tables) added to the router's config and `every` to
     /// every node's.
     pub fn start_with(dir: &Path, shards: usize, replicas: usize, index: &str, router: &str, every: &str) -> Cluster {
-        Cluster::start_inner(dir, shards, replicas, index, "", router, every)
+        Cluster::start_inner(dir, shards, replicas, index, RouterSetup { tables: router, ..Default::default() }, every)
     }
 
     /// `shards` shards of one replica and a router whose cluster state is in `store` (a
     /// `--cluster-store` URL), written there first by `jacolbert cluster init`.
     pub fn start_on_store(dir: &Path, shards: usize, store: &str) -> Cluster {
-        Cluster::start_inner(dir, shards, 1, "", &format!("cluster_store = {store:?}\n"), "", "")
+        Cluster::start_inner(dir, shards, 1, "", RouterSetup { store: Some(store), ..Default::default() }, "")
     }
 
     fn start_inner(
@@ -139,8 +148,7 @@ impl Cluster {
         shards: usize,
         replicas: usize,
         index: &str,
-        router_keys: &str,
-        router: &str,
+        router: RouterSetup,
         every: &str,
     ) -> Cluster {
         let model = fixtures().join("models/tiny-lexical");
@@ -157,11 +165,14 @@ impl Cluster {
         let encoder = start(dir, "encoder", "encoder", &model, &encoder_address, &metrics["encoder"]);
         let shard_addresses: Vec<Vec<String>> =
             (0..shards).map(|_| (0..replicas).map(|_| free_address()).collect()).collect();
-        let mut router_config = format!("{router_keys}encoders = [{encoder_address:?}]\n");
+        let mut router_config = format!("{}encoders = [{encoder_address:?}]\n", router.keys);
+        if let Some(store) = router.store {
+            router_config = format!("cluster_store = {store:?}\n{router_config}");
+        }
         for replicas in &shard_addresses {
             router_config += &format!("[[shards]]\nreplicas = {replicas:?}\n");
         }
-        router_config += router;
+        router_config += router.tables;
         router_config += every;
         let mut cluster = Cluster {
             dir: dir.to_path_buf(),
@@ -175,10 +186,9 @@ impl Cluster {
         };
         cluster.shards =
             (0..shards).map(|s| (0..replicas).map(|r| Some(cluster.start_shard(s, r))).collect()).collect();
-        if let Some(store) = router_keys.strip_prefix("cluster_store = ") {
-            let store: String = serde_json::from_str(store.trim()).unwrap();
+        if let Some(store) = router.store {
             let mut init = jacolbert();
-            init.args(["cluster", "init", "--cluster-store", &store, "--encoder", &encoder_address]);
+            init.args(["cluster", "init", "--cluster-store", store, "--encoder", &encoder_address]);
             for replicas in &cluster.shard_addresses {
                 init.args(["--shard", &replicas.join(",")]);
             }
