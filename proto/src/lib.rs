@@ -9,6 +9,10 @@ pub mod v1 {
 /// The encoded descriptors of `jacolbert.v1`, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("jacolbert_descriptor");
 
+/// The gRPC header in which a router names the store it expects a shard replica to hold on a
+/// read (`ShardStats.store`); a replica holding another answers FAILED_PRECONDITION.
+pub const STORE_HEADER: &str = "jacolbert-store";
+
 pub mod gate;
 mod tensor;
 pub mod trace;

@@ -6,8 +6,8 @@ use std::sync::{Arc, RwLock};
 use proto::v1::shard_server::Shard as ShardRpc;
 use proto::v1::{
     DeleteRequest, DeleteResponse, Document as WireDocument, Dtype, EncodedDocument, ExportRequest, ExportResponse,
-    GetRequest, GetResponse, Hit, ListRequest, ListResponse, ShardSearchRequest, ShardSearchResponse, ShardStats,
-    ShardUpsertRequest, StatsRequest, UpsertResponse,
+    GetRequest, GetResponse, Hit, ListRequest, ListResponse, ListVersionsResponse, ShardSearchRequest,
+    ShardSearchResponse, ShardStats, ShardUpsertRequest, StatsRequest, UpsertResponse, VersionEntry,
 };
 use proto::Matrix;
 use tonic::{Request, Response, Status};
@@ -27,11 +27,27 @@ pub struct ShardService {
     /// This shard's number, reported in every hit.
     number: u32,
     dim: usize,
+    /// The store's identity (`Store::identity`), which reads may be asked to match.
+    identity: Arc<str>,
 }
 
 impl ShardService {
     pub fn new(shard: Shard, number: u32, dim: usize) -> ShardService {
-        ShardService { shard: Arc::new(RwLock::new(shard)), number, dim }
+        let identity = shard.identity().into();
+        ShardService { shard: Arc::new(RwLock::new(shard)), number, dim, identity }
+    }
+
+    /// A read whose caller expects another store (`proto::STORE_HEADER`) is refused: this
+    /// replica lost its data and was recreated, and must not answer as the one it replaced.
+    fn check_store<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        match request.metadata().get(proto::STORE_HEADER).map(|v| v.to_str().unwrap_or("")) {
+            Some(expected) if expected != &*self.identity => Err(Status::failed_precondition(format!(
+                "this replica holds store {}, not the store {expected} the caller knew: it was recreated and \
+                 must be repaired before it serves reads",
+                self.identity
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Runs `f` under the read lock on the blocking pool.
@@ -69,6 +85,14 @@ fn wire(doc: Document) -> WireDocument {
     WireDocument { id: doc.id, text: doc.text, metadata: doc.metadata }
 }
 
+/// A page's `limit` is 1 to `MAX_BATCH`.
+fn check_limit(limit: u32) -> Result<(), Status> {
+    match limit == 0 || limit as usize > MAX_BATCH {
+        true => Err(Status::invalid_argument(format!("limit must be in 1..={MAX_BATCH}, got {limit}"))),
+        false => Ok(()),
+    }
+}
+
 fn poisoned() -> Status {
     Status::internal("the shard's lock is poisoned (a writer panicked)")
 }
@@ -83,6 +107,7 @@ impl ShardRpc for ShardService {
         query_tokens = tracing::field::Empty, exact = tracing::field::Empty, centroids_probed = tracing::field::Empty,
         candidates = tracing::field::Empty, hits = tracing::field::Empty))]
     async fn search(&self, request: Request<ShardSearchRequest>) -> Result<Response<ShardSearchResponse>, Status> {
+        self.check_store(&request)?;
         let r = request.into_inner();
         let query = self.matrix(r.query.as_ref(), "query")?;
         let k = r.k as usize;
@@ -153,21 +178,22 @@ impl ShardRpc for ShardService {
     }
 
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
+        self.check_store(&request)?;
         let id = request.into_inner().id;
         let doc = self.read(move |shard| shard.get(&id)).await?;
         Ok(Response::new(GetResponse { document: Some(wire(doc)) }))
     }
 
     async fn list(&self, request: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
+        self.check_store(&request)?;
         let ListRequest { after, limit } = request.into_inner();
-        if limit == 0 || limit as usize > MAX_BATCH {
-            return Err(Status::invalid_argument(format!("limit must be in 1..={MAX_BATCH}, got {limit}")));
-        }
+        check_limit(limit)?;
         let ids = self.read(move |shard| shard.list(&after, limit as usize)).await?;
         Ok(Response::new(ListResponse { ids }))
     }
 
     async fn export(&self, request: Request<ExportRequest>) -> Result<Response<ExportResponse>, Status> {
+        self.check_store(&request)?;
         let ids = request.into_inner().ids;
         if ids.len() > MAX_BATCH {
             return Err(Status::invalid_argument(format!("at most {MAX_BATCH} ids, got {}", ids.len())));
@@ -197,7 +223,20 @@ impl ShardRpc for ShardService {
         Ok(Response::new(ExportResponse { documents }))
     }
 
-    async fn stats(&self, _: Request<StatsRequest>) -> Result<Response<ShardStats>, Status> {
+    async fn list_versions(&self, request: Request<ListRequest>) -> Result<Response<ListVersionsResponse>, Status> {
+        self.check_store(&request)?;
+        let ListRequest { after, limit } = request.into_inner();
+        check_limit(limit)?;
+        let listed = self.read(move |shard| shard.versions(&after, limit as usize)).await?;
+        let entries = listed
+            .into_iter()
+            .map(|(id, r)| VersionEntry { id, version: r.version, deleted: r.deleted_at.is_some() })
+            .collect();
+        Ok(Response::new(ListVersionsResponse { entries, store: self.identity.to_string() }))
+    }
+
+    async fn stats(&self, request: Request<StatsRequest>) -> Result<Response<ShardStats>, Status> {
+        self.check_store(&request)?;
         let (stats, disk) = self.read(|shard| Ok((shard.stats(), shard.disk_bytes()?))).await?;
         Ok(Response::new(ShardStats {
             documents: stats.documents as u64,
@@ -205,6 +244,7 @@ impl ShardRpc for ShardService {
             trained: stats.trained,
             memory_bytes: stats.memory_bytes as u64,
             disk_bytes: disk,
+            store: self.identity.to_string(),
         }))
     }
 }

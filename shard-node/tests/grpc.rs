@@ -93,6 +93,29 @@ async fn shard_service_end_to_end_and_bad_requests() {
     assert_eq!(client.upsert(copy).await.unwrap().into_inner().written, 0, "a deleted document came back");
     let after = client.search(search(tensor(q), 5)).await.unwrap().into_inner().hits;
     assert!(after.iter().all(|h| h.id != target_id));
+    // The versions list has the tombstone (and the unknown id's) among the documents; a read
+    // that names another store is refused, one that names this one answers.
+    let page = |after: &str| proto::v1::ListRequest { after: after.into(), limit: 1000 };
+    let listed = client.list_versions(page("")).await.unwrap().into_inner();
+    let entry = |id: &str| listed.entries.iter().find(|e| e.id == id).cloned();
+    assert_eq!(entry(&target_id).map(|e| (e.version, e.deleted)), Some((11, true)));
+    assert_eq!(entry("nope").map(|e| (e.version, e.deleted)), Some((11, true)));
+    assert_eq!(entry("d7").map(|e| (e.version, e.deleted)), Some((10, false)));
+    assert_eq!(listed.entries.iter().filter(|e| !e.deleted).count(), data.len() - 1);
+    let store = client.stats(StatsRequest {}).await.unwrap().into_inner().store;
+    assert_eq!(store, listed.store);
+    let naming = |store: &str| {
+        let mut request = tonic::Request::new(GetRequest { id: "d7".into() });
+        request.metadata_mut().insert(proto::STORE_HEADER, store.parse().unwrap());
+        request
+    };
+    assert!(client.get(naming(&store)).await.is_ok());
+    let refused = client.get(naming("0123456789abcdef")).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused:?}");
+    assert_eq!(
+        client.list_versions(proto::v1::ListRequest { after: "".into(), limit: 0 }).await.unwrap_err().code(),
+        tonic::Code::InvalidArgument
+    );
 
     // Bad requests: each its status; nothing stored changes.
     let before = client.stats(StatsRequest {}).await.unwrap().into_inner();

@@ -320,6 +320,17 @@ impl Shard {
         self.store.ids_after(after, limit)
     }
 
+    /// Up to `limit` ids after `after` with their versions, tombstones included
+    /// (`Store::versions_after`).
+    pub fn versions(&self, after: &str, limit: usize) -> Result<Vec<(String, crate::store::Record)>> {
+        self.store.versions_after(after, limit)
+    }
+
+    /// The store's identity, made when it was created.
+    pub fn identity(&self) -> &str {
+        self.store.identity()
+    }
+
     /// A document, its vectors `[n, dim]` as stored (raw before training, decoded after: what
     /// another shard's upsert takes) and its version.
     pub fn export(&self, id: &str) -> Result<(Document, Vec<f32>, u64)> {

@@ -119,6 +119,9 @@ pub struct Store {
     versions: sled::Tree,
     path: String,
     manifest: Manifest,
+    /// Made when the store is created: a replica whose data was lost comes back under another
+    /// identity, and the router stops reading it until it is repaired.
+    identity: String,
 }
 
 /// What an upsert did to one document.
@@ -126,6 +129,14 @@ pub struct Store {
 pub struct Written {
     pub id: u32,
     pub replaced: Option<u32>,
+}
+
+/// A fresh identity: the creation time, the process and the path, hashed (FNV-1a), in hex.
+fn new_identity(path: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let seed = format!("{nanos}/{}/{path}", std::process::id());
+    let hash = seed.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3));
+    format!("{hash:016x}")
 }
 
 fn key(id: u32) -> [u8; 4] {
@@ -157,7 +168,16 @@ impl Store {
         if manifest.dim != dim {
             return Err(Error::BadInput(format!("store {shown} holds vectors of dim {}, not {dim}", manifest.dim)));
         }
-        let store = Store { db, meta, docs, ids, vectors, versions, path: shown, manifest };
+        let identity = match meta.get("identity")? {
+            Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            None => {
+                let made = new_identity(&shown);
+                meta.insert("identity", made.as_bytes())?;
+                db.flush()?;
+                made
+            }
+        };
+        let store = Store { db, meta, docs, ids, vectors, versions, path: shown, manifest, identity };
         if manifest.codec > 0 {
             store.codec(manifest.codec)?;
         }
@@ -166,6 +186,11 @@ impl Store {
 
     pub fn manifest(&self) -> Manifest {
         self.manifest
+    }
+
+    /// This store's identity (see the field).
+    pub fn identity(&self) -> &str {
+        &self.identity
     }
 
     pub fn path(&self) -> &str {
@@ -303,6 +328,40 @@ impl Store {
             .take(limit)
             .map(|k| Ok(String::from_utf8_lossy(&k?).into_owned()))
             .collect()
+    }
+
+    /// Up to `limit` ids after `after` (exclusive), in id order, with what the store knows of
+    /// each: the ids of live documents and of tombstones, with their versions (0: a document
+    /// written unversioned). What a repair compares between two replicas.
+    pub fn versions_after(&self, after: &str, limit: usize) -> Result<Vec<(String, Record)>> {
+        let start = || (std::ops::Bound::Excluded(after.as_bytes()), std::ops::Bound::Unbounded);
+        let mut live = self.docs.range::<&[u8], _>(start()).keys().peekable();
+        let mut known = self.versions.range::<&[u8], _>(start()).peekable();
+        let mut out = Vec::with_capacity(limit.min(4096));
+        while out.len() < limit {
+            // The smaller id of the two walks comes next; an id in both is one entry.
+            let next_live = live.peek().map(|k| k.as_ref().map(|k| k.to_vec()).map_err(|e| e.clone()));
+            let next_known = known.peek().map(|k| k.as_ref().map(|(k, _)| k.to_vec()).map_err(|e| e.clone()));
+            let (live_id, known_id) = (next_live.transpose()?, next_known.transpose()?);
+            let id = match (&live_id, &known_id) {
+                (None, None) => break,
+                (Some(l), Some(k)) => l.min(k).clone(),
+                (Some(l), None) => l.clone(),
+                (None, Some(k)) => k.clone(),
+            };
+            let record = match known_id.as_ref() == Some(&id) {
+                true => {
+                    let (_, bytes) = known.next().expect("peeked")?;
+                    Record::from_bytes(&bytes, &id, &self.path)?
+                }
+                false => Record { version: 0, deleted_at: None },
+            };
+            if live_id.as_ref() == Some(&id) {
+                live.next();
+            }
+            out.push((String::from_utf8_lossy(&id).into_owned(), record));
+        }
+        Ok(out)
     }
 
     /// The external id of an internal one.

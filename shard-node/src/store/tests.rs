@@ -135,6 +135,26 @@ fn versioned_writes_apply_only_when_newer_and_tombstones_hold_until_purged() {
     assert_eq!(store.record("a").unwrap(), None);
     assert!(store.upsert_versioned(&[(doc("b", "unversioned"), raw())], &[0]).unwrap()[0].is_some());
     assert_eq!(store.record("b").unwrap(), None, "an unversioned write leaves no version");
+    // The versions list walks live documents and tombstones together, in id order, a page at
+    // a time; the identity made at creation outlives a reopen.
+    store.delete_versioned(&["b".into(), "0-never-written".into()], 10).unwrap();
+    assert!(store.upsert_versioned(&[(doc("e", "unversioned"), raw())], &[0]).unwrap()[0].is_some());
+    let listed = |store: &Store, after: &str, limit| -> Vec<(String, u64, bool)> {
+        let page = store.versions_after(after, limit).unwrap();
+        page.into_iter().map(|(id, r)| (id, r.version, r.deleted_at.is_some())).collect()
+    };
+    let all = listed(&store, "", 100);
+    let expected = [("0-never-written", 10, true), ("b", 10, true), ("c", 9, false), ("e", 0, false)];
+    assert_eq!(all, expected.map(|(id, v, d)| (id.to_string(), v, d)));
+    assert_eq!(listed(&store, "", 2), all[..2]);
+    assert_eq!(listed(&store, "b", 2), all[2..]);
+    assert_eq!(listed(&store, "e", 2), []);
+    let identity = store.identity().to_string();
+    drop(store);
+    let store = Store::open(dir.path(), 4, 2).unwrap();
+    assert_eq!(store.identity(), identity);
+    let other = tempfile::tempdir().unwrap();
+    assert_ne!(Store::open(other.path(), 4, 2).unwrap().identity(), identity, "a new store is another");
 }
 
 proptest::proptest! {
@@ -165,10 +185,13 @@ proptest::proptest! {
                     store.upsert_versioned(&[(doc(id, &text), Tokens::Raw(vec![0.0; 4]))], &[*version]).unwrap();
                 }
             }
-            (0..4).map(|i| {
+            let held = (0..4).map(|i| {
                 let id = format!("d{i}");
                 (store.get(&id).unwrap().map(|(_, d)| d.text), store.record(&id).unwrap().map(|r| r.version))
-            }).collect::<Vec<_>>()
+            }).collect::<Vec<_>>();
+            let listed: Vec<(String, u64, bool)> = store.versions_after("", 10).unwrap().into_iter()
+                .map(|(id, r)| (id, r.version, r.deleted_at.is_some())).collect();
+            (held, listed)
         };
         proptest::prop_assert_eq!(outcome(&writes), outcome(&shuffled));
     }
