@@ -1,6 +1,7 @@
 //! Cluster state from the command line: `jacolbert cluster init` (write the first shard map into
-//! a store), `jacolbert cluster status` (what the store holds), and `jacolbert rebalance` (add or
-//! drain a shard while the cluster serves, through a router or as a process of its own).
+//! a store), `jacolbert cluster status` (what the store holds), `jacolbert replica add|remove`
+//! (a shard's replicas), and `jacolbert rebalance` (add or drain a shard while the cluster
+//! serves, through a router or as a process of its own).
 
 use std::sync::Arc;
 
@@ -15,8 +16,45 @@ use crate::connection::Connection;
 pub enum Command {
     /// Write a new cluster's shard map and encoders into an empty cluster store.
     Init(InitArgs),
-    /// Print the shards, their replicas' states, the move under way and the epoch.
+    /// Print the shards, their replicas' states and repairs, the move under way and the epoch.
     Status(StatusArgs),
+}
+
+#[derive(clap::Subcommand)]
+pub enum ReplicaCommand {
+    /// Add an empty replica to a shard: it takes writes at once, and serves reads once a
+    /// router has repaired it from a replica in sync (the way to replace a lost node).
+    Add(ReplicaArgs),
+    /// Drop a replica from a shard: it takes no more reads or writes.
+    Remove(ReplicaArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ReplicaArgs {
+    #[command(flatten)]
+    store: Store,
+    /// The shard's number (as `cluster status` lists them).
+    #[arg(long)]
+    shard: usize,
+    /// The replica's address (host:port).
+    address: String,
+}
+
+pub fn replica(command: ReplicaCommand) -> anyhow::Result<()> {
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let (args, adding) = match &command {
+            ReplicaCommand::Add(args) => (args, true),
+            ReplicaCommand::Remove(args) => (args, false),
+        };
+        let store = args.store.open().await?;
+        let state = match adding {
+            true => router::state::replica::add(store.as_ref(), args.shard, &args.address).await?,
+            false => router::state::replica::remove(store.as_ref(), args.shard, &args.address).await?,
+        };
+        let what = if adding { "added (joining until repaired)" } else { "removed" };
+        println!("shard {}: replica {} {what}; epoch {}", args.shard, args.address, state.epoch);
+        Ok(())
+    })
 }
 
 #[derive(clap::Args)]
@@ -85,15 +123,28 @@ async fn status(args: StatusArgs) -> anyhow::Result<()> {
         format!("the cluster store {} holds no cluster: run `jacolbert cluster init` first", store.describe())
     })?;
     let routers = store.acks().await?;
+    let repairs = store.reports().await?;
+    let status = report(&state, &routers, &repairs);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report(&state, &routers))?);
+        println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(());
     }
     println!("epoch {}; encoders {}", state.epoch, state.encoders.join(", "));
-    for (number, shard) in state.shards.iter().enumerate() {
-        let replicas: Vec<String> =
-            shard.replicas.iter().map(|r| format!("{} ({})", r.address, state_name(r.state))).collect();
-        println!("shard {number}: {}", replicas.join(", "));
+    for shard in status["shards"].as_array().into_iter().flatten() {
+        println!("shard {}:", shard["number"]);
+        for r in shard["replicas"].as_array().into_iter().flatten() {
+            let mut line = format!("  {} {}", r["address"].as_str().unwrap_or(""), r["state"].as_str().unwrap_or(""));
+            if let Some(s) = r["out_of_sync_s"].as_u64() {
+                line += &format!(", out of sync for {s} s");
+            }
+            if let Some(p) = r.get("repair") {
+                line += &format!(
+                    ", repair pass {} from {}: {} ids compared, {} copied",
+                    p["pass"], p["from"], p["walked"], p["copied"]
+                );
+            }
+            println!("{line}");
+        }
     }
     match move_report(&state) {
         serde_json::Value::Null => println!("no move under way"),
@@ -109,15 +160,32 @@ fn state_name(state: router::state::ReplicaState) -> String {
     serde_json::to_value(state).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
 }
 
-/// The `--json` object of `cluster status`.
-fn report(state: &ClusterState, routers: &[(String, u64)]) -> serde_json::Value {
+/// The `--json` object of `cluster status`: with each replica its state, its store, how long it
+/// has been out of sync, and the progress of its repair (`repairs`: what repairers report).
+fn report(state: &ClusterState, routers: &[(String, u64)], repairs: &[(String, String)]) -> serde_json::Value {
+    let now = router::state::now_ms();
     let shards: Vec<serde_json::Value> = state
         .shards
         .iter()
         .enumerate()
         .map(|(number, shard)| {
-            let replicas: Vec<serde_json::Value> =
-                shard.replicas.iter().map(|r| json!({"address": r.address, "state": state_name(r.state)})).collect();
+            let replicas: Vec<serde_json::Value> = shard
+                .replicas
+                .iter()
+                .map(|r| {
+                    let mut replica = json!({"address": r.address, "state": state_name(r.state), "store": r.store});
+                    if let Some(since) = r.since_ms {
+                        replica["out_of_sync_s"] = json!(now.saturating_sub(since) / 1000);
+                    }
+                    let key = format!("{}/{}", shard.id, r.address);
+                    let progress =
+                        repairs.iter().find(|(k, _)| *k == key).and_then(|(_, v)| serde_json::from_str(v).ok());
+                    if let Some(progress) = progress {
+                        replica["repair"] = progress;
+                    }
+                    replica
+                })
+                .collect();
             json!({"number": number, "id": shard.id, "replicas": replicas})
         })
         .collect();

@@ -68,6 +68,11 @@ enum Command {
         #[command(subcommand)]
         command: cluster::Command,
     },
+    /// Add a replica to a shard, or remove one (through the cluster store).
+    Replica {
+        #[command(subcommand)]
+        command: cluster::ReplicaCommand,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -96,6 +101,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => client::bench(args),
         Command::Rebalance(args) => cluster::rebalance(args),
         Command::Cluster { command } => cluster::run(command),
+        Command::Replica { command } => cluster::replica(command),
         Command::Certs(args) => certs::run(args),
     }
 }

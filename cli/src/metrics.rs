@@ -143,6 +143,23 @@ pub fn router(counters: Arc<router::Counters>) -> Extra {
                 counter("jacolbert_router_shard_timeouts_total", "Shard calls past the deadline.", &c.shard_timeouts),
                 counter("jacolbert_router_retries_total", "Reads retried on another replica.", &c.retries),
                 counter("jacolbert_router_refused_total", "Searches refused at the concurrency limit.", &c.refused),
+                counter(
+                    "jacolbert_router_marked_stale_total",
+                    "Replicas marked stale after a failed write.",
+                    &c.marked_stale,
+                ),
+                counter("jacolbert_router_repair_passes_total", "Repair passes over a replica.", &c.repair_passes),
+                counter(
+                    "jacolbert_router_repair_copied_total",
+                    "Documents and tombstones repairs copied.",
+                    &c.repair_copied,
+                ),
+                counter("jacolbert_router_repairs_total", "Replicas repairs brought back in sync.", &c.repairs_done),
+                gauge(
+                    "jacolbert_router_replicas_out_of_sync",
+                    "Replicas joining, stale or syncing, as of the router's last look.",
+                    c.replicas_out_of_sync.load(Ordering::Relaxed),
+                ),
             ]
             .concat()
         })

@@ -1,32 +1,75 @@
-//! Talking to shards: each shard's replicas and their channels (TLS when configured), reads
-//! that retry once on another replica, and writes that every replica must acknowledge.
+//! Talking to shards: each shard's replicas, their states and channels (TLS when configured),
+//! and reads that go to in-sync replicas only, retrying once on another. Writes are in
+//! `replicate.rs`.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use proto::v1::shard_client::ShardClient;
-use proto::v1::{DeleteRequest, EncodedDocument, ShardUpsertRequest, UpsertResponse};
-use tokio::task::JoinSet;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, ClientTlsConfig};
-use tonic::{Code, Response, Status};
-use tracing::Instrument;
+use tonic::{Code, Request, Response, Status};
 
 use crate::service::Counters;
+use crate::state::{Replica, ReplicaState, Shard};
 use crate::Error;
 
-/// One shard's replicas, read round robin.
+/// One shard's replicas that take writes (all but removed ones), with their states as the view
+/// has them; reads go round robin to the `in_sync` ones only.
 pub(crate) struct Replicas {
+    pub(crate) shard: u64,
     pub(crate) addresses: Vec<String>,
     pub(crate) clients: Vec<ShardClient<Channel>>,
+    pub(crate) states: Vec<ReplicaState>,
+    /// The store each was known to hold (reads name it: `proto::STORE_HEADER`).
+    stores: Vec<Option<MetadataValue<Ascii>>>,
+    /// The positions of the `in_sync` replicas.
+    pub(crate) readable: Vec<usize>,
     pub(crate) next: AtomicUsize,
 }
 
 impl Replicas {
-    pub(crate) fn connect(addresses: &[String], tls: Option<&ClientTlsConfig>) -> Result<Replicas, Error> {
+    /// Clients for `shard`'s replicas, reusing `known`'s channel for an address it has.
+    pub(crate) fn connect(
+        shard: &Shard,
+        tls: Option<&ClientTlsConfig>,
+        known: &HashMap<String, ShardClient<Channel>>,
+    ) -> Result<Replicas, Error> {
         let client =
             |c| ShardClient::new(c).max_decoding_message_size(NODE_MESSAGE).max_encoding_message_size(NODE_MESSAGE);
-        let clients = addresses.iter().map(|a| channel(a, tls).map(client)).collect::<Result<_, _>>()?;
-        Ok(Replicas { addresses: addresses.to_vec(), clients, next: AtomicUsize::new(0) })
+        let taking: Vec<&Replica> = shard.replicas.iter().filter(|r| r.state != ReplicaState::Removed).collect();
+        let mut clients = Vec::with_capacity(taking.len());
+        for r in &taking {
+            clients.push(match known.get(&r.address) {
+                Some(c) => c.clone(),
+                None => channel(&r.address, tls).map(client)?,
+            });
+        }
+        let readable = (0..taking.len()).filter(|&i| taking[i].state == ReplicaState::InSync).collect();
+        Ok(Replicas {
+            shard: shard.id,
+            addresses: taking.iter().map(|r| r.address.clone()).collect(),
+            clients,
+            states: taking.iter().map(|r| r.state).collect(),
+            stores: taking.iter().map(|r| r.store.as_deref().and_then(|s| s.parse().ok())).collect(),
+            readable,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// `message` for replica `r`, traced, naming the store it must hold when one is known.
+    pub(crate) fn request<T>(&self, r: usize, message: T) -> Request<T> {
+        let mut request = proto::trace::traced(message);
+        if let Some(store) = &self.stores[r] {
+            request.metadata_mut().insert(proto::STORE_HEADER, store.clone());
+        }
+        request
+    }
+
+    /// The address → client pairs, for the next view to reuse.
+    pub(crate) fn known(&self) -> impl Iterator<Item = (String, ShardClient<Channel>)> + '_ {
+        self.addresses.iter().cloned().zip(self.clients.iter().cloned())
     }
 }
 
@@ -47,108 +90,58 @@ pub(crate) fn channel(address: &str, tls: Option<&ClientTlsConfig>) -> Result<Ch
     Ok(endpoint.connect_lazy())
 }
 
-/// Sends `request` to every replica of shard `s` (`replicas`); all must succeed.
-async fn write_shard<R: Clone + Send + 'static, T: Send + 'static>(
-    s: u64,
-    replicas: &Replicas,
-    request: R,
-    deadline: Instant,
-    call: fn(ShardClient<Channel>, R) -> futures_call::BoxCall<T>,
-) -> Result<T, Error> {
-    let mut set = JoinSet::new();
-    for (r, client) in replicas.clients.iter().enumerate() {
-        let (client, request) = (client.clone(), request.clone());
-        let call = async move { (r, tokio::time::timeout(remaining(deadline), call(client, request)).await) };
-        set.spawn(call.instrument(tracing::Span::current()));
-    }
-    let mut first = None;
-    while let Some(joined) = set.join_next().await {
-        let (r, result) = joined.map_err(|e| Error::Unavailable(format!("shard {s}: {e}")))?;
-        let address = &replicas.addresses[r];
-        match result {
-            Ok(Ok(value)) => first = first.or(Some(value)),
-            Ok(Err(status)) if status.code() == Code::InvalidArgument || status.code() == Code::NotFound => {
-                return Err(Error::Upstream(status))
-            }
-            Ok(Err(status)) => {
-                return Err(Error::Unavailable(format!("shard {s} replica {address}: {}", status.message())))
-            }
-            Err(_) => return Err(Error::Deadline(format!("waiting for shard {s} replica {address}"))),
-        }
-    }
-    first.ok_or_else(|| Error::Unavailable(format!("shard {s} has no replica that takes writes")))
-}
-
-/// Writes `documents` to every replica of shard `s`.
-pub(crate) async fn upsert_on(
-    s: u64,
-    replicas: &Replicas,
-    documents: Vec<EncodedDocument>,
-    deadline: Instant,
-) -> Result<UpsertResponse, Error> {
-    write_shard(s, replicas, ShardUpsertRequest { documents }, deadline, |mut c, r| {
-        Box::pin(async move { c.upsert(proto::trace::traced(r)).await.map(Response::into_inner) })
-    })
-    .await
-}
-
-/// Deletes `ids` at `version` on every replica of shard `s`; returns how many were there.
-pub(crate) async fn delete_on(
-    s: u64,
-    replicas: &Replicas,
-    ids: Vec<String>,
-    version: u64,
-    deadline: Instant,
-) -> Result<u32, Error> {
-    let done = write_shard(s, replicas, DeleteRequest { ids, version }, deadline, |mut c, r| {
-        Box::pin(async move { c.delete(proto::trace::traced(r)).await.map(Response::into_inner) })
-    })
-    .await?;
-    Ok(done.deleted)
-}
-
-/// Boxed shard calls, so `write_shard` can take any of them.
-mod futures_call {
-    use std::future::Future;
-    use std::pin::Pin;
-
-    pub type BoxCall<T> = Pin<Box<dyn Future<Output = Result<T, tonic::Status>> + Send>>;
-}
-
 pub(crate) fn remaining(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now())
 }
 
-/// A read on replica `first`, tried once more on the next replica when it is UNAVAILABLE, and
-/// never past `deadline`. A failure names the replica that failed last and its status (`None`:
-/// the deadline passed first).
+/// A read on the `in_sync` replica `first` (modulo their number), tried once more on the next
+/// one when it is UNAVAILABLE or holds another store than the one known, and never past
+/// `deadline`. `call` gets the client and the replica's position (for `Replicas::request`).
+/// A failure names the replica that failed last and its status (`None`: the deadline passed
+/// first).
 pub(crate) async fn read_replicas<T, F, Fut>(
-    clients: &[ShardClient<Channel>],
+    replicas: &Replicas,
     first: usize,
     deadline: Instant,
     counters: &Counters,
     call: F,
-) -> Result<T, (usize, Option<Status>)>
+) -> Result<T, (String, Option<Status>)>
 where
-    F: Fn(ShardClient<Channel>) -> Fut,
+    F: Fn(ShardClient<Channel>, usize) -> Fut,
     Fut: std::future::Future<Output = Result<Response<T>, Status>>,
 {
+    let readable = &replicas.readable;
+    if readable.is_empty() {
+        let states: Vec<String> =
+            replicas.addresses.iter().zip(&replicas.states).map(|(a, s)| format!("{a} {s:?}")).collect();
+        let why = format!(
+            "no replica of shard {} is in sync ({}); it serves no reads until one is repaired",
+            replicas.shard,
+            states.join(", ")
+        );
+        return Err((replicas.addresses.join(","), Some(Status::unavailable(why))));
+    }
     let mut last = None;
-    for attempt in 0..clients.len().min(2) {
-        let r = (first + attempt) % clients.len();
+    for attempt in 0..readable.len().min(2) {
+        let r = readable[(first + attempt) % readable.len()];
+        let address = replicas.addresses[r].clone();
         let time = remaining(deadline);
         if time.is_zero() {
-            return Err((r, None));
+            return Err((address, None));
         }
         if attempt > 0 {
             counters.retries.fetch_add(1, Ordering::Relaxed);
         }
-        match tokio::time::timeout(time, call(clients[r].clone())).await {
+        match tokio::time::timeout(time, call(replicas.clients[r].clone(), r)).await {
             Ok(Ok(response)) => return Ok(response.into_inner()),
-            Ok(Err(status)) if status.code() == Code::Unavailable => last = Some((r, Some(status))),
-            Ok(Err(status)) => return Err((r, Some(status))),
-            Err(_) => return Err((r, None)),
+            // FAILED_PRECONDITION from a shard's read: it holds another store than the one
+            // named (it was recreated); the repairer's check marks it stale.
+            Ok(Err(status)) if matches!(status.code(), Code::Unavailable | Code::FailedPrecondition) => {
+                last = Some((address, Some(status)))
+            }
+            Ok(Err(status)) => return Err((address, Some(status))),
+            Err(_) => return Err((address, None)),
         }
     }
-    Err(last.unwrap_or((first, Some(Status::unavailable("the shard has no replicas")))))
+    Err(last.expect("at least one replica was tried"))
 }

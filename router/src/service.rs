@@ -18,10 +18,12 @@ use tracing::Instrument;
 
 use crate::merge::keep_home_copies;
 use crate::replicas::{read_replicas, remaining, Replicas};
+use crate::replicate::Acks;
 use crate::state::follow::{acknowledge, follow, View};
 use crate::state::gate::EpochGate;
 use crate::state::hlc::Clock;
 use crate::state::{ClusterState, ClusterStore, FileStore};
+use crate::writes::Writer;
 use crate::{merge, Error};
 
 /// Limits checked at the edge, and the deadline a request without one gets (the `[limits]`
@@ -36,6 +38,11 @@ pub struct RouterConfig {
     pub max_batch: usize,
     /// Searches in flight at once; more are refused with RESOURCE_EXHAUSTED.
     pub max_concurrent: usize,
+    /// In-sync replicas that must flush a write when another failed (and was marked stale).
+    pub write_quorum: usize,
+    /// The shards' `tombstone_ttl_s`: a replica out of sync for longer is repaired as a copy
+    /// of an in-sync one (what only it holds from before then may be a purged delete).
+    pub tombstone_ttl_s: u64,
 }
 
 impl Default for RouterConfig {
@@ -46,6 +53,8 @@ impl Default for RouterConfig {
             max_k: 1000,
             max_batch: 256,
             max_concurrent: 256,
+            write_quorum: 1,
+            tombstone_ttl_s: 7 * 24 * 3600,
         }
     }
 }
@@ -60,8 +69,7 @@ pub struct Router {
     pub(crate) member: String,
     /// How to reach nodes (TLS), for shards added later.
     pub(crate) tls: Option<ClientTlsConfig>,
-    /// The versions this router stamps on writes.
-    pub(crate) clock: Clock,
+    pub(crate) writer: Arc<Writer>,
     config: RouterConfig,
     in_flight: Arc<tokio::sync::Semaphore>,
     counters: Arc<Counters>,
@@ -89,6 +97,15 @@ pub struct Counters {
     pub retries: AtomicU64,
     /// Searches refused at the concurrency limit.
     pub refused: AtomicU64,
+    /// Replicas marked stale after a write failed on them.
+    pub marked_stale: AtomicU64,
+    /// Repair passes over a replica, documents and tombstones they copied, and replicas they
+    /// brought back in sync.
+    pub repair_passes: AtomicU64,
+    pub repair_copied: AtomicU64,
+    pub repairs_done: AtomicU64,
+    /// Replicas not in sync (joining, stale, syncing) as of the router's last look.
+    pub replicas_out_of_sync: AtomicU64,
 }
 
 /// What a shard call came to.
@@ -139,22 +156,33 @@ impl Router {
         let epoch = state.epoch;
         let gate = Arc::new(EpochGate::new(epoch, View::build(state, None, tls.as_ref())?));
         store.ack(&member, epoch).await?;
+        let counters: Arc<Counters> = Arc::default();
+        let acks = Acks { store: store.clone(), quorum: config.write_quorum.max(1), counters: counters.clone() };
+        let repairer = crate::repair::Repairer {
+            gate: gate.clone(),
+            acks: acks.clone(),
+            owner: member.clone(),
+            tls: tls.clone(),
+            tombstone_ttl_ms: config.tombstone_ttl_s.saturating_mul(1000),
+        };
         let tasks = vec![
             tokio::spawn(follow(gate.clone(), store.clone(), tls.clone())),
             tokio::spawn(acknowledge(gate.clone(), store.clone(), member.clone())),
             tokio::spawn(crate::rebalance::resume_moves(gate.clone(), store.clone(), member.clone(), tls.clone())),
+            tokio::spawn(repairer.run()),
         ];
         tracing::info!(store = %store.describe(), epoch, member = %member, "router follows the cluster state");
+        let writer = Writer { gate: gate.clone(), store: store.clone(), clock: Clock::new(&member), acks };
         Ok(Router {
             next_encoder: AtomicUsize::new(0),
             gate,
             store,
-            clock: Clock::new(&member),
+            writer: Arc::new(writer),
             member,
             tls,
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent.max(1))),
             config,
-            counters: Arc::default(),
+            counters,
             _tasks: Tasks(tasks),
         })
     }
@@ -205,15 +233,15 @@ impl Router {
         deadline: Instant,
         counters: Arc<Counters>,
     ) -> Outcome {
-        let failure = |r: usize, code: Code, message: String| ShardFailure {
+        let failure = |address: String, code: Code, message: String| ShardFailure {
             shard: s as u32,
-            address: replicas.addresses[r].clone(),
+            address,
             code: format!("{code:?}"),
             message,
         };
-        match read_replicas(&replicas.clients, first, deadline, &counters, |mut c| {
-            let request = request.clone();
-            async move { c.search(proto::trace::traced(request)).await }
+        match read_replicas(&replicas, first, deadline, &counters, |mut c, r| {
+            let request = replicas.request(r, request.clone());
+            async move { c.search(request).await }
         })
         .await
         {
@@ -387,14 +415,13 @@ impl Search for Router {
         let mut out = ClusterStats::default();
         let (_, view) = self.gate.current();
         for (_, replicas) in &view.shards {
-            let mut answer = None;
-            for client in &replicas.clients {
-                let mut client = client.clone();
-                if let Ok(Ok(r)) = tokio::time::timeout(remaining(deadline), client.stats(StatsRequest {})).await {
-                    answer = Some(r.into_inner());
-                    break;
-                }
-            }
+            let first = replicas.next.fetch_add(1, Ordering::Relaxed);
+            let answer = read_replicas(replicas, first, deadline, &self.counters, |mut c, r| {
+                let request = replicas.request(r, StatsRequest {});
+                async move { c.stats(request).await }
+            })
+            .await
+            .ok();
             out.shards_ok += answer.is_some() as u32;
             let stats = answer.unwrap_or_default();
             out.documents += stats.documents;
@@ -415,7 +442,7 @@ impl Search for Router {
             return Err(Error::BadInput(format!("document ids are 1 to 512 bytes, got {:?}", d.id)).into());
         }
         let vectors = self.encode(docs.iter().map(|d| d.text.clone()).collect(), false, deadline).await?;
-        Ok(Response::new(self.write_documents(docs, vectors, deadline).await?))
+        Ok(Response::new(self.writer.upsert(docs, vectors, deadline).await?))
     }
 
     async fn delete(&self, request: Request<DeleteRequest>) -> Result<Response<DeleteResponse>, Status> {
@@ -424,7 +451,7 @@ impl Search for Router {
         if ids.len() > self.config.max_batch {
             return Err(Error::BadInput(format!("a delete names at most {} ids", self.config.max_batch)).into());
         }
-        Ok(Response::new(DeleteResponse { deleted: self.delete_ids(ids, deadline).await? }))
+        Ok(Response::new(DeleteResponse { deleted: self.writer.delete(ids, deadline).await? }))
     }
 
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
@@ -446,9 +473,9 @@ impl Search for Router {
 impl Router {
     async fn get_from(&self, replicas: &Replicas, id: &str, deadline: Instant) -> Result<GetResponse, Status> {
         let first = replicas.next.fetch_add(1, Ordering::Relaxed);
-        let read = read_replicas(&replicas.clients, first, deadline, &self.counters, |mut c| {
-            let request = GetRequest { id: id.to_string() };
-            async move { c.get(proto::trace::traced(request)).await }
+        let read = read_replicas(replicas, first, deadline, &self.counters, |mut c, r| {
+            let request = replicas.request(r, GetRequest { id: id.to_string() });
+            async move { c.get(request).await }
         });
         match read.await {
             Ok(response) => Ok(response),

@@ -1,19 +1,61 @@
 //! The router's writes (Upsert and Delete, after their edge checks in service.rs): entering the
 //! epoch under the move fence, stamping the version, and sending each document to its shard
-//! (mid-move, deletes also where a document used to be).
+//! (mid-move, deletes also where a document used to be). Each write runs in its own task: a
+//! caller that goes away must not stop it between replicas, with some holding the write and
+//! the ones that failed not yet marked stale (replicate.rs).
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Instant;
 
 use proto::v1::{Document, EncodedDocument, Tensor, UpsertResponse};
+use tracing::Instrument;
 
 use crate::placement::group_by;
-use crate::replicas::{delete_on, remaining, upsert_on};
-use crate::service::Router;
+use crate::replicas::remaining;
+use crate::replicate::Acks;
 use crate::state::follow::View;
-use crate::state::gate::Entered;
+use crate::state::gate::{Entered, EpochGate};
+use crate::state::hlc::Clock;
+use crate::state::ClusterStore;
 use crate::Error;
 
-impl Router {
+/// What writes need of the router, shared with their tasks.
+pub(crate) struct Writer {
+    pub gate: Arc<EpochGate<View>>,
+    pub store: Arc<dyn ClusterStore>,
+    /// The versions this router stamps on writes.
+    pub clock: Clock,
+    pub acks: Acks,
+}
+
+/// Runs `write` to its end in a task of its own, whatever becomes of the caller.
+async fn detached<T: Send + 'static>(
+    write: impl Future<Output = Result<T, Error>> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::spawn(write.instrument(tracing::Span::current()))
+        .await
+        .map_err(|e| Error::Unavailable(format!("the write stopped: {e}")))?
+}
+
+impl Writer {
+    /// Upserts encoded documents (see `write_documents`).
+    pub(crate) async fn upsert(
+        self: &Arc<Self>,
+        docs: Vec<Document>,
+        vectors: Vec<Tensor>,
+        deadline: Instant,
+    ) -> Result<UpsertResponse, Error> {
+        let writer = self.clone();
+        detached(async move { writer.write_documents(docs, vectors, deadline).await }).await
+    }
+
+    /// Deletes ids (see `delete_ids`).
+    pub(crate) async fn delete(self: &Arc<Self>, ids: Vec<String>, deadline: Instant) -> Result<u32, Error> {
+        let writer = self.clone();
+        detached(async move { writer.delete_ids(ids, deadline).await }).await
+    }
+
     /// Enters the current epoch for a write: waits while a move's batch is being copied (the
     /// fence), and refuses while this router is out of touch with the store (it may be missing
     /// a change that a write depends on).
@@ -38,7 +80,7 @@ impl Router {
     }
 
     /// Writes encoded documents, each to every replica of its shard, at one new version.
-    pub(crate) async fn write_documents(
+    async fn write_documents(
         &self,
         docs: Vec<Document>,
         vectors: Vec<Tensor>,
@@ -60,7 +102,7 @@ impl Router {
         // deletes the old copy behind its barrier; meanwhile the merge prefers this one.
         let home = |d: &EncodedDocument| d.document.as_ref().map(|d| view.state.home(&d.id));
         for (s, documents) in group_by(documents, home) {
-            let done = upsert_on(s, view.replicas(s), documents, deadline).await?;
+            let done = self.acks.upsert(view.replicas(s), documents, deadline).await?;
             written += done.written;
             replaced += done.replaced;
         }
@@ -69,7 +111,7 @@ impl Router {
 
     /// Deletes `ids` at one new version where they are placed and, mid-move, where they used
     /// to be; returns how many were there.
-    pub(crate) async fn delete_ids(&self, ids: Vec<String>, deadline: Instant) -> Result<u32, Error> {
+    async fn delete_ids(&self, ids: Vec<String>, deadline: Instant) -> Result<u32, Error> {
         let entered = self.enter_for_write(deadline).await?;
         let view = entered.view();
         let version = self.clock.now();
@@ -77,7 +119,7 @@ impl Router {
         let now = group_by(ids, |id| Some(view.state.home(id)));
         let mut deleted = 0;
         for (s, ids) in old.into_iter().chain(now) {
-            deleted += delete_on(s, view.replicas(s), ids, version, deadline).await?;
+            deleted += self.acks.delete(view.replicas(s), ids, version, deadline).await?;
         }
         Ok(deleted)
     }

@@ -248,6 +248,12 @@ impl proto::v1::shard_server::Shard for Stalled {
     ) -> Result<tonic::Response<proto::v1::ExportResponse>, tonic::Status> {
         Err(tonic::Status::unimplemented("stalled"))
     }
+    async fn list_versions(
+        &self,
+        _: tonic::Request<proto::v1::ListRequest>,
+    ) -> Result<tonic::Response<proto::v1::ListVersionsResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("stalled"))
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

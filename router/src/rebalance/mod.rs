@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status};
 use crate::service::Router;
 use crate::state::follow::View;
 use crate::state::gate::EpochGate;
-use crate::state::ClusterStore;
+use crate::state::{ClusterStore, MOVE_LOCK};
 use crate::Error;
 
 /// What to move.
@@ -52,7 +52,7 @@ pub struct Mover {
 impl Mover {
     /// Takes the move lock (or says who holds it) and runs `request` to its end.
     pub async fn run(&self, request: MoveRequest) -> Result<Done, Error> {
-        match self.store.lock_moves(&self.owner).await? {
+        match self.lock_moves().await? {
             Some(holder) => Err(Error::Precondition(format!(
                 "a move is being run by {holder}; it is resumed here once that process has ended \
                  (its lease runs out a few seconds after it dies)"
@@ -61,10 +61,24 @@ impl Mover {
         }
     }
 
+    /// Takes the move lock, or says who holds it.
+    async fn lock_moves(&self) -> Result<Option<String>, Error> {
+        // A move kept only in memory dies with the router half-done, and the router's config
+        // then names the wrong shards: moves need a store that outlives the process.
+        if !self.store.durable() {
+            return Err(Error::Precondition(
+                "this router keeps the cluster state in memory only: start it with --cluster-store \
+                 (etcd://… or file:///…) to add or remove shards"
+                    .into(),
+            ));
+        }
+        self.store.lock(MOVE_LOCK, &self.owner).await
+    }
+
     /// Runs `request` with the move lock held, and lets the lock go.
     async fn run_locked(&self, request: MoveRequest) -> Result<Done, Error> {
         let done = self.drive(request).await;
-        if let Err(e) = self.store.unlock_moves(&self.owner).await {
+        if let Err(e) = self.store.unlock(MOVE_LOCK, &self.owner).await {
             tracing::warn!(error = %e, "could not let the move lock go; it lapses with this process's lease");
         }
         done
@@ -79,7 +93,7 @@ impl Mover {
                 request = MoveRequest::Resume;
             }
         }
-        while let Some(holder) = self.store.lock_moves(&self.owner).await? {
+        while let Some(holder) = self.lock_moves().await? {
             tracing::info!(%holder, "another process moves; waiting until it ends or its lease lapses");
             tokio::time::sleep(Duration::from_secs(1)).await;
         }

@@ -23,15 +23,18 @@
 //! again never overwrites a newer write or brings a deleted document back.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use proto::v1::shard_client::ShardClient;
 use proto::v1::{EncodedDocument, ExportRequest, ListRequest, StatsRequest};
+use tonic::transport::Channel;
 use tonic::{Response, Status};
 
 use super::{failpoint, Done, MoveRequest, Mover};
 use crate::placement::group_by;
-use crate::replicas::{delete_on, upsert_on, Replicas};
+use crate::replicas::{read_replicas, Replicas};
+use crate::replicate::Acks;
+use crate::service::Counters;
 use crate::state::follow::barrier;
 use crate::state::{ClusterState, Move, MoveKind, Phase, Shard};
 use crate::Error;
@@ -74,13 +77,18 @@ impl Mover {
         if state.moving.as_ref().is_some_and(|m| m.phase == Phase::Starting) {
             state = self.commit(&state, |m| m.phase = Phase::Walking).await?;
         }
-        let mut clients: HashMap<u64, Arc<Replicas>> = HashMap::new();
+        let mut clients = HashMap::new();
         loop {
             let m = state.moving.clone().expect("a move is under way");
             let Some(source) = m.from.get(m.source) else { break };
             let source_replicas = self.replicas(&mut clients, source)?;
             let page = ListRequest { after: m.after.clone(), limit: PAGE };
-            let ids = call(source_replicas.clients[0].clone().list(page)).await?.ids;
+            let ids = read(&source_replicas, |mut c, r| {
+                let page = source_replicas.request(r, page.clone());
+                async move { c.list(page).await }
+            })
+            .await?
+            .ids;
             let Some(last) = ids.last().cloned() else {
                 state = self
                     .commit(&state, |m| (m.source, m.after, m.phase) = (m.source + 1, String::new(), Phase::Walking))
@@ -90,7 +98,7 @@ impl Mover {
             let leaving: Vec<String> = ids.into_iter().filter(|id| state.home(id) != source.id).collect();
             let mut moved = 0;
             if !leaving.is_empty() {
-                let from = (source.id, &*source_replicas);
+                let from = (source.id, &source_replicas);
                 moved = self.move_batch(&mut state, &mut clients, from, leaving, &last).await?;
             }
             state = self
@@ -114,7 +122,7 @@ impl Mover {
     async fn move_batch(
         &self,
         state: &mut ClusterState,
-        clients: &mut HashMap<u64, Arc<Replicas>>,
+        clients: &mut HashMap<String, ShardClient<Channel>>,
         (source, from): (u64, &Replicas),
         ids: Vec<String>,
         last: &str,
@@ -122,13 +130,19 @@ impl Mover {
         *state = self.commit(state, |m| m.phase = Phase::Fenced { last: last.to_string() }).await?;
         barrier(self.store.as_ref(), state.epoch).await?;
         failpoint::point("fenced").await;
-        let documents = call(from.clients[0].clone().export(ExportRequest { ids })).await?.documents;
+        let export = ExportRequest { ids };
+        let documents = read(from, |mut c, r| {
+            let export = from.request(r, export.clone());
+            async move { c.export(export).await }
+        })
+        .await?
+        .documents;
         let home = |d: &EncodedDocument| d.document.as_ref().map(|d| state.home(&d.id));
         let mut copied = Vec::new();
         for (home, documents) in group_by(documents, home) {
             let shard = state.shard(home).expect("homes are shards of the map");
             copied.extend(documents.iter().filter_map(|d| d.document.as_ref().map(|d| d.id.clone())));
-            upsert_on(home, &*self.replicas(clients, shard)?, documents, Instant::now() + STEP).await?;
+            self.acks().upsert(&self.replicas(clients, shard)?, documents, Instant::now() + STEP).await?;
         }
         failpoint::point("copied").await;
         *state = self.commit(state, |m| m.phase = Phase::Copied { last: last.to_string() }).await?;
@@ -137,19 +151,20 @@ impl Mover {
         let count = copied.len() as u64;
         if !copied.is_empty() {
             // Unversioned: the documents moved, they were not deleted, so no tombstone.
-            delete_on(source, from, copied, 0, Instant::now() + STEP).await?;
+            let from = self.replicas(clients, state.shard(source).expect("the source is read until the end"))?;
+            self.acks().delete(&from, copied, 0, Instant::now() + STEP).await?;
         }
         Ok(count)
     }
 
     /// Puts a new shard (running and empty on every replica) at the end of the map.
     async fn start_add(&self, state: ClusterState, replicas: &[String]) -> Result<ClusterState, Error> {
-        let new = Replicas::connect(replicas, self.tls.as_ref())?;
-        check_empty(&new).await?;
         let id = state.next_id;
+        let shard = Shard::new(id, replicas);
+        check_empty(&Replicas::connect(&shard, self.tls.as_ref(), &HashMap::new())?).await?;
         let next = state.changed(|s| {
             s.moving = Some(Move::new(MoveKind::Add { shard: id }, s.shards.clone()));
-            s.shards.push(Shard::new(id, replicas));
+            s.shards.push(shard.clone());
             s.next_id += 1;
         });
         self.replace(&state, next, "adding the shard").await
@@ -174,16 +189,29 @@ impl Mover {
     }
 
     /// The state with the move changed by `change`, stored.
-    async fn commit(&self, state: &ClusterState, change: impl FnOnce(&mut Move)) -> Result<ClusterState, Error> {
+    async fn commit(&self, state: &ClusterState, change: impl Fn(&mut Move)) -> Result<ClusterState, Error> {
         self.commit_state(state, |s| change(s.moving.as_mut().expect("a move is under way"))).await
     }
 
+    /// `change` applied to the stored state. Routers change replica states while a move runs
+    /// (a failed write marks a replica stale): on such a change the step is applied to the
+    /// state as it is now; any other change means another process moves.
     async fn commit_state(
         &self,
         state: &ClusterState,
-        change: impl FnOnce(&mut ClusterState),
+        change: impl Fn(&mut ClusterState),
     ) -> Result<ClusterState, Error> {
-        self.replace(state, state.changed(change), "recording the move").await
+        let mut now = state.clone();
+        loop {
+            let next = now.changed(&change);
+            if self.store.replace(Some(&now), &next, Some(&self.owner)).await? {
+                return Ok(next);
+            }
+            match self.store.load().await? {
+                Some(stored) if progress(&stored) == progress(state) => now = stored,
+                _ => return self.replace(&now, next, "recording the move").await,
+            }
+        }
     }
 
     async fn replace(&self, state: &ClusterState, next: ClusterState, what: &str) -> Result<ClusterState, Error> {
@@ -196,13 +224,16 @@ impl Mover {
         )))
     }
 
-    fn replicas(&self, clients: &mut HashMap<u64, Arc<Replicas>>, shard: &Shard) -> Result<Arc<Replicas>, Error> {
-        if let Some(r) = clients.get(&shard.id) {
-            return Ok(r.clone());
-        }
-        let r = Arc::new(Replicas::connect(&shard.addresses(), self.tls.as_ref())?);
-        clients.insert(shard.id, r.clone());
-        Ok(r)
+    /// `shard`'s replicas as the move's state has them now (their channels kept by address).
+    fn replicas(&self, clients: &mut HashMap<String, ShardClient<Channel>>, shard: &Shard) -> Result<Replicas, Error> {
+        let replicas = Replicas::connect(shard, self.tls.as_ref(), clients)?;
+        clients.extend(replicas.known());
+        Ok(replicas)
+    }
+
+    /// How the move's writes are acknowledged (replicate.rs), as a router's are.
+    fn acks(&self) -> Acks {
+        Acks { store: self.store.clone(), quorum: 1, counters: Default::default() }
     }
 }
 
@@ -264,11 +295,25 @@ async fn check_empty(replicas: &Replicas) -> Result<(), Error> {
     Ok(())
 }
 
-/// One shard call under the step's time limit.
-async fn call<T>(f: impl std::future::Future<Output = Result<Response<T>, Status>>) -> Result<T, Error> {
-    match tokio::time::timeout(STEP, f).await {
-        Ok(Ok(response)) => Ok(response.into_inner()),
-        Ok(Err(status)) => Err(Error::Unavailable(format!("moving documents: {}", status.message()))),
-        Err(_) => Err(Error::Deadline("moving documents".into())),
+/// A read of the move from an in-sync replica of `replicas` (another when one is down),
+/// under the step's time limit.
+async fn read<T, F, Fut>(replicas: &Replicas, call: F) -> Result<T, Error>
+where
+    F: Fn(ShardClient<Channel>, usize) -> Fut,
+    Fut: std::future::Future<Output = Result<Response<T>, Status>>,
+{
+    let counters = Counters::default();
+    match read_replicas(replicas, 0, Instant::now() + STEP, &counters, call).await {
+        Ok(answer) => Ok(answer),
+        Err((address, Some(status))) => {
+            Err(Error::Unavailable(format!("moving documents: {address}: {}", status.message())))
+        }
+        Err((address, None)) => Err(Error::Deadline(format!("moving documents, waiting for {address}"))),
     }
+}
+
+/// What only a mover changes: the shards and the move's steps (not replica states).
+fn progress(state: &ClusterState) -> (Vec<u64>, Option<(MoveKind, usize, String, Phase, u64)>) {
+    let m = state.moving.as_ref().map(|m| (m.kind.clone(), m.source, m.after.clone(), m.phase.clone(), m.moved));
+    (state.shards.iter().map(|s| s.id).collect(), m)
 }

@@ -1,7 +1,8 @@
 //! The store in etcd, for many routers. Keys under `PREFIX/`: `state` (the JSON state,
 //! replaced only by a transaction that compares the old value), `routers/ID` (the epoch router
-//! ID acknowledged) and `mover` (who runs the move). The last two hang on this process's lease,
-//! so a process that dies lets go of them when the lease runs out.
+//! ID acknowledged), `locks/NAME` (who runs the move, who repairs a shard) and `reports/KEY`
+//! (a repair's progress). All but the state hang on this process's lease, so a process that
+//! dies lets go of them when the lease runs out.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -158,7 +159,7 @@ impl ClusterStore for EtcdStore {
             Some(state) => Compare::value(key.clone(), CompareOp::Equal, bytes(state)),
         }];
         if let Some(owner) = mover {
-            compare.push(Compare::value(self.key("mover"), CompareOp::Equal, owner));
+            compare.push(Compare::value(self.key(&format!("locks/{}", super::MOVE_LOCK)), CompareOp::Equal, owner));
         }
         let txn = Txn::new().when(compare).and_then([TxnOp::put(key, bytes(next), None)]);
         let done = self.client.clone().txn(txn).await.map_err(self.failed("writing the state"))?;
@@ -218,14 +219,14 @@ impl ClusterStore for EtcdStore {
         Ok(acks)
     }
 
-    async fn lock_moves(&self, owner: &str) -> Result<Option<String>, Error> {
+    async fn lock(&self, name: &str, owner: &str) -> Result<Option<String>, Error> {
         let lease = self.lease_id().await?;
-        let key = self.key("mover");
+        let key = self.key(&format!("locks/{name}"));
         let txn = Txn::new()
             .when([Compare::version(key.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key.clone(), owner, Some(PutOptions::new().with_lease(lease)))])
             .or_else([TxnOp::get(key, None)]);
-        let done = self.client.clone().txn(txn).await.map_err(self.failed("taking the move lock"))?;
+        let done = self.client.clone().txn(txn).await.map_err(self.failed("taking a lock"))?;
         if done.succeeded() {
             return Ok(None);
         }
@@ -237,13 +238,34 @@ impl ClusterStore for EtcdStore {
         Ok((holder != owner).then_some(holder))
     }
 
-    async fn unlock_moves(&self, owner: &str) -> Result<(), Error> {
-        let key = self.key("mover");
+    async fn unlock(&self, name: &str, owner: &str) -> Result<(), Error> {
+        let key = self.key(&format!("locks/{name}"));
         let txn = Txn::new()
             .when([Compare::value(key.clone(), CompareOp::Equal, owner)])
             .and_then([TxnOp::delete(key, None)]);
-        self.client.clone().txn(txn).await.map_err(self.failed("letting the move lock go"))?;
+        self.client.clone().txn(txn).await.map_err(self.failed("letting a lock go"))?;
         Ok(())
+    }
+
+    async fn report(&self, key: &str, value: &str) -> Result<(), Error> {
+        let lease = self.lease_id().await?;
+        let options = PutOptions::new().with_lease(lease);
+        let key = self.key(&format!("reports/{key}"));
+        self.client.clone().put(key, value, Some(options)).await.map_err(self.failed("reporting"))?;
+        Ok(())
+    }
+
+    async fn reports(&self) -> Result<Vec<(String, String)>, Error> {
+        let prefix = self.key("reports/");
+        let options = GetOptions::new().with_prefix();
+        let got =
+            self.client.clone().get(prefix.clone(), Some(options)).await.map_err(self.failed("reading reports"))?;
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        Ok(got.kvs().iter().map(|kv| (text(&kv.key()[prefix.len()..]), text(kv.value()))).collect())
+    }
+
+    fn durable(&self) -> bool {
+        true
     }
 
     fn in_touch(&self) -> bool {

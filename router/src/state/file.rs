@@ -1,6 +1,6 @@
 //! The embedded store: the state as one JSON file (or only in memory), for `jacolbert local`
 //! and single-router set-ups. One process owns the file (an exclusive lock beside it), so its
-//! routers' acknowledgements and the move lock live in that process's memory.
+//! routers' acknowledgements, the locks and the reports live in that process's memory.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -21,7 +21,9 @@ pub struct FileStore {
     _lock: Option<File>,
     state: watch::Sender<Option<ClusterState>>,
     acks: Mutex<HashMap<String, u64>>,
-    mover: Mutex<Option<String>>,
+    /// Lock name → holder, and report key → value: this process's only.
+    locks: Mutex<HashMap<String, String>>,
+    reports: Mutex<HashMap<String, String>>,
 }
 
 impl FileStore {
@@ -62,7 +64,8 @@ impl FileStore {
             _lock: lock,
             state: watch::Sender::new(state),
             acks: Mutex::default(),
-            mover: Mutex::default(),
+            locks: Mutex::default(),
+            reports: Mutex::default(),
         }
     }
 
@@ -94,7 +97,8 @@ impl ClusterStore for FileStore {
         next: &ClusterState,
         mover: Option<&str>,
     ) -> Result<bool, Error> {
-        if mover.is_some() && self.mover.lock().unwrap_or_else(|e| e.into_inner()).as_deref() != mover {
+        let holder = |locks: &HashMap<String, String>| locks.get(super::MOVE_LOCK).cloned();
+        if mover.is_some() && holder(&self.locks.lock().unwrap_or_else(|e| e.into_inner())).as_deref() != mover {
             return Ok(false);
         }
         let mut result = Ok(false);
@@ -131,32 +135,37 @@ impl ClusterStore for FileStore {
         Ok(self.acks.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(m, e)| (m.clone(), *e)).collect())
     }
 
-    async fn lock_moves(&self, owner: &str) -> Result<Option<String>, Error> {
-        // A move kept only in memory dies with the router half-done, and the router's config
-        // then names the wrong shards: moves need a store that outlives the process.
-        if self.path.is_none() {
-            return Err(Error::Precondition(
-                "this router keeps the cluster state in memory only: start it with --cluster-store \
-                 (etcd://… or file:///…) to add or remove shards"
-                    .into(),
-            ));
-        }
-        let mut mover = self.mover.lock().unwrap_or_else(|e| e.into_inner());
-        match mover.as_deref() {
-            Some(holder) if holder != owner => Ok(Some(holder.to_string())),
+    async fn lock(&self, name: &str, owner: &str) -> Result<Option<String>, Error> {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        match locks.get(name) {
+            Some(holder) if holder != owner => Ok(Some(holder.clone())),
             _ => {
-                *mover = Some(owner.to_string());
+                locks.insert(name.to_string(), owner.to_string());
                 Ok(None)
             }
         }
     }
 
-    async fn unlock_moves(&self, owner: &str) -> Result<(), Error> {
-        let mut mover = self.mover.lock().unwrap_or_else(|e| e.into_inner());
-        if mover.as_deref() == Some(owner) {
-            *mover = None;
+    async fn unlock(&self, name: &str, owner: &str) -> Result<(), Error> {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        if locks.get(name).is_some_and(|h| h == owner) {
+            locks.remove(name);
         }
         Ok(())
+    }
+
+    async fn report(&self, key: &str, value: &str) -> Result<(), Error> {
+        self.reports.lock().unwrap_or_else(|e| e.into_inner()).insert(key.to_string(), value.to_string());
+        Ok(())
+    }
+
+    async fn reports(&self) -> Result<Vec<(String, String)>, Error> {
+        let reports = self.reports.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(reports.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    }
+
+    fn durable(&self) -> bool {
+        self.path.is_some()
     }
 
     fn in_touch(&self) -> bool {
@@ -174,6 +183,7 @@ impl ClusterStore for FileStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::MOVE_LOCK;
 
     #[tokio::test]
     async fn replaces_only_what_it_expects_and_survives_a_reopen() {
@@ -193,8 +203,9 @@ mod tests {
             assert!(store.replace(Some(&first), &second, None).await.unwrap());
             assert_eq!(wait.await.unwrap(), second);
             // The move lock: one owner at a time, and a mover's write needs it.
-            assert_eq!(store.lock_moves("a").await.unwrap(), None);
-            assert_eq!(store.lock_moves("b").await.unwrap(), Some("a".into()));
+            assert_eq!(store.lock(MOVE_LOCK, "a").await.unwrap(), None);
+            assert_eq!(store.lock(MOVE_LOCK, "b").await.unwrap(), Some("a".into()));
+            assert_eq!(store.lock("repair/0", "b").await.unwrap(), None, "locks are independent");
             let third = second.changed(|_| ());
             assert!(!store.replace(Some(&second), &third, Some("b")).await.unwrap());
             assert!(store.replace(Some(&second), &third, Some("a")).await.unwrap());

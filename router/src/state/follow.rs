@@ -29,16 +29,12 @@ impl View {
         if state.encoders.is_empty() || state.shards.is_empty() {
             return Err(Error::Store("the cluster state lists no encoder or no shard".into()));
         }
-        let known: HashMap<u64, &Arc<Replicas>> =
-            before.iter().flat_map(|v| v.shards.iter().map(|(id, r)| (*id, r))).collect();
+        // Channels are kept by address: a replica's new state needs no new connection.
+        let known: HashMap<String, _> =
+            before.iter().flat_map(|v| v.shards.iter().flat_map(|(_, r)| r.known())).collect();
         let mut shards = Vec::new();
         for shard in state.all_shards() {
-            let addresses = shard.addresses();
-            let replicas = match known.get(&shard.id) {
-                Some(r) if r.addresses == addresses => Arc::clone(r),
-                _ => Arc::new(Replicas::connect(&addresses, tls)?),
-            };
-            shards.push((shard.id, replicas));
+            shards.push((shard.id, Arc::new(Replicas::connect(shard, tls, &known)?)));
         }
         let encoders = match before {
             Some(v) if v.encoder_addresses == state.encoders => v.encoders.clone(),

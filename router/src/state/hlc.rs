@@ -48,6 +48,14 @@ impl Clock {
     }
 }
 
+/// When `version` was stamped, in Unix milliseconds (0 for an unversioned write).
+pub fn unix_ms(version: u64) -> u64 {
+    match version {
+        0 => 0,
+        v => (v >> (COUNTER_BITS + WRITER_BITS)) + EPOCH_MS,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +76,7 @@ mod tests {
         assert_ne!(clock.after(3_000), other.after(3_000));
         assert!(other.after(3_001) > clock.after(3_000));
         assert!(clock.now() >> 22 > 150_000_000_000, "the wall clock's milliseconds since 2020");
+        let stamped = unix_ms(clock.now());
+        assert!(stamped.abs_diff(crate::state::now_ms()) < 5_000, "{stamped}");
     }
 }

@@ -8,6 +8,7 @@ pub(crate) mod follow;
 pub mod gate;
 pub mod hlc;
 pub mod model;
+pub mod replica;
 
 use std::sync::Arc;
 
@@ -16,6 +17,14 @@ pub use file::FileStore;
 pub use model::{ClusterState, Move, MoveKind, Phase, Replica, ReplicaState, Shard};
 
 use crate::Error;
+
+/// The lock one process holds while it runs a move.
+pub const MOVE_LOCK: &str = "mover";
+
+/// The lock one process holds while it repairs a replica of shard `id`.
+pub fn repair_lock(id: u64) -> String {
+    format!("repair/{id}")
+}
 
 /// Where cluster state lives. One value per process: its records (acknowledged epochs, the
 /// move lock) live as long as the process keeps its lease.
@@ -44,11 +53,22 @@ pub trait ClusterStore: Send + Sync + 'static {
     /// The live routers and the epochs they acknowledged.
     async fn acks(&self) -> Result<Vec<(String, u64)>, Error>;
 
-    /// Takes the move lock for `owner`; `Ok(Some(holder))` when another owner has it.
-    async fn lock_moves(&self, owner: &str) -> Result<Option<String>, Error>;
+    /// Takes the lock `name` for `owner` (`MOVE_LOCK`, or one shard's repair lock); it lapses
+    /// with the process. `Ok(Some(holder))` when another owner has it.
+    async fn lock(&self, name: &str, owner: &str) -> Result<Option<String>, Error>;
 
-    /// Lets the move lock go, when `owner` holds it.
-    async fn unlock_moves(&self, owner: &str) -> Result<(), Error>;
+    /// Lets the lock `name` go, when `owner` holds it.
+    async fn unlock(&self, name: &str, owner: &str) -> Result<(), Error>;
+
+    /// Publishes what this process is doing under `key` (a repair's progress) for as long as
+    /// it lives, for `cluster status`.
+    async fn report(&self, key: &str, value: &str) -> Result<(), Error>;
+
+    /// Every live process's reports, by key.
+    async fn reports(&self) -> Result<Vec<(String, String)>, Error>;
+
+    /// Whether the state outlives this process (not the memory-only store).
+    fn durable(&self) -> bool;
 
     /// Whether this process's lease is known to be alive: a router that has lost touch with the
     /// store may be missing a change, so it refuses writes until it is back in touch.
@@ -56,6 +76,11 @@ pub trait ClusterStore: Send + Sync + 'static {
 
     /// The store, for messages.
     fn describe(&self) -> String;
+}
+
+/// Milliseconds since the Unix epoch, as replica states record them.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Opens the store a `--cluster-store` URL names.

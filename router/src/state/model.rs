@@ -34,15 +34,27 @@ pub struct Shard {
 pub struct Replica {
     pub address: String,
     pub state: ReplicaState,
+    /// The identity of the store it held when it was last known in sync (`ShardStats.store`):
+    /// reads name it, so a replica recreated empty refuses them instead of answering wrongly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+    /// When it left `in_sync` (Unix milliseconds): past the shards' tombstone time to live, a
+    /// repair no longer trusts what only it holds from before then (a purged delete).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_ms: Option<u64>,
 }
 
 /// DESIGN.md §9: `joining` is being filled, `in_sync` serves reads, `stale` missed writes
-/// (receives writes, serves no reads until repaired), `removed` takes nothing.
+/// (receives writes, serves no reads until repaired), `removed` takes nothing. One more than
+/// the design names: `syncing`, a replica a repair found caught up and checks once more with
+/// writes flowing; a write that fails on it makes it `stale` again, so a replica becomes
+/// `in_sync` only when no write it missed can have slipped past the check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReplicaState {
     Joining,
     InSync,
+    Syncing,
     Stale,
     Removed,
 }
@@ -132,6 +144,20 @@ impl ClusterState {
         (old != self.home(id)).then_some(old)
     }
 
+    /// Changes the replica `address` of shard `id` with `change`, in the map and (mid-move) in
+    /// the old one, which keep their own copies; whether it was there.
+    pub fn change_replica(&mut self, id: u64, address: &str, change: impl Fn(&mut Replica)) -> bool {
+        let mut found = false;
+        let old = self.moving.iter_mut().flat_map(|m| m.from.iter_mut());
+        for shard in self.shards.iter_mut().chain(old).filter(|s| s.id == id) {
+            for replica in shard.replicas.iter_mut().filter(|r| r.address == address) {
+                change(replica);
+                found = true;
+            }
+        }
+        found
+    }
+
     /// Whether client writes must wait now.
     pub fn fenced(&self) -> bool {
         matches!(self.moving, Some(Move { phase: Phase::Starting | Phase::Fenced { .. }, .. }))
@@ -145,13 +171,32 @@ pub fn home(shards: &[Shard], id: &str) -> u64 {
 
 impl Shard {
     pub fn new(id: u64, addresses: &[String]) -> Shard {
-        let replicas = addresses.iter().map(|a| Replica { address: a.clone(), state: ReplicaState::InSync }).collect();
+        let replicas = addresses.iter().map(|a| Replica::new(a, ReplicaState::InSync)).collect();
         Shard { id, replicas }
+    }
+
+    /// The replica at `address`.
+    pub fn replica(&self, address: &str) -> Option<&Replica> {
+        self.replicas.iter().find(|r| r.address == address)
     }
 
     /// The addresses of the replicas that take writes (all but removed ones).
     pub fn addresses(&self) -> Vec<String> {
         self.replicas.iter().filter(|r| r.state != ReplicaState::Removed).map(|r| r.address.clone()).collect()
+    }
+}
+
+impl Replica {
+    pub fn new(address: &str, state: ReplicaState) -> Replica {
+        Replica { address: address.to_string(), state, store: None, since_ms: None }
+    }
+
+    /// This replica out of sync from now on (`Stale`, or another state out of sync).
+    pub fn leave_sync(&mut self, state: ReplicaState, now_ms: u64) {
+        if self.state == ReplicaState::InSync || self.since_ms.is_none() {
+            self.since_ms = Some(now_ms);
+        }
+        self.state = state;
     }
 }
 
