@@ -204,7 +204,7 @@ impl Run {
         let dir = tempfile::tempdir().unwrap();
         let etcd = Etcd::start(dir.path());
         let store = etcd.url(prefix);
-        let mut c = Cluster::start_on_store(dir.path(), 2, &store);
+        let mut c = Cluster::start_on_store(dir.path(), 2, 1, &store);
         let second = c.start_router();
         let routers = vec![client(&c.router).await, client(&second).await];
         load(&mut routers[0].clone()).await;

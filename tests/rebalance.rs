@@ -19,7 +19,7 @@ const DOCS: usize = 600;
 async fn a_fourth_shard_takes_its_documents_while_answers_stay_complete() {
     let dir = tempfile::tempdir().unwrap();
     let store = format!("file://{}", dir.path().join("cluster.json").display());
-    let mut c = Cluster::start_on_store(dir.path(), 3, &store);
+    let mut c = Cluster::start_on_store(dir.path(), 3, 1, &store);
     let mut client = c.client().await;
     for batch in documents(DOCS).chunks(100) {
         client.upsert(UpsertRequest { documents: batch.to_vec() }).await.unwrap();

@@ -137,10 +137,10 @@ impl Cluster {
         Cluster::start_inner(dir, shards, replicas, index, RouterSetup { tables: router, ..Default::default() }, every)
     }
 
-    /// `shards` shards of one replica and a router whose cluster state is in `store` (a
+    /// `shards` shards of `replicas` replicas and a router whose cluster state is in `store` (a
     /// `--cluster-store` URL), written there first by `jacolbert cluster init`.
-    pub fn start_on_store(dir: &Path, shards: usize, store: &str) -> Cluster {
-        Cluster::start_inner(dir, shards, 1, "", RouterSetup { store: Some(store), ..Default::default() }, "")
+    pub fn start_on_store(dir: &Path, shards: usize, replicas: usize, store: &str) -> Cluster {
+        Cluster::start_inner(dir, shards, replicas, "", RouterSetup { store: Some(store), ..Default::default() }, "")
     }
 
     fn start_inner(
@@ -201,11 +201,13 @@ impl Cluster {
         cluster
     }
 
-    /// Starts one more router with the first one's config; returns its address.
+    /// Starts one more router with the first one's config; returns its address (its metrics
+    /// are under "router-N" in `metrics`).
     pub fn start_router(&mut self) -> String {
         let (address, metrics) = (free_address(), free_address());
         let name = format!("router-{}", self._others.len());
         let router = start(&self.dir, "router", &name, &self.router_config, &address, &metrics);
+        self.metrics.insert(name, metrics);
         self._others.push(router);
         address
     }
@@ -227,6 +229,17 @@ impl Cluster {
         let node = self.start_shard(s, 0);
         self.shards.push(vec![Some(node)]);
         self.shard_addresses[s][0].clone()
+    }
+
+    /// Starts a new, empty replica process for shard `shard` that the cluster state does not
+    /// list yet (for `jacolbert replica add`); returns its address.
+    pub fn start_extra_replica(&mut self, shard: usize) -> String {
+        let r = self.shard_addresses[shard].len();
+        self.shard_addresses[shard].push(free_address());
+        self.metrics.insert(format!("shard-{shard}-{r}"), free_address());
+        let node = self.start_shard(shard, r);
+        self.shards[shard].push(Some(node));
+        self.shard_addresses[shard][r].clone()
     }
 
     pub async fn client(&self) -> SearchClient<Channel> {
