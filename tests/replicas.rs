@@ -330,3 +330,101 @@ async fn writes_survive_killed_and_frozen_replicas_and_repair_makes_them_identic
     assert!(acked > 100 && deletes > 10, "too few writes acknowledged to tell anything");
     assert!(kills > 0 && stops > 0 && repairs > 0.0, "the nemesis did not bite");
 }
+
+/// Reads through the router for `time`: every live id found, every deleted one not, and a
+/// search for everything complete and exact. Returns how many reads ran.
+async fn reads_exact(
+    router: &mut SearchClient<Channel>,
+    live: &BTreeSet<String>,
+    gone: &[String],
+    time: Duration,
+) -> usize {
+    let (started, mut reads) = (Instant::now(), 0);
+    while started.elapsed() < time {
+        for id in live.iter().step_by(7) {
+            let got = router.get(GetRequest { id: id.clone() }).await;
+            assert!(got.is_ok(), "{id} not read: {got:?}");
+        }
+        for id in gone {
+            let got = router.get(GetRequest { id: id.clone() }).await.unwrap_err();
+            assert_eq!(got.code(), tonic::Code::NotFound, "{id}: {got:?}");
+        }
+        let answer = router.search(request("日本", live.len() as u32 + 20, Some(false))).await.unwrap().into_inner();
+        let found: BTreeSet<String> = answer.hits.into_iter().map(|h| h.id).collect();
+        assert_eq!(&found, live, "a search saw a replica's gaps");
+        reads += live.len() / 7 + gone.len() + 1;
+    }
+    reads
+}
+
+fn replica_command(args: &[&str]) -> std::process::Output {
+    jacolbert().arg("replica").args(args).output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_replica_a_lost_data_directory_and_a_replaced_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(dir.path());
+    let store = etcd.url("single");
+    let mut c = Cluster::start_on_store(dir.path(), 1, 2, &store);
+    let mut router = c.client().await;
+    let all = documents(100);
+    router.upsert(UpsertRequest { documents: all[..60].to_vec() }).await.unwrap();
+    let (first, second) = (c.shard_addresses[0][0].clone(), c.shard_addresses[0][1].clone());
+
+    // One of two replicas dead: writes and deletes are acknowledged (write_quorum 1), and the
+    // dead one is marked stale first.
+    drop(c.shards[0][1].take());
+    router.upsert(UpsertRequest { documents: all[60..].to_vec() }).await.expect("a write with one replica dead");
+    let gone: Vec<String> = (0..5).map(|i| format!("d{i}")).collect();
+    let deleted = router.delete(DeleteRequest { ids: gone.clone(), version: 0 }).await.unwrap().into_inner();
+    assert_eq!(deleted.deleted, 5);
+    assert_eq!(replica_state(&store, &second), "stale");
+    // Back, it misses 40 documents and 5 deletes; reads never see that, before and while it
+    // is repaired.
+    c.shards[0][1] = Some(c.start_shard(0, 1));
+    let live: BTreeSet<String> = (5..100).map(|i| format!("d{i}")).collect();
+    let reads = reads_exact(&mut router, &live, &gone, Duration::from_secs(3)).await;
+    let repaired = wait_in_sync(&store, Duration::from_secs(30)).await;
+    assert_eq!(identical_replicas(&store).await[0].1.len(), live.len());
+    println!("dead replica: {reads} reads exact while it came back; in sync {repaired:?} later");
+
+    // A replica whose data directory is lost comes back empty under another store identity: it
+    // answers no read, is marked stale, repaired, and only then serves.
+    let known = cluster_status(&store)["shards"][0]["replicas"][0]["store"].clone();
+    assert!(known.is_string(), "the store of an in-sync replica is recorded: {known}");
+    drop(c.shards[0][0].take());
+    std::fs::remove_dir_all(c.dir.join("shard-0-0")).unwrap();
+    c.shards[0][0] = Some(c.start_shard(0, 0));
+    let reads = reads_exact(&mut router, &live, &gone, Duration::from_secs(3)).await;
+    wait_in_sync(&store, Duration::from_secs(30)).await;
+    let now = cluster_status(&store)["shards"][0]["replicas"][0]["store"].clone();
+    assert!(now.is_string() && now != known, "the recreated store is recorded: {known} then {now}");
+    assert_eq!(identical_replicas(&store).await[0].1.len(), live.len());
+    println!("lost data directory: {reads} reads exact while it was repaired");
+
+    // A node replaced: a new empty replica is added (joining until repaired), the old one
+    // removed; the last replica in sync cannot be.
+    let third = c.start_extra_replica(0);
+    let out = replica_command(&["add", "--cluster-store", &store, "--shard", "0", &third]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let again = replica_command(&["add", "--cluster-store", &store, "--shard", "0", &third]);
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("already a replica"));
+    let nowhere = replica_command(&["add", "--cluster-store", &store, "--shard", "7", &third]);
+    assert!(!nowhere.status.success() && String::from_utf8_lossy(&nowhere.stderr).contains("there is no shard 7"));
+    reads_exact(&mut router, &live, &gone, Duration::from_secs(1)).await;
+    wait_in_sync(&store, Duration::from_secs(30)).await;
+    for address in [&first, &second] {
+        let out = replica_command(&["remove", "--cluster-store", &store, "--shard", "0", address]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert_eq!(replica_state(&store, &first), "removed");
+    let last = replica_command(&["remove", "--cluster-store", &store, "--shard", "0", &third]);
+    assert!(!last.status.success() && String::from_utf8_lossy(&last.stderr).contains("last replica"));
+    drop(c.shards[0][0].take());
+    drop(c.shards[0][1].take());
+    reads_exact(&mut router, &live, &gone, Duration::from_secs(1)).await;
+    let stats = router.stats(ClusterStatsRequest {}).await.unwrap().into_inner();
+    assert_eq!(stats.documents, live.len() as u64);
+    assert_eq!(identical_replicas(&store).await[0].1.len(), live.len());
+}
