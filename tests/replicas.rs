@@ -427,4 +427,19 @@ async fn a_dead_replica_a_lost_data_directory_and_a_replaced_node() {
     let stats = router.stats(ClusterStatsRequest {}).await.unwrap().into_inner();
     assert_eq!(stats.documents, live.len() as u64);
     assert_eq!(identical_replicas(&store).await[0].1.len(), live.len());
+
+    // The last replica in sync loses its data: there is nothing to repair it from, so it goes
+    // on serving (empty, under its new store) rather than leaving the shard unreadable.
+    let before = cluster_status(&store)["shards"][0]["replicas"][2]["store"].clone();
+    drop(c.shards[0][2].take());
+    std::fs::remove_dir_all(c.dir.join("shard-0-2")).unwrap();
+    c.shards[0][2] = Some(c.start_shard(0, 2));
+    let started = Instant::now();
+    while cluster_status(&store)["shards"][0]["replicas"][2]["store"] == before {
+        assert!(started.elapsed() < Duration::from_secs(20), "the new store was never recorded");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(replica_state(&store, &third), "in_sync");
+    let answer = router.search(request("日本", 10, Some(false))).await.unwrap().into_inner();
+    assert_eq!((answer.hits.len(), answer.partial), (0, false));
 }

@@ -4,6 +4,7 @@
 //! the shard that placement names. DESIGN.md §2.
 
 pub mod auth;
+mod config;
 mod error;
 mod merge;
 pub mod placement;
@@ -15,7 +16,8 @@ mod service;
 pub mod state;
 mod writes;
 
+pub use config::RouterConfig;
 pub use error::Error;
 pub use merge::merge;
 pub use replicas::NODE_MESSAGE;
-pub use service::{Counters, Router, RouterConfig};
+pub use service::{Counters, Router};

@@ -174,10 +174,10 @@ impl Repairer {
                 let answer = tokio::time::timeout(EVERY, replicas.clients[r].clone().list_versions(probe)).await;
                 let address = &replicas.addresses[r];
                 let result = match answer {
-                    Ok(Ok(listed)) => record_store(store, *id, address, listed.into_inner().store).await,
+                    Ok(Ok(listed)) => record_store(store, *id, address, listed.into_inner().store, false).await,
                     Ok(Err(status)) if status.code() == Code::FailedPrecondition => {
                         tracing::warn!(shard = id, replica = %address, error = status.message(), "a replica lost its store");
-                        replica::mark_stale(store, *id, std::slice::from_ref(address), true).await.map(drop)
+                        self.lost_store(*id, address, &replicas.clients[r]).await
                     }
                     _ => Ok(()),
                 };
@@ -186,6 +186,32 @@ impl Repairer {
                 }
             }
         }
+    }
+}
+
+impl Repairer {
+    /// An in-sync replica came back with another store: it is marked stale, unless it is the
+    /// shard's last one in sync. Then what it lost is lost; it goes on serving what it holds
+    /// (under its new store), and repairs of the other replicas copy back what they have.
+    async fn lost_store(
+        &self,
+        id: u64,
+        address: &str,
+        client: &proto::v1::shard_client::ShardClient<tonic::transport::Channel>,
+    ) -> Result<(), Error> {
+        let store = self.acks.store.as_ref();
+        let state = store.load().await?.ok_or_else(|| Error::Precondition("the cluster is gone".into()))?;
+        let others = state.shard(id).map_or(0, |s| {
+            s.replicas.iter().filter(|r| r.address != address && r.state == ReplicaState::InSync).count()
+        });
+        if others > 0 {
+            return replica::mark_stale(store, id, &[address.to_string()], true).await.map(drop);
+        }
+        let listed = client.clone().list_versions(ListRequest { after: String::new(), limit: 1 }).await?;
+        let identity = listed.into_inner().store;
+        tracing::error!(shard = id, replica = %address, store = %identity,
+            "the last in-sync replica of the shard lost its data: it serves what it holds now");
+        record_store(store, id, address, identity, true).await
     }
 }
 
@@ -217,16 +243,19 @@ fn roles(
     Ok(Some((replicas, source, target)))
 }
 
-/// Records `identity` as the store of the in-sync replica `address` when none is recorded.
+/// Records `identity` as the store of the in-sync replica `address`: when none is recorded, or
+/// in place of the one recorded when `replace`.
 async fn record_store(
     store: &dyn crate::state::ClusterStore,
     id: u64,
     address: &str,
     identity: String,
+    replace: bool,
 ) -> Result<(), Error> {
     replica::update(store, |state| {
         let known = state.shard(id).and_then(|s| s.replica(address));
-        Ok(known.is_some_and(|r| r.state == ReplicaState::InSync && r.store.is_none()).then(|| {
+        let due = known.is_some_and(|r| r.state == ReplicaState::InSync && (replace || r.store.is_none()));
+        Ok(due.then(|| {
             state.changed(|s| {
                 s.change_replica(id, address, |r| r.store = Some(identity.clone()));
             })
