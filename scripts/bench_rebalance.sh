@@ -7,21 +7,8 @@
 # epoch barrier). Prints one JSON line per bench, the documents moved per second, and the
 # ratios of p50 and p99 (during moves / without). The moves also take CPU from the searches on
 # a small machine: the ratio is the whole cost of a move, the barrier's wait included.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-JACOLBERT_MECAB_DIC="$(scripts/fetch-unidic.sh)"
-export JACOLBERT_MECAB_DIC RUST_LOG=warn
-python3 -c 'import numpy, safetensors' 2>/dev/null ||
-    python3 -m pip install --quiet --disable-pip-version-check --target .deps/python numpy safetensors >&2
-model="$(PYTHONPATH=.deps/python${PYTHONPATH:+:$PYTHONPATH} python3 scripts/make_bench_model.py)"
-cargo build --release --bin jacolbert >&2
-bin=./target/release/jacolbert
-command -v etcd >/dev/null || { echo "needs etcd: apt-get install etcd-server" >&2; exit 1; }
-work="$(mktemp -d)"
-trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+source "$(dirname "$0")/bench_cluster.sh"
 docs="${DOCS:-300}" seconds="${SECONDS_EACH:-20}" concurrency="${CONCURRENCY:-2}" rounds="${ROUNDS:-2}"
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; exit 1; }
 python3 - "$work" "$docs" <<'PY'
 import json, sys
 data = json.load(open("tests/fixtures/jsquad/jsquad-valid-v1.1.json", encoding="utf-8"))
@@ -30,13 +17,6 @@ rows = [{"id": f"{a['title']}-{i}", "text": p["context"].split(" [SEP] ", 1)[-1]
 with open(f"{sys.argv[1]}/paragraphs.jsonl", "w", encoding="utf-8") as out:
     out.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
 PY
-etcd_port=$(port) peer=$(port)
-etcd --name bench --data-dir "$work/etcd" --listen-client-urls "http://127.0.0.1:$etcd_port" \
-    --advertise-client-urls "http://127.0.0.1:$etcd_port" --listen-peer-urls "http://127.0.0.1:$peer" \
-    --initial-advertise-peer-urls "http://127.0.0.1:$peer" --initial-cluster "bench=http://127.0.0.1:$peer" \
-    --logger zap --log-level error >/dev/null 2>&1 &
-wait_port "$etcd_port"
-store="etcd://127.0.0.1:$etcd_port/bench"
 encoder=$(port)
 "$bin" encoder --model "$model" --listen "127.0.0.1:$encoder" >/dev/null &
 shards=()

@@ -9,21 +9,8 @@
 #   3. the replica restarted: the time until `cluster status` shows it in sync again, and what
 #      the repair copied (the router's jacolbert_router_repair_copied_total).
 # Prints one JSON line per phase, then the ratios (one down / all up) and the repair rate.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-JACOLBERT_MECAB_DIC="$(scripts/fetch-unidic.sh)"
-export JACOLBERT_MECAB_DIC RUST_LOG=warn
-python3 -c 'import numpy, safetensors' 2>/dev/null ||
-    python3 -m pip install --quiet --disable-pip-version-check --target .deps/python numpy safetensors >&2
-model="$(PYTHONPATH=.deps/python${PYTHONPATH:+:$PYTHONPATH} python3 scripts/make_bench_model.py)"
-cargo build --release --bin jacolbert >&2
-bin=./target/release/jacolbert
-command -v etcd >/dev/null || { echo "needs etcd: apt-get install etcd-server" >&2; exit 1; }
-work="$(mktemp -d)"
-trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+source "$(dirname "$0")/bench_cluster.sh"
 writes="${WRITES:-200}" seconds="${SECONDS_EACH:-20}" concurrency="${CONCURRENCY:-2}"
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; exit 1; }
 # Three files of $writes paragraphs each, with ids of their own: the load, and each phase's writes.
 python3 - "$work" "$writes" <<'PY'
 import json, sys
@@ -35,13 +22,6 @@ for k, name in enumerate(["load", "up", "down"]):
         for i in range(n):
             out.write(json.dumps({"id": f"{name}-{i}", "text": texts[(k * n + i) % len(texts)]}, ensure_ascii=False) + "\n")
 PY
-etcd_port=$(port) peer=$(port)
-etcd --name bench --data-dir "$work/etcd" --listen-client-urls "http://127.0.0.1:$etcd_port" \
-    --advertise-client-urls "http://127.0.0.1:$etcd_port" --listen-peer-urls "http://127.0.0.1:$peer" \
-    --initial-advertise-peer-urls "http://127.0.0.1:$peer" --initial-cluster "bench=http://127.0.0.1:$peer" \
-    --logger zap --log-level error >/dev/null 2>&1 &
-wait_port "$etcd_port"
-store="etcd://127.0.0.1:$etcd_port/bench"
 encoder=$(port)
 "$bin" encoder --model "$model" --listen "127.0.0.1:$encoder" >/dev/null &
 declare -A address pid

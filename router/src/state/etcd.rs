@@ -54,6 +54,15 @@ impl EtcdStore {
         format!("{}/{name}", self.prefix)
     }
 
+    /// The keys under `PREFIX/folder` (without that part) and their values, as text.
+    async fn under(&self, folder: &str, what: &str) -> Result<Vec<(String, String)>, Error> {
+        let prefix = self.key(folder);
+        let options = GetOptions::new().with_prefix();
+        let got = self.client.clone().get(prefix.clone(), Some(options)).await.map_err(self.failed(what))?;
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        Ok(got.kvs().iter().map(|kv| (text(&kv.key()[prefix.len()..]), text(kv.value()))).collect())
+    }
+
     fn failed(&self, what: &str) -> impl Fn(etcd_client::Error) -> Error + '_ {
         let what = what.to_string();
         move |e| Error::Store(format!("etcd at {} ({what}): {e}", self.endpoints))
@@ -206,17 +215,9 @@ impl ClusterStore for EtcdStore {
     }
 
     async fn acks(&self) -> Result<Vec<(String, u64)>, Error> {
-        let prefix = self.key("routers/");
-        let options = GetOptions::new().with_prefix();
-        let got =
-            self.client.clone().get(prefix.clone(), Some(options)).await.map_err(self.failed("reading the routers"))?;
-        let mut acks = Vec::new();
-        for kv in got.kvs() {
-            let member = String::from_utf8_lossy(&kv.key()[prefix.len()..]).into_owned();
-            let epoch = std::str::from_utf8(kv.value()).ok().and_then(|v| v.parse().ok()).unwrap_or(0);
-            acks.push((member, epoch));
-        }
-        Ok(acks)
+        let listed = self.under("routers/", "reading the routers").await?;
+        let epoch = |v: &str| v.parse().unwrap_or(0);
+        Ok(listed.into_iter().map(|(member, value)| (member, epoch(&value))).collect())
     }
 
     async fn lock(&self, name: &str, owner: &str) -> Result<Option<String>, Error> {
@@ -256,12 +257,7 @@ impl ClusterStore for EtcdStore {
     }
 
     async fn reports(&self) -> Result<Vec<(String, String)>, Error> {
-        let prefix = self.key("reports/");
-        let options = GetOptions::new().with_prefix();
-        let got =
-            self.client.clone().get(prefix.clone(), Some(options)).await.map_err(self.failed("reading reports"))?;
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        Ok(got.kvs().iter().map(|kv| (text(&kv.key()[prefix.len()..]), text(kv.value()))).collect())
+        self.under("reports/", "reading reports").await
     }
 
     fn durable(&self) -> bool {
