@@ -27,11 +27,14 @@ async fn keys_decide_who_may_read_and_write() {
     client.upsert(with_key(upsert(), "rw-secret")).await.unwrap();
     let answer = client.search(with_key(request("富士山", 5, None), "ro-secret")).await.unwrap().into_inner();
     assert_eq!(answer.hits.len(), 5);
-    client.get(with_key(GetRequest { id: "d1".into() }, "ro-secret")).await.unwrap();
+    client.get(with_key(GetRequest { id: "d1".into(), ids: vec![] }, "ro-secret")).await.unwrap();
 
     for denied in [
         client.upsert(with_key(upsert(), "ro-secret")).await.map(|_| ()),
-        client.delete(with_key(DeleteRequest { ids: vec!["d1".into()], version: 0 }, "ro-secret")).await.map(|_| ()),
+        client
+            .delete(with_key(DeleteRequest { ids: vec!["d1".into()], version: 0, filter: None }, "ro-secret"))
+            .await
+            .map(|_| ()),
     ] {
         assert_eq!(denied.unwrap_err().code(), Code::PermissionDenied);
     }
@@ -39,7 +42,7 @@ async fn keys_decide_who_may_read_and_write() {
     let add = admin.add_shard(with_key(AddShardRequest { replicas: vec!["127.0.0.1:1".into()] }, "ro-secret")).await;
     assert_eq!(add.unwrap_err().code(), Code::PermissionDenied);
     // Nothing the refused writes asked for happened.
-    client.get(with_key(GetRequest { id: "d1".into() }, "rw-secret")).await.unwrap();
+    client.get(with_key(GetRequest { id: "d1".into(), ids: vec![] }, "rw-secret")).await.unwrap();
 
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", c.router)).unwrap();
     let mut health = tonic_health::pb::health_client::HealthClient::new(endpoint.connect().await.unwrap());
@@ -55,7 +58,7 @@ async fn the_routers_rate_and_message_limits_hold() {
     let mut client = c.client().await;
     let mut codes = Vec::new();
     for _ in 0..20 {
-        codes.push(client.get(GetRequest { id: "none".into() }).await.unwrap_err());
+        codes.push(client.get(GetRequest { id: "none".into(), ids: vec![] }).await.unwrap_err());
     }
     let limited: Vec<_> = codes.iter().filter(|s| s.code() == Code::ResourceExhausted).collect();
     assert!(limited.len() >= 10, "{codes:?}");

@@ -117,7 +117,7 @@ fn workload(
                     continue;
                 }
                 let id = &ids[version as usize % ids.len()];
-                let mut read = tonic::Request::new(GetRequest { id: id.clone() });
+                let mut read = tonic::Request::new(GetRequest { id: id.clone(), ids: vec![] });
                 read.set_timeout(Duration::from_secs(5));
                 let got = other.clone().get(read).await;
                 let mut h = history.lock().unwrap();
@@ -157,7 +157,8 @@ async fn check(history: &History, routers: &[SearchClient<Channel>]) {
     assert!(!history.acked.is_empty(), "no write was acknowledged");
     for mut router in routers.iter().cloned() {
         for (id, acked) in &history.acked {
-            let got = router.get(GetRequest { id: id.clone() }).await.unwrap().into_inner().document.unwrap();
+            let got =
+                router.get(GetRequest { id: id.clone(), ids: vec![] }).await.unwrap().into_inner().document.unwrap();
             let attempted = history.attempted[id];
             let ok = (*acked..=attempted).any(|v| got.text == text(id, v));
             assert!(ok, "{id}: read {:?}, acknowledged version {acked} (attempted up to {attempted})", got.text);

@@ -90,7 +90,8 @@ async fn a_fourth_shard_takes_its_documents_while_answers_stay_complete() {
     // The last rewrite of each rewritten document is what Get returns, once.
     let version = writes.await.unwrap();
     for i in 0..8 {
-        let got = client.get(GetRequest { id: format!("d{i}") }).await.unwrap().into_inner().document.unwrap();
+        let got =
+            client.get(GetRequest { id: format!("d{i}"), ids: vec![] }).await.unwrap().into_inner().document.unwrap();
         assert_eq!(got.text, format!("版{version}の文書{i}"));
     }
     // Every document where placement over four shards says, and only there.
@@ -100,7 +101,7 @@ async fn a_fourth_shard_takes_its_documents_while_answers_stay_complete() {
     for (s, address) in c.shard_addresses.iter().map(|r| &r[0]).enumerate() {
         let mut shard = ShardClient::connect(format!("http://{address}")).await.unwrap();
         for id in &everything {
-            let here = shard.get(GetRequest { id: id.clone() }).await.is_ok();
+            let here = shard.get(GetRequest { id: id.clone(), ids: vec![] }).await.is_ok();
             assert_eq!(here, router::placement::shard_of(id, 4) == s, "{id} on shard {s}");
         }
     }

@@ -156,7 +156,7 @@ async fn writer(
         let ids: Vec<String> = ids.into_iter().collect();
         let start = Instant::now();
         let (texts, acked) = if delete {
-            let mut call = tonic::Request::new(DeleteRequest { ids: ids.clone(), version: 0 });
+            let mut call = tonic::Request::new(DeleteRequest { ids: ids.clone(), version: 0, filter: None });
             call.set_timeout(Duration::from_secs(3));
             (None, router.delete(call).await.is_ok())
         } else {
@@ -299,7 +299,10 @@ async fn writes_survive_killed_and_frozen_replicas_and_repair_makes_them_identic
     for mut router in routers.iter().cloned() {
         for i in 0..POOL {
             let id = format!("d{i}");
-            let got = router.get(GetRequest { id: id.clone() }).await.map(|r| r.into_inner().document.unwrap().text);
+            let got = router
+                .get(GetRequest { id: id.clone(), ids: vec![] })
+                .await
+                .map(|r| r.into_inner().document.unwrap().text);
             if got.as_ref().ok() != held.get(&id) {
                 violations.push(format!("{id}: the router reads {got:?}, the replicas hold {:?}", held.get(&id)));
             }
@@ -342,11 +345,11 @@ async fn reads_exact(
     let (started, mut reads) = (Instant::now(), 0);
     while started.elapsed() < time {
         for id in live.iter().step_by(7) {
-            let got = router.get(GetRequest { id: id.clone() }).await;
+            let got = router.get(GetRequest { id: id.clone(), ids: vec![] }).await;
             assert!(got.is_ok(), "{id} not read: {got:?}");
         }
         for id in gone {
-            let got = router.get(GetRequest { id: id.clone() }).await.unwrap_err();
+            let got = router.get(GetRequest { id: id.clone(), ids: vec![] }).await.unwrap_err();
             assert_eq!(got.code(), tonic::Code::NotFound, "{id}: {got:?}");
         }
         let answer = router.search(request("日本", live.len() as u32 + 20, Some(false))).await.unwrap().into_inner();
@@ -377,7 +380,8 @@ async fn a_dead_replica_a_lost_data_directory_and_a_replaced_node() {
     drop(c.shards[0][1].take());
     router.upsert(UpsertRequest { documents: all[60..].to_vec() }).await.expect("a write with one replica dead");
     let gone: Vec<String> = (0..5).map(|i| format!("d{i}")).collect();
-    let deleted = router.delete(DeleteRequest { ids: gone.clone(), version: 0 }).await.unwrap().into_inner();
+    let deleted =
+        router.delete(DeleteRequest { ids: gone.clone(), version: 0, filter: None }).await.unwrap().into_inner();
     assert_eq!(deleted.deleted, 5);
     assert_eq!(replica_state(&store, &second), "stale");
     // Back, it misses 40 documents and 5 deletes; reads never see that, before and while it

@@ -33,7 +33,7 @@ async fn upsert_replace_delete_get_land_where_placement_says() {
     for d in &docs {
         let home = router::placement::shard_of(&d.id, 3);
         for (s, shard) in shards.iter_mut().enumerate() {
-            let got = shard.get(GetRequest { id: d.id.clone() }).await;
+            let got = shard.get(GetRequest { id: d.id.clone(), ids: vec![] }).await;
             assert_eq!(got.is_ok(), s == home, "{} on shard {s} (placement: {home}): {got:?}", d.id);
         }
     }
@@ -57,16 +57,17 @@ async fn upsert_replace_delete_get_land_where_placement_says() {
     // The router stamps every write with a version from its clock, and they grow.
     let second = version(home).await;
     assert!(first > 0 && second > first, "versions {first} then {second}");
-    let got = client.get(GetRequest { id: "d0".into() }).await.unwrap().into_inner().document.unwrap();
+    let got = client.get(GetRequest { id: "d0".into(), ids: vec![] }).await.unwrap().into_inner().document.unwrap();
     assert_eq!(got, new);
     let after = client.search(request("俳句", 60, None)).await.unwrap().into_inner();
     let score = |hits: &[proto::v1::Hit]| hits.iter().find(|h| h.id == "d0").unwrap().score;
     assert!(score(&after.hits) > score(&before.hits) + 0.5, "{} vs {}", score(&after.hits), score(&before.hits));
 
     // Delete: gone from Get and from answers; an unknown id deletes nothing.
-    let deleted = client.delete(DeleteRequest { ids: vec!["d0".into(), "nope".into()], version: 0 }).await.unwrap();
+    let deleted =
+        client.delete(DeleteRequest { ids: vec!["d0".into(), "nope".into()], version: 0, filter: None }).await.unwrap();
     assert_eq!(deleted.into_inner().deleted, 1);
-    assert_eq!(client.get(GetRequest { id: "d0".into() }).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(client.get(GetRequest { id: "d0".into(), ids: vec![] }).await.unwrap_err().code(), Code::NotFound);
     let answer = client.search(request("俳句", 60, None)).await.unwrap().into_inner();
     assert_eq!(answer.hits.len(), 59);
     assert!(answer.hits.iter().all(|h| h.id != "d0"));
@@ -93,7 +94,7 @@ async fn bad_requests_get_clear_codes_and_change_nothing() {
     ] {
         statuses.push((what, client.search(request(&query, k, None)).await.unwrap_err(), Code::InvalidArgument, word));
     }
-    let unknown = client.get(GetRequest { id: "no-such-id".into() }).await.unwrap_err();
+    let unknown = client.get(GetRequest { id: "no-such-id".into(), ids: vec![] }).await.unwrap_err();
     statuses.push(("unknown id", unknown, Code::NotFound, "no-such-id"));
     let empty = client.upsert(UpsertRequest { documents: vec![] }).await.unwrap_err();
     statuses.push(("empty upsert", empty, Code::InvalidArgument, "document"));
@@ -105,7 +106,14 @@ async fn bad_requests_get_clear_codes_and_change_nothing() {
         ("malformed tensor bytes", tensor(vec![32, 128], 32 * 128 * 4 - 3), "bytes"),
         ("wrong dims", tensor(vec![32, 64], 32 * 64 * 4), "128"),
     ] {
-        let search = ShardSearchRequest { query: Some(query), k: 10, filter_ids: vec![], params: None };
+        let search = ShardSearchRequest {
+            query: Some(query),
+            k: 10,
+            filter_ids: vec![],
+            params: None,
+            include: None,
+            filter: None,
+        };
         statuses.push((what, shard.search(search).await.unwrap_err(), Code::InvalidArgument, word));
     }
 

@@ -142,12 +142,14 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
             filter_ids: vec![],
             params: None,
             allow_partial: None,
+            include: None,
+            filter: None,
         };
         let answer = client.search(request).await?.into_inner();
         let mut hits = Vec::new();
         for h in &answer.hits {
             let text = client
-                .get(GetRequest { id: h.id.clone() })
+                .get(GetRequest { id: h.id.clone(), ids: vec![] })
                 .await?
                 .into_inner()
                 .document
@@ -233,6 +235,8 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
                         filter_ids: vec![],
                         params: Some(params),
                         allow_partial: None,
+                        include: None,
+                        filter: None,
                     };
                     let t = std::time::Instant::now();
                     match client.search(request).await {

@@ -158,6 +158,8 @@ async fn through_router(router: &str, data: &jsquad::Jsquad, args: &Args) -> any
                 filter_ids: vec![],
                 params: Some(params),
                 allow_partial: Some(false),
+                include: None,
+                filter: None,
             };
             calls.spawn(async move {
                 (i, c.search(request).await.map(|r| r.into_inner().hits.iter().position(|h| h.id == gold)))

@@ -37,7 +37,15 @@ fn check(tensor: Option<&Tensor>) {
 
 fn valid() -> Vec<u8> {
     let query = Matrix { rows: 2, dim: 4, values: vec![0.5; 8] }.to_tensor(Dtype::F16);
-    ShardSearchRequest { query: Some(query), k: 10, filter_ids: vec!["a".into()], params: None }.encode_to_vec()
+    ShardSearchRequest {
+        query: Some(query),
+        k: 10,
+        filter_ids: vec!["a".into()],
+        params: None,
+        include: None,
+        filter: None,
+    }
+    .encode_to_vec()
 }
 
 proptest! {

@@ -183,7 +183,7 @@ impl Acks {
         deadline: Instant,
     ) -> Result<u32, Error> {
         let done = self
-            .write(replicas, DeleteRequest { ids, version }, deadline, |mut c, r| {
+            .write(replicas, DeleteRequest { ids, version, filter: None }, deadline, |mut c, r| {
                 Box::pin(async move { c.delete(r).await.map(Response::into_inner) })
             })
             .await?;

@@ -257,7 +257,14 @@ impl Router {
         // late shard costs its hits, not the whole answer.
         let margin = (remaining(deadline) / 10).min(Duration::from_millis(50));
         let deadline = deadline.checked_sub(margin).unwrap_or(deadline);
-        let shard_request = ShardSearchRequest { query, k: r.k, filter_ids: r.filter_ids, params: r.params };
+        let shard_request = ShardSearchRequest {
+            query,
+            k: r.k,
+            filter_ids: r.filter_ids,
+            params: r.params,
+            include: None,
+            filter: None,
+        };
         let shards = &entered.view().shards;
         tracing::Span::current().record("shards", shards.len() as i64);
         let mut set = JoinSet::new();
@@ -441,7 +448,7 @@ impl Router {
     async fn get_from(&self, replicas: &Replicas, id: &str, deadline: Instant) -> Result<GetResponse, Status> {
         let first = replicas.next.fetch_add(1, Ordering::Relaxed);
         let read = read_replicas(replicas, first, deadline, &self.counters, |mut c, r| {
-            let request = replicas.request(r, GetRequest { id: id.to_string() });
+            let request = replicas.request(r, GetRequest { id: id.to_string(), ids: vec![] });
             async move { c.get(request).await }
         });
         match read.await {

@@ -54,7 +54,15 @@ fn doc(i: usize, text: &str) -> Document {
 }
 
 fn query(text: &str, k: u32) -> SearchRequest {
-    SearchRequest { query: text.into(), k, filter_ids: vec![], params: None, allow_partial: None }
+    SearchRequest {
+        query: text.into(),
+        k,
+        filter_ids: vec![],
+        params: None,
+        allow_partial: None,
+        include: None,
+        filter: None,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -86,7 +94,7 @@ async fn cluster_writes_reads_and_survives_a_dead_shard() {
         let id = format!("doc-{i}");
         for (s, address) in shards.iter().enumerate() {
             let mut shard = ShardClient::connect(format!("http://{address}")).await.unwrap();
-            let found = shard.get(GetRequest { id: id.clone() }).await;
+            let found = shard.get(GetRequest { id: id.clone(), ids: vec![] }).await;
             assert_eq!(found.is_ok(), s == shard_of(&id, 3), "{id} on shard {s}");
         }
     }
@@ -143,7 +151,7 @@ async fn cluster_writes_reads_and_survives_a_dead_shard() {
     let r = client.upsert(UpsertRequest { documents: vec![replacement.clone()] }).await.unwrap().into_inner();
     assert_eq!((r.written, r.replaced), (1, 1));
     assert_eq!(
-        client.get(GetRequest { id: "doc-0".into() }).await.unwrap().into_inner().document.unwrap(),
+        client.get(GetRequest { id: "doc-0".into(), ids: vec![] }).await.unwrap().into_inner().document.unwrap(),
         replacement
     );
     let new_score = client.search(query("俳句", 12)).await.unwrap().into_inner().hits;
@@ -154,14 +162,14 @@ async fn cluster_writes_reads_and_survives_a_dead_shard() {
     assert!((replaced_score - want.iter().find(|(id, _)| id == "doc-0").unwrap().1).abs() < 1e-4);
     assert_eq!(
         client
-            .delete(DeleteRequest { ids: vec!["doc-1".into(), "nope".into()], version: 0 })
+            .delete(DeleteRequest { ids: vec!["doc-1".into(), "nope".into()], version: 0, filter: None })
             .await
             .unwrap()
             .into_inner()
             .deleted,
         1
     );
-    assert_eq!(client.get(GetRequest { id: "doc-1".into() }).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(client.get(GetRequest { id: "doc-1".into(), ids: vec![] }).await.unwrap_err().code(), Code::NotFound);
 
     // Bad requests.
     for (what, request, code) in [

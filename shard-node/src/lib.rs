@@ -4,6 +4,7 @@
 
 pub mod codec;
 mod error;
+pub mod fields;
 pub mod index;
 mod rng;
 pub mod service;

@@ -5,9 +5,10 @@ use std::sync::{Arc, RwLock};
 
 use proto::v1::shard_server::Shard as ShardRpc;
 use proto::v1::{
-    DeleteRequest, DeleteResponse, Document as WireDocument, Dtype, EncodedDocument, ExportRequest, ExportResponse,
-    GetRequest, GetResponse, Hit, ListRequest, ListResponse, ListVersionsResponse, ShardSearchRequest,
-    ShardSearchResponse, ShardStats, ShardUpsertRequest, StatsRequest, UpsertResponse, VersionEntry,
+    condition, Condition, DeleteRequest, DeleteResponse, Document as WireDocument, Dtype, EncodedDocument,
+    ExportRequest, ExportResponse, Filter, GetRequest, GetResponse, Hit, Ids, ListRequest, ListResponse,
+    ListVersionsResponse, ShardSearchRequest, ShardSearchResponse, ShardStats, ShardUpsertRequest, StatsRequest,
+    UpsertResponse, VersionEntry,
 };
 use proto::Matrix;
 use tonic::{Request, Response, Status};
@@ -85,6 +86,19 @@ fn wire(doc: Document) -> WireDocument {
     WireDocument { id: doc.id, text: doc.text, metadata: doc.metadata }
 }
 
+/// A search's id list and filter as one filter (both must hold), `None` when neither is given.
+fn combined(ids: Vec<String>, filter: Option<Filter>) -> Option<Filter> {
+    let ids = (!ids.is_empty()).then(|| Condition { condition: Some(condition::Condition::Ids(Ids { ids })) });
+    match (ids, filter) {
+        (None, filter) => filter,
+        (Some(ids), None) => Some(Filter { must: vec![ids], ..Default::default() }),
+        (Some(ids), Some(filter)) => Some(Filter {
+            must: vec![ids, Condition { condition: Some(condition::Condition::Filter(filter)) }],
+            ..Default::default()
+        }),
+    }
+}
+
 /// A page's `limit` is 1 to `MAX_BATCH`.
 fn check_limit(limit: u32) -> Result<(), Status> {
     match limit == 0 || limit as usize > MAX_BATCH {
@@ -136,14 +150,40 @@ impl ShardRpc for ShardService {
             span.record("centroids_probed", (params.nprobe * query.rows) as i64)
                 .record("candidates", params.candidates as i64);
         }
-        let filter = (!r.filter_ids.is_empty()).then_some(r.filter_ids);
+        let filter = combined(r.filter_ids, r.filter);
+        let include = r.include.unwrap_or_default();
         let found = self
-            .read(move |shard| match wire.exact {
-                true => shard.search_exact(&query.values, k, filter.as_deref()),
-                false => shard.search(&query.values, &params, filter.as_deref()),
+            .read(move |shard| {
+                let found = match wire.exact {
+                    true => {
+                        let (documents, limit) = (shard.stats().documents, shard.config().max_exact_documents);
+                        if documents > limit {
+                            return Err(Error::BadInput(format!(
+                                "an exact search scores every document; this shard holds {documents}, more than \
+                                 max_exact_documents = {limit}"
+                            )));
+                        }
+                        shard.search_exact(&query.values, k, filter.as_ref())?
+                    }
+                    false => shard.search(&query.values, &params, filter.as_ref())?,
+                };
+                let mut documents = Vec::new();
+                if include.text || include.metadata {
+                    for f in &found {
+                        let doc = shard.get(&f.id)?;
+                        let text = if include.text { doc.text } else { String::new() };
+                        let metadata = if include.metadata { doc.metadata } else { String::new() };
+                        documents.push(Some(WireDocument { id: doc.id, text, metadata }));
+                    }
+                }
+                documents.resize(found.len(), None);
+                Ok(found.into_iter().zip(documents).collect::<Vec<_>>())
             })
             .await?;
-        let hits: Vec<Hit> = found.into_iter().map(|f| Hit { id: f.id, score: f.score, shard: self.number }).collect();
+        let hits: Vec<Hit> = found
+            .into_iter()
+            .map(|(f, document)| Hit { id: f.id, score: f.score, shard: self.number, document })
+            .collect();
         span.record("hits", hits.len() as i64);
         Ok(Response::new(ShardSearchResponse { hits }))
     }
@@ -169,19 +209,36 @@ impl ShardRpc for ShardService {
     }
 
     async fn delete(&self, request: Request<DeleteRequest>) -> Result<Response<DeleteResponse>, Status> {
-        let DeleteRequest { ids, version } = request.into_inner();
+        let DeleteRequest { mut ids, version, filter } = request.into_inner();
         if ids.len() > MAX_BATCH {
             return Err(Status::invalid_argument(format!("a delete names at most {MAX_BATCH} ids, got {}", ids.len())));
         }
-        let deleted = self.write(move |shard| shard.delete(&ids, version)).await?;
+        let deleted = self
+            .write(move |shard| {
+                if let Some(filter) = &filter {
+                    ids.extend(shard.matching(filter)?);
+                }
+                shard.delete(&ids, version)
+            })
+            .await?;
         Ok(Response::new(DeleteResponse { deleted: deleted as u32 }))
     }
 
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
         self.check_store(&request)?;
-        let id = request.into_inner().id;
-        let doc = self.read(move |shard| shard.get(&id)).await?;
-        Ok(Response::new(GetResponse { document: Some(wire(doc)) }))
+        let GetRequest { id, mut ids } = request.into_inner();
+        if ids.len() > MAX_BATCH {
+            return Err(Status::invalid_argument(format!("a get names at most {MAX_BATCH} ids, got {}", ids.len())));
+        }
+        if ids.is_empty() {
+            let doc = self.read(move |shard| shard.get(&id)).await?;
+            return Ok(Response::new(GetResponse { document: Some(wire(doc)), ..Default::default() }));
+        }
+        if !id.is_empty() {
+            ids.insert(0, id);
+        }
+        let (found, missing) = self.read(move |shard| shard.get_many(&ids)).await?;
+        Ok(Response::new(GetResponse { document: None, documents: found.into_iter().map(wire).collect(), missing }))
     }
 
     async fn list(&self, request: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {

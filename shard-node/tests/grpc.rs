@@ -33,7 +33,7 @@ fn tensor(values: &[f32]) -> Option<Tensor> {
 }
 
 fn search(query: Option<Tensor>, k: u32) -> ShardSearchRequest {
-    ShardSearchRequest { query, k, filter_ids: vec![], params: None }
+    ShardSearchRequest { query, k, filter_ids: vec![], params: None, include: None, filter: None }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -73,7 +73,7 @@ async fn shard_service_end_to_end_and_bad_requests() {
     let half = Matrix { rows: q.len() / DIM, dim: DIM, values: q.clone() }.to_tensor(Dtype::F16);
     assert_eq!(client.search(search(Some(half), 5)).await.unwrap().into_inner().hits[0].id, hits[0].id);
 
-    let got = client.get(GetRequest { id: "d7".into() }).await.unwrap().into_inner().document.unwrap();
+    let got = client.get(GetRequest { id: "d7".into(), ids: vec![] }).await.unwrap().into_inner().document.unwrap();
     assert_eq!(got.text, "text 7");
     // Versions: an older write or delete changes nothing; exports carry the version; a
     // delete's tombstone refuses a copy of the document it deleted.
@@ -81,13 +81,13 @@ async fn shard_service_end_to_end_and_bad_requests() {
     let old = EncodedDocument { document: Some(Document { text: "older".into(), ..old.document.unwrap() }), ..old };
     let r = client.upsert(ShardUpsertRequest { documents: vec![old] }).await.unwrap().into_inner();
     assert_eq!(r.written, 0, "an older write applied");
-    let stale_delete = DeleteRequest { ids: vec!["d7".into()], version: 9 };
+    let stale_delete = DeleteRequest { ids: vec!["d7".into()], version: 9, filter: None };
     assert_eq!(client.delete(stale_delete).await.unwrap().into_inner().deleted, 0);
     let target_id = format!("d{target}");
     let exported = client.export(proto::v1::ExportRequest { ids: vec![target_id.clone()] }).await.unwrap();
     let exported = exported.into_inner().documents;
     assert_eq!((exported.len(), exported[0].version), (1, 10));
-    let delete = DeleteRequest { ids: vec![target_id.clone(), "nope".into()], version: 11 };
+    let delete = DeleteRequest { ids: vec![target_id.clone(), "nope".into()], version: 11, filter: None };
     assert_eq!(client.delete(delete).await.unwrap().into_inner().deleted, 1);
     let copy = ShardUpsertRequest { documents: exported };
     assert_eq!(client.upsert(copy).await.unwrap().into_inner().written, 0, "a deleted document came back");
@@ -105,7 +105,7 @@ async fn shard_service_end_to_end_and_bad_requests() {
     let store = client.stats(StatsRequest {}).await.unwrap().into_inner().store;
     assert_eq!(store, listed.store);
     let naming = |store: &str| {
-        let mut request = tonic::Request::new(GetRequest { id: "d7".into() });
+        let mut request = tonic::Request::new(GetRequest { id: "d7".into(), ids: vec![] });
         request.metadata_mut().insert(proto::STORE_HEADER, store.parse().unwrap());
         request
     };
@@ -142,7 +142,7 @@ async fn shard_service_end_to_end_and_bad_requests() {
         let status = client.upsert(ShardUpsertRequest { documents: batch }).await.expect_err(what);
         assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
     }
-    let status = client.get(GetRequest { id: "unknown".into() }).await.expect_err("unknown id");
+    let status = client.get(GetRequest { id: "unknown".into(), ids: vec![] }).await.expect_err("unknown id");
     assert_eq!(status.code(), Code::NotFound);
     assert_eq!(client.stats(StatsRequest {}).await.unwrap().into_inner(), before);
 }

@@ -339,7 +339,15 @@ pub fn with_key<T>(message: T, key: &str) -> tonic::Request<T> {
 }
 
 pub fn request(query: &str, k: u32, allow_partial: Option<bool>) -> SearchRequest {
-    SearchRequest { query: query.into(), k, filter_ids: vec![], params: None, allow_partial }
+    SearchRequest {
+        query: query.into(),
+        k,
+        filter_ids: vec![],
+        params: None,
+        allow_partial,
+        include: None,
+        filter: None,
+    }
 }
 
 /// `n` short Japanese documents `d0`, `d1`, … that share words in a pattern.

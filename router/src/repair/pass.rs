@@ -143,12 +143,12 @@ impl Repairer {
         let deadline = Instant::now() + STEP;
         if !clear.is_empty() {
             // Unversioned: the entry and what the target knew of the id go.
-            call(dst.clone().delete(DeleteRequest { ids: clear, version: 0 })).await?;
+            call(dst.clone().delete(DeleteRequest { ids: clear, version: 0, filter: None })).await?;
         }
         // Tombstones first, then live documents, exported from the side that holds them newer.
         let (dead, live): (Vec<_>, Vec<_>) = to_target.into_iter().partition(|e| e.deleted);
         for (version, ids) in by_version(dead) {
-            call(dst.clone().delete(DeleteRequest { ids, version })).await?;
+            call(dst.clone().delete(DeleteRequest { ids, version, filter: None })).await?;
         }
         if !live.is_empty() {
             let ids = live.into_iter().map(|e| e.id).collect();

@@ -6,7 +6,7 @@
 mod search;
 mod topk;
 
-pub use search::{SearchParams, MAX_K};
+pub use search::{SearchParams, MAX_K, MAX_NPROBE};
 pub use topk::{rank, top_k, Hit};
 
 use crate::codec::Codec;
@@ -74,6 +74,11 @@ impl Index {
     /// Tokens of live documents.
     pub fn tokens(&self) -> usize {
         self.tokens
+    }
+
+    /// The live documents' ids.
+    pub fn live_docs(&self) -> impl Iterator<Item = u32> + '_ {
+        self.docs.iter().enumerate().filter(|(_, d)| d.live).map(|(i, _)| i as u32)
     }
 
     pub fn is_live(&self, doc: u32) -> bool {

@@ -39,6 +39,7 @@ impl SearchParams {
 
 /// Largest k and nprobe a search accepts.
 pub const MAX_K: usize = 1000;
+pub const MAX_NPROBE: usize = 1024;
 
 impl Index {
     fn check_query(&self, query: &[f32]) -> Result<usize> {
@@ -93,8 +94,8 @@ impl Index {
     ) -> Result<Vec<Hit>> {
         self.check_query(query)?;
         let k = self.codec.k();
-        if params.nprobe == 0 || params.nprobe > 1024 {
-            return Err(Error::BadInput(format!("nprobe must be in 1..=1024, not {}", params.nprobe)));
+        if params.nprobe == 0 || params.nprobe > MAX_NPROBE {
+            return Err(Error::BadInput(format!("nprobe must be in 1..={MAX_NPROBE}, not {}", params.nprobe)));
         }
         let nprobe = params.nprobe.min(k);
         let scores = self.codec.centroid_scores(query)?;

@@ -3,12 +3,12 @@
 //! holds, and from then on compresses on arrival. `retrain` fits a new codec to the decoded
 //! documents and rewrites them, losing none. Start-up rebuilds the in-memory layout from sled.
 
-use std::collections::HashSet;
-
-use rayon::prelude::*;
+use std::collections::HashMap;
 
 use crate::codec::{Codec, TrainParams};
-use crate::index::{top_k, Hit, Index, SearchParams, MAX_K};
+use crate::fields::metadata::{Kind, Scalar};
+use crate::fields::FieldIndex;
+use crate::index::{Index, MAX_K};
 use crate::store::versions::now_ms;
 use crate::store::{Document, Store, Tokens, Written};
 use crate::{Error, Result};
@@ -26,6 +26,9 @@ pub struct ShardConfig {
     pub max_doc_tokens: usize,
     /// Seconds a delete's tombstone is kept (forgotten at the next start after that).
     pub tombstone_ttl_s: u64,
+    /// Most documents an `exact` search (every document scored) may cover; a larger shard
+    /// refuses it.
+    pub max_exact_documents: usize,
 }
 
 impl Default for ShardConfig {
@@ -36,6 +39,7 @@ impl Default for ShardConfig {
             train: TrainParams::default(),
             max_doc_tokens: 4096,
             tombstone_ttl_s: 7 * 24 * 3600,
+            max_exact_documents: 100_000,
         }
     }
 }
@@ -85,6 +89,8 @@ pub struct Shard {
     config: ShardConfig,
     store: Store,
     state: State,
+    /// The documents' metadata fields, for filters.
+    fields: FieldIndex,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +112,17 @@ impl Shard {
             tracing::info!(path = store.path(), expired, "forgot tombstones past their time to live");
         }
         let manifest = store.manifest();
-        let mut shard = Shard { config, store, state: State::Buffering(Vec::new()) };
+        let mut fields = FieldIndex::default();
+        for entry in store.documents() {
+            let (id, doc) = entry?;
+            // Stored metadata passed the check when written; a kind clash from before fields
+            // were indexed (or a store written by hand) leaves the document out of filters.
+            match fields.check(&doc.metadata) {
+                Ok(parsed) => fields.add(id, parsed),
+                Err(e) => tracing::warn!(id = %doc.id, error = %e, "metadata left out of the field index"),
+            }
+        }
+        let mut shard = Shard { config, store, state: State::Buffering(Vec::new()), fields };
         if manifest.codec == 0 {
             let mut raw = Vec::new();
             for entry in shard.store.all_tokens() {
@@ -250,6 +266,7 @@ impl Shard {
     /// id as new or newer); returns the writes that applied, once they are durable.
     pub fn upsert(&mut self, docs: Vec<NewDocument>) -> Result<Vec<Written>> {
         docs.iter().try_for_each(|d| self.check_document(d))?;
+        let parsed = self.check_metadata(&docs)?;
         let versions: Vec<u64> = docs.iter().map(|d| d.version).collect();
         let batch: Vec<(Document, Tokens)> = match &self.state {
             State::Buffering(_) => docs.into_iter().map(|d| (d.doc, Tokens::Raw(d.vectors))).collect(),
@@ -275,11 +292,16 @@ impl Shard {
             }
         };
         let written = self.store.upsert_versioned(&batch, &versions)?;
-        let applied: Vec<(Written, Tokens)> =
-            written.into_iter().zip(batch).filter_map(|(w, (_, tokens))| Some((w?, tokens))).collect();
-        let written: Vec<Written> = applied.iter().map(|(w, _)| *w).collect();
-        for (w, tokens) in applied {
+        let applied: Vec<(Written, Tokens, _)> = written
+            .into_iter()
+            .zip(batch)
+            .zip(parsed)
+            .filter_map(|((w, (_, tokens)), fields)| Some((w?, tokens, fields)))
+            .collect();
+        let written: Vec<Written> = applied.iter().map(|(w, _, _)| *w).collect();
+        for (w, tokens, fields) in applied {
             self.forget(w.replaced);
+            self.fields.add(w.id, fields);
             match (&mut self.state, tokens) {
                 (State::Buffering(raw), Tokens::Raw(v)) => raw.push((w.id, v)),
                 (State::Ready { index, .. }, Tokens::Encoded { codes, residuals, .. }) => {
@@ -294,6 +316,7 @@ impl Shard {
 
     fn forget(&mut self, id: Option<u32>) {
         let Some(id) = id else { return };
+        self.fields.remove(id);
         match &mut self.state {
             State::Buffering(raw) => raw.retain(|(i, _)| *i != id),
             State::Ready { index, .. } => {
@@ -313,6 +336,40 @@ impl Shard {
 
     pub fn get(&self, id: &str) -> Result<Document> {
         self.store.get(id)?.map(|(_, d)| d).ok_or_else(|| Error::NotFound(id.to_string()))
+    }
+
+    /// The documents of `ids` that exist, in that order, and the ids that do not.
+    pub fn get_many(&self, ids: &[String]) -> Result<(Vec<Document>, Vec<String>)> {
+        let (mut found, mut missing) = (Vec::new(), Vec::new());
+        for id in ids {
+            match self.store.get(id)? {
+                Some((_, doc)) => found.push(doc),
+                None => missing.push(id.clone()),
+            }
+        }
+        Ok((found, missing))
+    }
+
+    /// Each document's metadata fields, checked against the kinds this shard has learned and
+    /// against the batch's others; a clash names the document and the field.
+    fn check_metadata(&self, docs: &[NewDocument]) -> Result<Vec<Vec<(String, Scalar)>>> {
+        let mut kinds: HashMap<String, Kind> = HashMap::new();
+        let mut parsed = Vec::with_capacity(docs.len());
+        for d in docs {
+            let bad = |why: String| Error::BadInput(format!("document {:?}: {why}", d.doc.id));
+            let fields = self.fields.check(&d.doc.metadata).map_err(bad)?;
+            for (path, scalar) in &fields {
+                match kinds.insert(path.clone(), scalar.kind()) {
+                    Some(k) if k != scalar.kind() => {
+                        let why = format!("field {path:?} is {} in another document of the batch", k.name());
+                        return Err(bad(why));
+                    }
+                    _ => {}
+                }
+            }
+            parsed.push(fields);
+        }
+        Ok(parsed)
     }
 
     /// Up to `limit` document ids after `after`, in id order.
@@ -360,105 +417,6 @@ impl Shard {
         Ok(())
     }
 
-    /// Internal ids that `filter` (external ids) names; unknown ids are ignored.
-    fn allowed(&self, filter: Option<&[String]>) -> Result<Option<HashSet<u32>>> {
-        let Some(ids) = filter else { return Ok(None) };
-        let mut set = HashSet::with_capacity(ids.len());
-        for id in ids {
-            if let Some((internal, _)) = self.store.get(id)? {
-                set.insert(internal);
-            }
-        }
-        Ok(Some(set))
-    }
-
-    /// The top `params.k` documents: candidates from the index, re-scored exactly (MaxSim
-    /// over their decoded vectors); exact over raw vectors before training. `filter`, when
-    /// given, limits results to those external ids.
-    pub fn search(&self, query: &[f32], params: &SearchParams, filter: Option<&[String]>) -> Result<Vec<Found>> {
-        self.check_search(query, params.k)?;
-        let allowed = self.allowed(filter)?;
-        let ok = |d: u32| allowed.as_ref().is_none_or(|s| s.contains(&d));
-        let dim = self.config.dim;
-        let hits = match &self.state {
-            State::Buffering(raw) => {
-                let hits = raw
-                    .iter()
-                    .filter(|(id, _)| ok(*id))
-                    .map(|(id, v)| Ok(Hit { doc: *id, score: kernels::cpu::maxsim(query, v, dim)? }))
-                    .collect::<Result<_>>()?;
-                top_k(hits, params.k)
-            }
-            State::Ready { index, generation } => {
-                let candidates = index.candidates(
-                    query,
-                    &SearchParams { candidates: params.candidates.max(params.k), ..*params },
-                    &ok,
-                )?;
-                // Exact re-scoring: the candidates' tokens are read here (sled is used from
-                // this thread only: its deferred frees would otherwise sit in the pool's
-                // threads and keep the database locked after the shard is dropped), then
-                // decoded and scored on all cores.
-                let mut stored = Vec::with_capacity(candidates.len());
-                // Documents an interrupted retraining left on an older codec (rare).
-                let mut older: Vec<(u32, Codec)> = Vec::new();
-                for c in &candidates {
-                    if let Some(Tokens::Encoded { codec: g, codes, residuals }) = self.store.tokens(c.doc)? {
-                        if g != *generation && older.iter().all(|(o, _)| *o != g) {
-                            older.push((g, self.store.codec(g)?));
-                        }
-                        stored.push((c.doc, g, codes, residuals));
-                    }
-                }
-                let codec_of = |g: u32| older.iter().find(|(o, _)| *o == g).map_or(index.codec(), |(_, c)| c);
-                let scorer = kernels::cpu::QueryScorer::new(query, dim)?;
-                let hits: Vec<Hit> = stored
-                    .par_iter()
-                    .map_init(Vec::new, |sims, (doc, g, codes, residuals)| {
-                        let vectors = decode_all(codec_of(*g), codes, residuals);
-                        Ok(Hit { doc: *doc, score: scorer.score(&vectors, sims)? })
-                    })
-                    .collect::<Result<_>>()?;
-                top_k(hits, params.k)
-            }
-        };
-        self.found(hits)
-    }
-
-    /// Exact MaxSim over every live document's decoded (or, before training, raw) vectors.
-    pub fn search_exact(&self, query: &[f32], k: usize, filter: Option<&[String]>) -> Result<Vec<Found>> {
-        self.check_search(query, k)?;
-        let allowed = self.allowed(filter)?;
-        let ok = |d: u32| allowed.as_ref().is_none_or(|s| s.contains(&d));
-        match &self.state {
-            State::Buffering(_) => self.search(query, &SearchParams::for_k(k), filter),
-            State::Ready { index, .. } => self.found(index.exact(&[query], k, &ok)?.remove(0)),
-        }
-    }
-
-    /// `search_exact` for many queries at once (each document decoded once for all).
-    pub fn search_exact_batch(&self, queries: &[&[f32]], k: usize) -> Result<Vec<Vec<Found>>> {
-        for q in queries {
-            self.check_search(q, k)?;
-        }
-        match &self.state {
-            State::Buffering(_) => queries.iter().map(|q| self.search_exact(q, k, None)).collect(),
-            State::Ready { index, .. } => {
-                index.exact(queries, k, &|_| true)?.into_iter().map(|hits| self.found(hits)).collect()
-            }
-        }
-    }
-
-    fn found(&self, hits: Vec<Hit>) -> Result<Vec<Found>> {
-        hits.into_iter()
-            .map(|h| {
-                let id =
-                    self.store.external_id(h.doc)?.ok_or_else(|| Error::NotFound(format!("internal {}", h.doc)))?;
-                Ok(Found { id, score: h.score })
-            })
-            .collect()
-    }
-
     pub fn stats(&self) -> Stats {
         match &self.state {
             State::Buffering(raw) => Stats {
@@ -484,6 +442,10 @@ impl Shard {
         }
     }
 
+    pub fn config(&self) -> &ShardConfig {
+        &self.config
+    }
+
     pub fn index(&self) -> Option<&Index> {
         match &self.state {
             State::Ready { index, .. } => Some(index),
@@ -505,5 +467,6 @@ fn decode_all(codec: &Codec, codes: &[u32], residuals: &[u8]) -> Vec<f32> {
     out
 }
 
+mod search;
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,14 @@
+use std::collections::HashSet;
+
+use proto::v1::{condition, Condition, Filter, Ids};
+
 use super::*;
+use crate::index::SearchParams;
 use crate::synthetic::{Collection, Spec};
+
+fn only(ids: Vec<String>) -> Filter {
+    Filter { must: vec![Condition { condition: Some(condition::Condition::Ids(Ids { ids })) }], ..Default::default() }
+}
 
 fn config(train_tokens: usize) -> ShardConfig {
     ShardConfig { dim: 64, train_tokens, ..Default::default() }
@@ -75,7 +84,7 @@ fn replaced_documents_return_the_new_version_and_deleted_ones_never() {
         assert!(hits.len() > 200 && hits.len() <= 299);
     }
     assert_eq!(shard.search_exact(q, 300, None).unwrap().len(), 299);
-    let filter = vec![name.clone(), "d1".into(), "d2".into()];
+    let filter = only(vec![name.clone(), "d1".into(), "d2".into()]);
     let hits = shard.search(q, &params, Some(&filter)).unwrap();
     assert_eq!(hits.iter().map(|h| h.id.as_str()).collect::<HashSet<_>>(), HashSet::from(["d1", "d2"]));
     drop(shard);
@@ -129,4 +138,69 @@ fn recall_at_10_against_the_exact_mode() {
     }
     let recall = found as f64 / (10 * queries.len()) as f64;
     assert!(recall >= 0.99, "recall@10 {recall}");
+}
+
+#[test]
+fn filtered_search_finds_every_match_at_every_selectivity() {
+    let data = Collection::generate(&Spec {
+        docs: 2000,
+        tokens_per_doc: 50,
+        centres: 1024,
+        dim: 64,
+        seed: 23,
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut shard = Shard::open(dir.path(), config(usize::MAX)).unwrap();
+    // `bucket` is i mod 1000: a range on it selects any share of the documents.
+    let docs = (0..data.len()).map(|i| {
+        let mut d = new_doc(&format!("d{i}"), data.doc(i));
+        d.doc.metadata = format!(r#"{{"bucket": {}, "group": "g{}"}}"#, i % 1000, i % 7);
+        d
+    });
+    shard.upsert(docs.collect()).unwrap();
+    shard.retrain().unwrap();
+    let queries = data.queries(20, 32, 0.3, 79);
+    let params = SearchParams::for_k(10);
+    for below in [1.0, 10.0, 100.0, 500.0, 1000.0] {
+        let range = proto::v1::Range {
+            field: "bucket".into(),
+            lt: Some(proto::v1::Bound { value: Some(proto::v1::bound::Value::Number(below)) }),
+            ..Default::default()
+        };
+        let filter = Filter {
+            must: vec![Condition { condition: Some(condition::Condition::Range(range)) }],
+            ..Default::default()
+        };
+        let (mut found, mut wanted) = (0, 0);
+        for (_, q) in &queries {
+            let exact: HashSet<String> =
+                shard.search_exact(q, 10, Some(&filter)).unwrap().into_iter().map(|f| f.id).collect();
+            let got = shard.search(q, &params, Some(&filter)).unwrap();
+            assert!(
+                got.iter().all(|f| f.id[1..].parse::<usize>().unwrap() % 1000 < below as usize),
+                "outside the filter"
+            );
+            found += got.iter().filter(|f| exact.contains(&f.id)).count();
+            wanted += exact.len();
+        }
+        let recall = found as f64 / wanted as f64;
+        assert!(recall >= 0.99, "bucket < {below}: recall@10 {recall}");
+        assert_eq!(wanted, queries.len() * 10.min(2 * below as usize), "bucket < {below}");
+    }
+    // The field index survives a restart; a document of another kind is refused by name.
+    drop(shard);
+    let mut shard = Shard::open(dir.path(), config(usize::MAX)).unwrap();
+    assert_eq!(shard.matching(&only(vec!["d3".into()])).unwrap(), ["d3"]);
+    let group = proto::v1::Match {
+        field: "group".into(),
+        any: vec![proto::v1::Value { kind: Some(proto::v1::value::Kind::Keyword("g3".into())) }],
+    };
+    let in_group =
+        Filter { must: vec![Condition { condition: Some(condition::Condition::Match(group)) }], ..Default::default() };
+    assert_eq!(shard.matching(&in_group).unwrap().len(), (0..2000).filter(|i| i % 7 == 3).count());
+    let mut clash = new_doc("x", data.doc(0));
+    clash.doc.metadata = r#"{"bucket": "high"}"#.into();
+    let e = shard.upsert(vec![clash]).unwrap_err().to_string();
+    assert!(e.contains("\"x\"") && e.contains("\"bucket\" is number"), "{e}");
 }

@@ -311,12 +311,24 @@ impl Store {
     /// A document and its internal id, by external id.
     pub fn get(&self, external: &str) -> Result<Option<(u32, Document)>> {
         let Some(bytes) = self.docs.get(external.as_bytes())? else { return Ok(None) };
+        self.document(external, &bytes).map(Some)
+    }
+
+    /// A `docs` value read back: the internal id and the document.
+    fn document(&self, external: &str, bytes: &[u8]) -> Result<(u32, Document)> {
         let what = format!("document {external:?}");
-        let payload = codec_bytes::open(&bytes, &what, &self.path)?;
-        let mut r = Reader::new(payload, what);
+        let mut r = Reader::new(codec_bytes::open(bytes, &what, &self.path)?, what);
         let id = r.u32()?;
         let (text, metadata) = (r.string()?, r.string()?);
-        Ok(Some((id, Document { id: external.to_string(), text, metadata })))
+        Ok((id, Document { id: external.to_string(), text, metadata }))
+    }
+
+    /// Every document with its internal id, in external id order.
+    pub fn documents(&self) -> impl Iterator<Item = Result<(u32, Document)>> + '_ {
+        self.docs.iter().map(move |entry| {
+            let (key, bytes) = entry?;
+            self.document(&String::from_utf8_lossy(&key), &bytes)
+        })
     }
 
     /// Up to `limit` external ids after `after` (exclusive), in id order.
