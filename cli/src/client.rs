@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use proto::v1::{Document, GetRequest, SearchRequest, UpsertRequest};
+use proto::v1::{Document, SearchRequest, UpsertRequest};
 
 use crate::connection::Connection;
 
@@ -32,6 +32,14 @@ pub struct SearchArgs {
     /// One JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// Only documents this filter matches, as JSON: {"must": [{"match": {"field": F, "value":
+    /// V}}, {"range": {"field": F, "gte": N}}, {"exists": F}, {"ids": [..]}], "should": [..],
+    /// "must_not": [..]} (README, "Search for applications").
+    #[arg(long)]
+    filter: Option<String>,
+    /// What the hits carry: text, metadata, or both (comma-separated).
+    #[arg(long, default_value = "text", value_delimiter = ',')]
+    include: Vec<String>,
 }
 
 /// How far an earlier `index` run of the same file got: its first `lines` lines (`bytes`
@@ -73,7 +81,12 @@ fn parse_line(n: usize, line: &str) -> anyhow::Result<Document> {
     let field = |name: &str| v.get(name).and_then(|x| x.as_str()).map(str::to_string);
     let id = field("id").with_context(|| format!("line {n}: no \"id\""))?;
     let text = field("text").with_context(|| format!("line {n}: no \"text\""))?;
-    let metadata = v.get("metadata").map(|m| m.to_string()).unwrap_or_default();
+    // An object is kept as it is (compact JSON); a string is taken to hold the JSON already.
+    let metadata = match v.get("metadata") {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(m) => m.to_string(),
+    };
     Ok(Document { id, text, metadata })
 }
 
@@ -136,27 +149,35 @@ pub fn index(args: IndexArgs) -> anyhow::Result<()> {
 pub fn search(args: SearchArgs) -> anyhow::Result<()> {
     tokio::runtime::Runtime::new()?.block_on(async {
         let mut client = args.to.search().await?;
+        let filter = args.filter.as_deref().map(proto::filter_json::parse).transpose().map_err(anyhow::Error::msg)?;
+        let mut include = proto::v1::Include::default();
+        for what in &args.include {
+            match what.as_str() {
+                "text" => include.text = true,
+                "metadata" => include.metadata = true,
+                "" | "none" => {}
+                other => anyhow::bail!("--include takes text and metadata, not {other:?}"),
+            }
+        }
         let request = SearchRequest {
             query: args.query.clone(),
             k: args.k,
             filter_ids: vec![],
             params: None,
             allow_partial: None,
-            include: None,
-            filter: None,
+            include: Some(include),
+            filter,
         };
         let answer = client.search(request).await?.into_inner();
-        let mut hits = Vec::new();
-        for h in &answer.hits {
-            let text = client
-                .get(GetRequest { id: h.id.clone(), ids: vec![] })
-                .await?
-                .into_inner()
-                .document
-                .map(|d| d.text)
-                .unwrap_or_default();
-            hits.push(serde_json::json!({"id": h.id, "score": h.score, "shard": h.shard, "text": text}));
-        }
+        let hits: Vec<serde_json::Value> = answer
+            .hits
+            .iter()
+            .map(|h| {
+                let doc = h.document.clone().unwrap_or_default();
+                let metadata = serde_json::from_str::<serde_json::Value>(&doc.metadata).unwrap_or(serde_json::Value::Null);
+                serde_json::json!({"id": h.id, "score": h.score, "shard": h.shard, "text": doc.text, "metadata": metadata})
+            })
+            .collect();
         if args.json {
             let out = serde_json::json!({
                 "query": args.query, "hits": hits, "shards_total": answer.shards_total, "shards_ok": answer.shards_ok,
@@ -173,8 +194,12 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
             );
             for (rank, h) in hits.iter().enumerate() {
                 let text: String = h["text"].as_str().unwrap_or("").chars().take(60).collect();
+                let metadata = match &h["metadata"] {
+                    serde_json::Value::Null => String::new(),
+                    m => format!("  {m}"),
+                };
                 println!(
-                    "{:>3}. {:>8.3}  {:<12} {text}",
+                    "{:>3}. {:>8.3}  {:<12} {text}{metadata}",
                     rank + 1,
                     h["score"].as_f64().unwrap_or(0.0),
                     h["id"].as_str().unwrap_or("")
@@ -226,7 +251,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
             let (mut client, questions, k) = (client.clone(), questions.clone(), args.k);
             let params = proto::v1::SearchParams { nprobe: args.nprobe, candidates: args.candidates, exact: false };
             workers.spawn(async move {
-                let (mut latencies, mut errors, mut partial) = (Vec::new(), 0usize, 0usize);
+                let (mut latencies, mut errors, mut partial, mut refused) = (Vec::new(), 0usize, 0usize, 0usize);
                 let mut i = w;
                 while std::time::Instant::now() < end {
                     let request = SearchRequest {
@@ -244,19 +269,26 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
                             latencies.push(t.elapsed().as_secs_f64() * 1e3);
                             partial += r.into_inner().partial as usize;
                         }
+                        // The router is full: wait a little and send the same search again.
+                        Err(s) if s.code() == tonic::Code::ResourceExhausted => {
+                            refused += 1;
+                            tokio::time::sleep(std::time::Duration::from_millis(20 * refused.min(50) as u64)).await;
+                            continue;
+                        }
                         Err(_) => errors += 1,
                     }
                     i += STRIDE;
                 }
-                (latencies, errors, partial)
+                (latencies, errors, partial, refused)
             });
         }
-        let (mut latencies, mut errors, mut partial) = (Vec::new(), 0, 0);
+        let (mut latencies, mut errors, mut partial, mut refused) = (Vec::new(), 0, 0, 0);
         while let Some(done) = workers.join_next().await {
-            let (l, e, p) = done?;
+            let (l, e, p, r) = done?;
             latencies.extend(l);
             errors += e;
             partial += p;
+            refused += r;
         }
         let elapsed = started.elapsed().as_secs_f64();
         latencies.sort_by(f64::total_cmp);
@@ -264,7 +296,8 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
             latencies.get(((latencies.len().max(1) - 1) as f64 * p).round() as usize).copied().unwrap_or(f64::NAN)
         };
         let report = serde_json::json!({
-            "searches": latencies.len(), "errors": errors, "partial": partial, "concurrency": args.concurrency,
+            "searches": latencies.len(), "errors": errors, "partial": partial, "refused": refused,
+            "concurrency": args.concurrency,
             "seconds": elapsed, "qps": latencies.len() as f64 / elapsed,
             "p50_ms": pct(0.5), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
         });

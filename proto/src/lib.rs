@@ -13,6 +13,7 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("jaco
 /// read (`ShardStats.store`); a replica holding another answers FAILED_PRECONDITION.
 pub const STORE_HEADER: &str = "jacolbert-store";
 
+pub mod filter_json;
 pub mod gate;
 mod tensor;
 pub mod trace;

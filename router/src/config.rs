@@ -11,8 +11,14 @@ pub struct RouterConfig {
     pub max_query_bytes: usize,
     pub max_k: usize,
     pub max_batch: usize,
-    /// Searches in flight at once; more are refused with RESOURCE_EXHAUSTED.
+    /// Searches in flight at once; one more waits up to `max_queue_ms` for a slot, then is
+    /// refused with RESOURCE_EXHAUSTED.
     pub max_concurrent: usize,
+    pub max_queue_ms: u64,
+    /// Bounds of a search's parameters and id filter.
+    pub max_nprobe: usize,
+    pub max_candidates: usize,
+    pub max_filter_ids: usize,
     /// In-sync replicas that must flush a write when another failed (and was marked stale).
     pub write_quorum: usize,
     /// The shards' `tombstone_ttl_s`: a replica out of sync for longer is repaired as a copy
@@ -27,7 +33,11 @@ impl Default for RouterConfig {
             max_query_bytes: 4096,
             max_k: 1000,
             max_batch: 256,
-            max_concurrent: 256,
+            max_concurrent: 32,
+            max_queue_ms: 1000,
+            max_nprobe: 256,
+            max_candidates: 16_384,
+            max_filter_ids: 100_000,
             write_quorum: 1,
             tombstone_ttl_s: 7 * 24 * 3600,
         }

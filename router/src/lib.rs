@@ -4,7 +4,9 @@
 //! the shard that placement names. DESIGN.md §2.
 
 pub mod auth;
+mod checks;
 mod config;
+mod documents;
 mod error;
 mod merge;
 pub mod placement;

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use proto::v1::shard_client::ShardClient;
-use proto::v1::{DeleteRequest, EncodedDocument, ShardUpsertRequest, UpsertResponse};
+use proto::v1::{DeleteRequest, EncodedDocument, Filter, ShardUpsertRequest, UpsertResponse};
 use tokio::task::JoinSet;
 use tonic::transport::Channel;
 use tonic::{Code, Response, Status};
@@ -173,17 +173,18 @@ impl Acks {
         .await
     }
 
-    /// Deletes `ids` at `version` on the replicas of `replicas.shard`; returns how many were
-    /// there.
+    /// Deletes `ids`, and what `filter` matches, at `version` on the replicas of
+    /// `replicas.shard`; returns how many were there.
     pub(crate) async fn delete(
         &self,
         replicas: &Replicas,
         ids: Vec<String>,
         version: u64,
+        filter: Option<Filter>,
         deadline: Instant,
     ) -> Result<u32, Error> {
         let done = self
-            .write(replicas, DeleteRequest { ids, version, filter: None }, deadline, |mut c, r| {
+            .write(replicas, DeleteRequest { ids, version, filter }, deadline, |mut c, r| {
                 Box::pin(async move { c.delete(r).await.map(Response::into_inner) })
             })
             .await?;

@@ -37,9 +37,9 @@ pub struct Router {
     /// How to reach nodes (TLS), for shards added later.
     pub(crate) tls: Option<ClientTlsConfig>,
     pub(crate) writer: Arc<Writer>,
-    config: RouterConfig,
+    pub(crate) config: RouterConfig,
     in_flight: Arc<tokio::sync::Semaphore>,
-    counters: Arc<Counters>,
+    pub(crate) counters: Arc<Counters>,
     _tasks: Tasks,
 }
 
@@ -223,15 +223,21 @@ impl Router {
         }
     }
 
-    /// A slot for one search, or RESOURCE_EXHAUSTED when all are taken.
-    fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
-        self.in_flight.clone().try_acquire_owned().map_err(|_| {
-            self.counters.refused.fetch_add(1, Ordering::Relaxed);
-            Status::resource_exhausted(format!(
-                "the router is at its limit of {} searches in flight",
-                self.config.max_concurrent
-            ))
-        })
+    /// A slot for one search: waits up to `max_queue_ms` (and never past `deadline`) while
+    /// all are taken, then RESOURCE_EXHAUSTED.
+    async fn admit(&self, deadline: Instant) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
+        let wait = Duration::from_millis(self.config.max_queue_ms).min(remaining(deadline));
+        match tokio::time::timeout(wait, self.in_flight.clone().acquire_owned()).await {
+            Ok(Ok(slot)) => Ok(slot),
+            _ => {
+                self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                Err(Status::resource_exhausted(format!(
+                    "the router is at its limit of {} searches in flight and none ended within {} ms; retry later",
+                    self.config.max_concurrent,
+                    wait.as_millis()
+                )))
+            }
+        }
     }
 
     /// One search under `deadline` (see the module docs).
@@ -239,31 +245,22 @@ impl Router {
         partial = tracing::field::Empty, timed_out = tracing::field::Empty, hits = tracing::field::Empty))]
     async fn search_one(&self, r: SearchRequest, deadline: Instant) -> Result<SearchResponse, Status> {
         let started = Instant::now();
-        let (k, max_k, max_bytes) = (r.k as usize, self.config.max_k, self.config.max_query_bytes);
-        if r.query.trim().is_empty() {
-            return Err(Error::BadInput("the query is empty".into()).into());
-        }
-        if r.query.len() > max_bytes {
-            return Err(
-                Error::BadInput(format!("the query has {} bytes; the limit is {max_bytes}", r.query.len())).into()
-            );
-        }
-        if k == 0 || k > max_k {
-            return Err(Error::BadInput(format!("k must be in 1..={max_k}, got {k}")).into());
-        }
+        self.config.check_search(&r)?;
+        let k = r.k as usize;
+        let _slot = self.admit(deadline).await?;
         let query = self.encode(vec![r.query], true, deadline).await?.pop();
         let entered = self.gate.enter();
-        // Shards get the caller's remaining time less a margin to merge and reply in, so that a
-        // late shard costs its hits, not the whole answer.
-        let margin = (remaining(deadline) / 10).min(Duration::from_millis(50));
+        // Shards get the caller's remaining time less a margin to merge and reply in (a tenth,
+        // at most a second), so that a late shard costs its hits, not the whole answer.
+        let margin = (remaining(deadline) / 10).min(Duration::from_secs(1));
         let deadline = deadline.checked_sub(margin).unwrap_or(deadline);
         let shard_request = ShardSearchRequest {
             query,
             k: r.k,
             filter_ids: r.filter_ids,
             params: r.params,
-            include: None,
-            filter: None,
+            include: r.include,
+            filter: r.filter,
         };
         let shards = &entered.view().shards;
         tracing::Span::current().record("shards", shards.len() as i64);
@@ -285,6 +282,10 @@ impl Router {
         while let Some(joined) = set.join_next().await {
             match joined.map_err(|e| Status::internal(format!("shard call failed: {e}")))? {
                 Outcome::Hits(s, hits) => lists.push((shards[s].0, hits)),
+                // A shard that refuses the request as bad refuses it for every shard.
+                Outcome::Failed(f, _) if f.code == format!("{:?}", Code::InvalidArgument) => {
+                    return Err(Status::invalid_argument(format!("shard {}: {}", f.shard, f.message)));
+                }
                 Outcome::Failed(f, late) => {
                     self.counters.shard_failures.fetch_add(1, Ordering::Relaxed);
                     self.counters.shard_timeouts.fetch_add(late as u64, Ordering::Relaxed);
@@ -346,7 +347,6 @@ fn parse_grpc_timeout(value: &str) -> Option<Duration> {
 #[tonic::async_trait]
 impl Search for Router {
     async fn search(&self, request: Request<SearchRequest>) -> Result<Response<SearchResponse>, Status> {
-        let _slot = self.admit()?;
         let deadline = self.deadline(&request);
         Ok(Response::new(self.search_one(request.into_inner(), deadline).await?))
     }
@@ -408,54 +408,26 @@ impl Search for Router {
     async fn upsert(&self, request: Request<UpsertRequest>) -> Result<Response<UpsertResponse>, Status> {
         let deadline = self.deadline(&request);
         let docs = request.into_inner().documents;
-        if docs.is_empty() || docs.len() > self.config.max_batch {
-            let limit = self.config.max_batch;
-            return Err(Error::BadInput(format!("an upsert carries 1 to {limit} documents, got {}", docs.len())).into());
-        }
-        if let Some(d) = docs.iter().find(|d| d.id.is_empty() || d.id.len() > 512) {
-            return Err(Error::BadInput(format!("document ids are 1 to 512 bytes, got {:?}", d.id)).into());
-        }
+        self.config.check_documents(&docs)?;
         let vectors = self.encode(docs.iter().map(|d| d.text.clone()).collect(), false, deadline).await?;
         Ok(Response::new(self.writer.upsert(docs, vectors, deadline).await?))
     }
 
     async fn delete(&self, request: Request<DeleteRequest>) -> Result<Response<DeleteResponse>, Status> {
         let deadline = self.deadline(&request);
-        let ids = request.into_inner().ids;
+        let DeleteRequest { ids, filter, .. } = request.into_inner();
         if ids.len() > self.config.max_batch {
             return Err(Error::BadInput(format!("a delete names at most {} ids", self.config.max_batch)).into());
         }
-        Ok(Response::new(DeleteResponse { deleted: self.writer.delete(ids, deadline).await? }))
+        if ids.is_empty() && filter.is_none() {
+            return Err(Error::BadInput("a delete names ids or a filter".into()).into());
+        }
+        Ok(Response::new(DeleteResponse { deleted: self.writer.delete(ids, filter, deadline).await? }))
     }
 
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
         let deadline = self.deadline(&request);
-        let id = request.into_inner().id;
-        let entered = self.gate.enter();
-        let view = entered.view();
-        let found = self.get_from(view.replicas(view.state.home(&id)), &id, deadline).await;
-        match (found, view.state.old_home(&id)) {
-            // Not moved yet: still where it was.
-            (Err(status), Some(old)) if status.code() == Code::NotFound => {
-                Ok(Response::new(self.get_from(view.replicas(old), &id, deadline).await?))
-            }
-            (found, _) => Ok(Response::new(found?)),
-        }
-    }
-}
-
-impl Router {
-    async fn get_from(&self, replicas: &Replicas, id: &str, deadline: Instant) -> Result<GetResponse, Status> {
-        let first = replicas.next.fetch_add(1, Ordering::Relaxed);
-        let read = read_replicas(replicas, first, deadline, &self.counters, |mut c, r| {
-            let request = replicas.request(r, GetRequest { id: id.to_string(), ids: vec![] });
-            async move { c.get(request).await }
-        });
-        match read.await {
-            Ok(response) => Ok(response),
-            Err((_, Some(status))) => Err(status),
-            Err((_, None)) => Err(Error::Deadline(format!("reading {id:?}")).into()),
-        }
+        Ok(Response::new(self.get_documents(request.into_inner(), deadline).await?))
     }
 }
 

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use proto::v1::{Document, EncodedDocument, Tensor, UpsertResponse};
+use proto::v1::{Document, EncodedDocument, Filter, Tensor, UpsertResponse};
 use tracing::Instrument;
 
 use crate::placement::group_by;
@@ -50,10 +50,15 @@ impl Writer {
         detached(async move { writer.write_documents(docs, vectors, deadline).await }).await
     }
 
-    /// Deletes ids (see `delete_ids`).
-    pub(crate) async fn delete(self: &Arc<Self>, ids: Vec<String>, deadline: Instant) -> Result<u32, Error> {
+    /// Deletes ids and what `filter` matches (see `delete_ids`).
+    pub(crate) async fn delete(
+        self: &Arc<Self>,
+        ids: Vec<String>,
+        filter: Option<Filter>,
+        deadline: Instant,
+    ) -> Result<u32, Error> {
         let writer = self.clone();
-        detached(async move { writer.delete_ids(ids, deadline).await }).await
+        detached(async move { writer.delete_ids(ids, filter, deadline).await }).await
     }
 
     /// Enters the current epoch for a write: waits while a move's batch is being copied (the
@@ -109,17 +114,25 @@ impl Writer {
         Ok(UpsertResponse { written, replaced })
     }
 
-    /// Deletes `ids` at one new version where they are placed and, mid-move, where they used
-    /// to be; returns how many were there.
-    async fn delete_ids(&self, ids: Vec<String>, deadline: Instant) -> Result<u32, Error> {
+    /// Deletes `ids`, and with `filter` every document it matches, at one new version: ids where
+    /// they are placed and, mid-move, where they used to be; the filter on every shard. Returns
+    /// how many were there.
+    async fn delete_ids(&self, ids: Vec<String>, filter: Option<Filter>, deadline: Instant) -> Result<u32, Error> {
         let entered = self.enter_for_write(deadline).await?;
         let view = entered.view();
         let version = self.clock.now();
-        let old = group_by(ids.iter().cloned(), |id| view.state.old_home(id));
-        let now = group_by(ids, |id| Some(view.state.home(id)));
+        let mut groups = group_by(ids.iter().cloned(), |id| view.state.old_home(id));
+        for (s, ids) in group_by(ids, |id| Some(view.state.home(id))) {
+            groups.entry(s).or_default().extend(ids);
+        }
+        if filter.is_some() {
+            for (s, _) in &view.shards {
+                groups.entry(*s).or_default();
+            }
+        }
         let mut deleted = 0;
-        for (s, ids) in old.into_iter().chain(now) {
-            deleted += self.acks.delete(view.replicas(s), ids, version, deadline).await?;
+        for (s, ids) in groups {
+            deleted += self.acks.delete(view.replicas(s), ids, version, filter.clone(), deadline).await?;
         }
         Ok(deleted)
     }

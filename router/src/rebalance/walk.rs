@@ -152,7 +152,7 @@ impl Mover {
         if !copied.is_empty() {
             // Unversioned: the documents moved, they were not deleted, so no tombstone.
             let from = self.replicas(clients, state.shard(source).expect("the source is read until the end"))?;
-            self.acks().delete(&from, copied, 0, Instant::now() + STEP).await?;
+            self.acks().delete(&from, copied, 0, None, Instant::now() + STEP).await?;
         }
         Ok(count)
     }

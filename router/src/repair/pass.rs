@@ -159,7 +159,7 @@ impl Repairer {
         }
         let (dead, live): (Vec<_>, Vec<_>) = to_shard.into_iter().partition(|e| e.deleted);
         for (version, ids) in by_version(dead) {
-            self.acks.delete(shard, ids, version, deadline).await?;
+            self.acks.delete(shard, ids, version, None, deadline).await?;
         }
         if !live.is_empty() {
             let ids = live.into_iter().map(|e| e.id).collect();
