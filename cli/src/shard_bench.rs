@@ -42,6 +42,12 @@ pub struct Args {
     /// Search settings to compare on the one index, `nprobe:candidates,…` (one JSON line each).
     #[arg(long)]
     sweep: Option<String>,
+    /// Filtered searches after the unfiltered ones, one JSON line per share of the documents
+    /// the filter allows (comma-separated, e.g. 0.0001,0.01,0.1,1): each document has
+    /// `{"bucket": i mod 10000}` and the filter is a range on it. Recall is against the exact
+    /// mode under the same filter.
+    #[arg(long, value_delimiter = ',')]
+    filter_selectivity: Vec<f64>,
     /// Also write vectors.f32, doc_lens.u32, queries.f32 and meta.json here.
     #[arg(long)]
     write_vectors: Option<PathBuf>,
@@ -102,7 +108,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for first in (0..data.len()).step_by(500) {
         let batch = (first..(first + 500).min(data.len()))
             .map(|i| NewDocument {
-                doc: Document { id: i.to_string(), text: String::new(), metadata: String::new() },
+                doc: Document { id: i.to_string(), text: String::new(), metadata: metadata(i) },
                 vectors: data.doc(i).to_vec(),
                 version: 0,
             })
@@ -134,7 +140,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let refs: Vec<&[f32]> = queries.iter().map(|(_, q)| q.as_slice()).collect();
     let mut exact = Vec::with_capacity(queries.len());
     for batch in refs.chunks(16) {
-        for hits in shard.search_exact_batch(batch, args.k)? {
+        for hits in shard.search_exact_batch(batch, args.k, None)? {
             exact.push(hits.into_iter().map(|f| f.id).collect::<HashSet<String>>());
         }
     }
@@ -149,13 +155,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             order[..args.k.min(order.len())].iter().map(|i| i.to_string()).collect()
         })
         .collect();
-    for params in settings {
+    for params in &settings {
         let mut latencies = Vec::with_capacity(queries.len());
         let mut results = Vec::with_capacity(queries.len());
         let search_started = Instant::now();
         for q in &refs {
             let t = Instant::now();
-            results.push(shard.search(q, &params, None)?);
+            results.push(shard.search(q, params, None)?);
             latencies.push(t.elapsed().as_secs_f64() * 1e3);
         }
         let qps = queries.len() as f64 / search_started.elapsed().as_secs_f64();
@@ -189,11 +195,60 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "disk_bytes_per_token": shard.disk_bytes()? as f64 / tokens,
             "build_s": build_s, "p50_ms": pct(0.5), "p99_ms": pct(0.99), "qps": qps,
         });
-        if args.json {
-            println!("{report}");
-        } else {
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        }
+        print(&report, args.json)?;
+    }
+    for &share in &args.filter_selectivity {
+        print(&filtered(&shard, &refs, settings[0], share)?, args.json)?;
     }
     Ok(())
+}
+
+fn print(report: &serde_json::Value, json: bool) -> anyhow::Result<()> {
+    match json {
+        true => println!("{report}"),
+        false => println!("{}", serde_json::to_string_pretty(report)?),
+    }
+    Ok(())
+}
+
+/// Buckets of `--filter-selectivity`.
+const BUCKETS: usize = 10_000;
+
+fn metadata(i: usize) -> String {
+    format!("{{\"bucket\": {}}}", i % BUCKETS)
+}
+
+/// Searches allowing `share` of the documents (a range on `bucket`): recall@k against the exact
+/// mode under the same filter, and latency.
+fn filtered(shard: &Shard, queries: &[&[f32]], params: SearchParams, share: f64) -> anyhow::Result<serde_json::Value> {
+    use proto::v1::{bound, condition, Bound, Condition, Filter, Range};
+    let below = (share * BUCKETS as f64).round().max(1.0);
+    let range = Range {
+        field: "bucket".into(),
+        lt: Some(Bound { value: Some(bound::Value::Number(below)) }),
+        ..Default::default()
+    };
+    let filter =
+        Filter { must: vec![Condition { condition: Some(condition::Condition::Range(range)) }], ..Default::default() };
+    let allowed = shard.matching(&filter)?.len();
+    let mut truth = Vec::with_capacity(queries.len());
+    for batch in queries.chunks(16) {
+        for hits in shard.search_exact_batch(batch, params.k, Some(&filter))? {
+            truth.push(hits.into_iter().map(|f| f.id).collect::<HashSet<String>>());
+        }
+    }
+    let (mut found, mut latencies) = (0, Vec::with_capacity(queries.len()));
+    for (q, want) in queries.iter().zip(&truth) {
+        let t = Instant::now();
+        let got = shard.search(q, &params, Some(&filter))?;
+        latencies.push(t.elapsed().as_secs_f64() * 1e3);
+        found += got.iter().filter(|f| want.contains(&f.id)).count();
+    }
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
+    let wanted: usize = truth.iter().map(HashSet::len).sum();
+    Ok(serde_json::json!({
+        "selectivity": share, "allowed": allowed, "k": params.k,
+        "recall_at_k": found as f64 / wanted.max(1) as f64, "p50_ms": pct(0.5), "p99_ms": pct(0.99),
+    }))
 }

@@ -129,26 +129,26 @@ impl Shard {
     /// Exact MaxSim over every live document `filter` allows, from decoded (or, before
     /// training, raw) vectors: the oracle.
     pub fn search_exact(&self, query: &[f32], k: usize, filter: Option<&Filter>) -> Result<Vec<Found>> {
-        self.check_search(query, k)?;
         match &self.state {
-            State::Buffering(_) => self.search(query, &SearchParams::for_k(k), filter),
-            State::Ready { index, .. } => {
-                let allowed = self.allowed(filter)?;
-                let ok = |d: u32| allowed.as_ref().is_none_or(|s| s.contains(&d));
-                self.found(index.exact(&[query], k, &ok)?.remove(0))
+            State::Buffering(_) => {
+                self.check_search(query, k)?;
+                self.search(query, &SearchParams::for_k(k), filter)
             }
+            State::Ready { .. } => Ok(self.search_exact_batch(&[query], k, filter)?.remove(0)),
         }
     }
 
     /// `search_exact` for many queries at once (each document decoded once for all).
-    pub fn search_exact_batch(&self, queries: &[&[f32]], k: usize) -> Result<Vec<Vec<Found>>> {
+    pub fn search_exact_batch(&self, queries: &[&[f32]], k: usize, filter: Option<&Filter>) -> Result<Vec<Vec<Found>>> {
         for q in queries {
             self.check_search(q, k)?;
         }
         match &self.state {
-            State::Buffering(_) => queries.iter().map(|q| self.search_exact(q, k, None)).collect(),
+            State::Buffering(_) => queries.iter().map(|q| self.search_exact(q, k, filter)).collect(),
             State::Ready { index, .. } => {
-                index.exact(queries, k, &|_| true)?.into_iter().map(|hits| self.found(hits)).collect()
+                let allowed = self.allowed(filter)?;
+                let ok = |d: u32| allowed.as_ref().is_none_or(|s| s.contains(&d));
+                index.exact(queries, k, &ok)?.into_iter().map(|hits| self.found(hits)).collect()
             }
         }
     }
