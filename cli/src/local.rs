@@ -62,13 +62,13 @@ pub async fn start(model: Arc<ColbertModel>, config: &LocalFile) -> anyhow::Resu
         |i: u16| SocketAddr::new(listen.ip(), if listen.port() == 0 { 0 } else { listen.port() + i }).to_string();
     let dim = model.dim();
     let (routes, encoder_metrics) = encoder_routes(model, config.batching, NODE_MESSAGE);
-    let encoder = serve(routes, ENCODER, &next(1), None, 0).await?;
+    let encoder = serve(routes, ENCODER, &next(1), None, 0, None).await?;
     let (mut addresses, mut shards) = (Vec::new(), Vec::new());
     for s in 0..count {
         let index = shard_node::shard::ShardConfig { dim, ..config.index.clone() };
         let shard = open_shard(config.data_dir.join(format!("shard-{s}")), index).await?;
         let (routes, service) = shard_routes(shard, s as u32, dim, NODE_MESSAGE);
-        addresses.push(vec![serve(routes, SHARD, &next(2 + s as u16), None, 0).await?]);
+        addresses.push(vec![serve(routes, SHARD, &next(2 + s as u16), None, 0, Some(service.health())).await?]);
         shards.push((s as u32, service));
     }
     // The nodes' addresses change from one start to the next (ports may be any free ones).
@@ -80,7 +80,7 @@ pub async fn start(model: Arc<ColbertModel>, config: &LocalFile) -> anyhow::Resu
     anyhow::ensure!(store.replace(stored.as_ref(), &next, None).await?, "the cluster state changed while starting");
     let router = Router::start(Arc::new(store), config.limits.clone(), None).await?;
     let (routes, router_metrics) = router_routes(router, Default::default(), ROUTER_MESSAGE);
-    let address = serve(routes, SEARCH, &config.listen, None, 0).await?;
+    let address = serve(routes, SEARCH, &config.listen, None, 0, None).await?;
     let extra = vec![router_metrics, encoder_metrics, metrics::shards(shards)];
     serve_metrics(config.metrics_addr.as_deref(), extra).await?;
     tracing::info!(router = %address, encoder = %encoder, shards = ?addresses, data = %config.data_dir.display(), "local cluster is up");

@@ -28,18 +28,35 @@ pub const SHARD: &str = "jacolbert.v1.Shard";
 pub const SEARCH: &str = "jacolbert.v1.Search";
 
 /// Serves `routes` on `address` in the background (over TLS when `tls` is given), with the
-/// standard gRPC health service (reporting `service` as serving) and server reflection;
-/// returns the address.
+/// standard gRPC health service (reporting `service` as serving, or as `healthy` says when
+/// given) and server reflection; returns the address.
 pub async fn serve(
     routes: Routes,
     service: &str,
     address: &str,
     tls: Option<ServerTlsConfig>,
     max_requests_per_second: u32,
+    healthy: Option<tokio::sync::watch::Receiver<bool>>,
 ) -> anyhow::Result<String> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_service_status(service, tonic_health::ServingStatus::Serving).await;
     health.set_service_status("", tonic_health::ServingStatus::Serving).await;
+    if let Some(mut healthy) = healthy {
+        let service = service.to_string();
+        tokio::spawn(async move {
+            loop {
+                let status = match *healthy.borrow_and_update() {
+                    true => tonic_health::ServingStatus::Serving,
+                    false => tonic_health::ServingStatus::NotServing,
+                };
+                health.set_service_status(&service, status).await;
+                health.set_service_status("", status).await;
+                if healthy.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .build_v1()?;
@@ -172,7 +189,7 @@ pub fn encoder(args: EncoderArgs) -> anyhow::Result<()> {
     tokio::runtime::Runtime::new()?.block_on(async {
         let model = Arc::new(model.load(EncodeOptions::default())?);
         let (routes, extra) = encoder_routes(model, file.batching, file.max_message_bytes);
-        let address = serve(routes, ENCODER, &file.listen, tls, file.max_requests_per_second).await?;
+        let address = serve(routes, ENCODER, &file.listen, tls, file.max_requests_per_second, None).await?;
         serve_metrics(file.metrics_addr.as_deref(), vec![extra]).await?;
         until_ctrl_c("encoder", &address).await
     })
@@ -187,6 +204,10 @@ pub struct ShardArgs {
     /// This shard's number, reported in hits.
     #[arg(long, env = "JACOLBERT_SHARD_NUMBER")]
     number: Option<u32>,
+    /// Open a store that fails its consistency check read-only, serving the documents found
+    /// whole (the log says how many were left out); writes are refused.
+    #[arg(long)]
+    salvage: bool,
 }
 
 pub fn shard(args: ShardArgs) -> anyhow::Result<()> {
@@ -199,9 +220,13 @@ pub fn shard(args: ShardArgs) -> anyhow::Result<()> {
     let tls = file.tls.as_ref().map(crate::tls::server).transpose()?;
     tokio::runtime::Runtime::new()?.block_on(async {
         let dim = file.index.dim;
-        let shard = open_shard(file.data_dir, file.index).await?;
+        let shard = match args.salvage {
+            false => open_shard(file.data_dir, file.index).await?,
+            true => tokio::task::spawn_blocking(move || Shard::salvage(&file.data_dir, file.index)).await??,
+        };
         let (routes, service) = shard_routes(shard, file.number, dim, file.max_message_bytes);
-        let address = serve(routes, SHARD, &file.listen, tls, file.max_requests_per_second).await?;
+        let health = Some(service.health());
+        let address = serve(routes, SHARD, &file.listen, tls, file.max_requests_per_second, health).await?;
         serve_metrics(file.metrics_addr.as_deref(), vec![metrics::shards(vec![(file.number, service)])]).await?;
         until_ctrl_c("shard", &address).await
     })
@@ -245,7 +270,7 @@ pub fn router(args: RouterArgs) -> anyhow::Result<()> {
             None => Router::connect(&file.encoders, &shards, file.limits, client_tls).await?,
         };
         let (routes, extra) = router_routes(router, file.auth, file.max_message_bytes);
-        let address = serve(routes, SEARCH, &file.listen, server_tls, file.max_requests_per_second).await?;
+        let address = serve(routes, SEARCH, &file.listen, server_tls, file.max_requests_per_second, None).await?;
         serve_metrics(file.metrics_addr.as_deref(), vec![extra]).await?;
         until_ctrl_c("router", &address).await
     })

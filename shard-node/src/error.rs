@@ -12,6 +12,15 @@ pub enum Error {
     Corrupt { path: String, reason: String },
     #[error("storage: {0}")]
     Storage(#[from] sled::Error),
+    /// Too little free space where the store lives: writes are refused, reads go on.
+    #[error("store at {path}: {free} bytes free, below the floor of {floor}; writes resume once space is freed")]
+    DiskFull { path: String, free: u64, floor: u64 },
+    /// The store was salvaged: it serves what is intact and takes no writes.
+    #[error("{0}")]
+    ReadOnly(String),
+    /// A request panicked; the shard goes on serving others.
+    #[error("internal: {0}")]
+    Panicked(String),
     #[error(transparent)]
     Kernel(#[from] kernels::Error),
 }
@@ -26,7 +35,15 @@ impl From<Error> for tonic::Status {
             Error::BadInput(_) | Error::Kernel(_) => tonic::Status::invalid_argument(message),
             Error::NotFound(_) => tonic::Status::not_found(message),
             Error::Corrupt { .. } => tonic::Status::data_loss(message),
-            Error::Storage(_) => tonic::Status::internal(message),
+            Error::DiskFull { .. } => tonic::Status::resource_exhausted(message),
+            Error::Storage(e) if out_of_space(&e) => tonic::Status::resource_exhausted(message),
+            Error::Storage(_) | Error::Panicked(_) => tonic::Status::internal(message),
+            Error::ReadOnly(_) => tonic::Status::failed_precondition(message),
         }
     }
+}
+
+/// Whether sled failed because the disk is full (ENOSPC, or the quota's EDQUOT).
+pub fn out_of_space(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull || matches!(io.raw_os_error(), Some(28 | 122)))
 }

@@ -4,6 +4,7 @@
 
 pub mod codec;
 mod error;
+mod failpoint;
 pub mod fields;
 pub mod index;
 mod rng;

@@ -1,7 +1,7 @@
 //! The `jacolbert.v1.Shard` gRPC service over a `Shard`. Searches share a read lock, writes take
 //! the write lock; both run on Tokio's blocking pool, as they are CPU or disk bound.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use proto::v1::shard_server::Shard as ShardRpc;
 use proto::v1::{
@@ -30,12 +30,22 @@ pub struct ShardService {
     dim: usize,
     /// The store's identity (`Store::identity`), which reads may be asked to match.
     identity: Arc<str>,
+    /// False once the store failed (an I/O error, a damaged value): grpc.health.v1 then says
+    /// NOT_SERVING, so that routers and Kubernetes stop sending here. A full disk is not a
+    /// failure: reads go on.
+    healthy: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl ShardService {
     pub fn new(shard: Shard, number: u32, dim: usize) -> ShardService {
         let identity = shard.identity().into();
-        ShardService { shard: Arc::new(RwLock::new(shard)), number, dim, identity }
+        let healthy = Arc::new(tokio::sync::watch::Sender::new(true));
+        ShardService { shard: Arc::new(RwLock::new(shard)), number, dim, identity, healthy }
+    }
+
+    /// Whether the store serves (see the field); follows every change.
+    pub fn health(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.healthy.subscribe()
     }
 
     /// A read whose caller expects another store (`proto::STORE_HEADER`) is refused: this
@@ -57,7 +67,7 @@ impl ShardService {
         f: impl FnOnce(&Shard) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Status> {
         let shard = self.shard.clone();
-        blocking(move || f(&*shard.read().map_err(|_| poisoned())?).map_err(Status::from)).await
+        self.run(move || f(&shard.read().unwrap_or_else(PoisonError::into_inner))).await
     }
 
     /// Runs `f` under the write lock on the blocking pool.
@@ -66,7 +76,31 @@ impl ShardService {
         f: impl FnOnce(&mut Shard) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Status> {
         let shard = self.shard.clone();
-        blocking(move || f(&mut *shard.write().map_err(|_| poisoned())?).map_err(Status::from)).await
+        self.run(move || f(&mut shard.write().unwrap_or_else(PoisonError::into_inner))).await
+    }
+
+    /// Runs `f` on the blocking pool. A panic in it fails this request only (the lock it held
+    /// is taken back, not left poisoned); a storage failure marks the shard unhealthy.
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> Result<T, Error> + Send + 'static) -> Result<T, Status> {
+        let healthy = self.healthy.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+                Err(Error::Panicked(what.unwrap_or_else(|| "a request panicked".into())))
+            })
+        })
+        .await
+        .map_err(|e| Status::internal(format!("shard task failed: {e}")))?;
+        if let Err(e @ (Error::Storage(_) | Error::Corrupt { .. })) = &done {
+            if !matches!(e, Error::Storage(s) if crate::error::out_of_space(s)) {
+                tracing::error!(error = %e, "the store failed: reporting NOT_SERVING");
+                healthy.send_replace(false);
+            }
+        }
+        done.map_err(Status::from)
     }
 
     fn matrix(&self, tensor: Option<&proto::v1::Tensor>, what: &str) -> Result<Matrix, Status> {
@@ -105,14 +139,6 @@ fn check_limit(limit: u32) -> Result<(), Status> {
         true => Err(Status::invalid_argument(format!("limit must be in 1..={MAX_BATCH}, got {limit}"))),
         false => Ok(()),
     }
-}
-
-fn poisoned() -> Status {
-    Status::internal("the shard's lock is poisoned (a writer panicked)")
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Status> + Send + 'static) -> Result<T, Status> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Status::internal(format!("shard task failed: {e}")))?
 }
 
 #[tonic::async_trait]
@@ -203,7 +229,12 @@ impl ShardRpc for ShardService {
                 d.document.ok_or_else(|| Status::invalid_argument(format!("document {i}: missing")))?;
             docs.push(NewDocument { doc: Document { id, text, metadata }, vectors, version: d.version });
         }
-        let written = self.write(move |shard| shard.upsert(docs)).await?;
+        let written = self
+            .write(move |shard| {
+                crate::failpoint::panic_on_upsert(docs.iter().map(|d| d.doc.id.as_str()));
+                shard.upsert(docs)
+            })
+            .await?;
         let replaced = written.iter().filter(|w| w.replaced.is_some()).count() as u32;
         Ok(Response::new(UpsertResponse { written: written.len() as u32, replaced }))
     }

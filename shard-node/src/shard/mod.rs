@@ -3,7 +3,7 @@
 //! holds, and from then on compresses on arrival. `retrain` fits a new codec to the decoded
 //! documents and rewrites them, losing none. Start-up rebuilds the in-memory layout from sled.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::codec::{Codec, TrainParams};
 use crate::fields::metadata::{Kind, Scalar};
@@ -29,6 +29,9 @@ pub struct ShardConfig {
     /// Most documents an `exact` search (every document scored) may cover; a larger shard
     /// refuses it.
     pub max_exact_documents: usize,
+    /// Writes are refused while the store's file system has less free space than this, before
+    /// sled runs out of it mid-write.
+    pub min_free_bytes: u64,
 }
 
 impl Default for ShardConfig {
@@ -40,6 +43,7 @@ impl Default for ShardConfig {
             max_doc_tokens: 4096,
             tombstone_ttl_s: 7 * 24 * 3600,
             max_exact_documents: 100_000,
+            min_free_bytes: 64 << 20,
         }
     }
 }
@@ -91,6 +95,8 @@ pub struct Shard {
     state: State,
     /// The documents' metadata fields, for filters.
     fields: FieldIndex,
+    /// Salvaged: the documents the check found damaged (left out), and no writes.
+    salvaged: Option<HashSet<u32>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,15 +112,43 @@ impl Shard {
     /// an older codec, as a crash during training can leave them, are encoded now).
     pub fn open(path: &std::path::Path, config: ShardConfig) -> Result<Shard> {
         config.check()?;
-        let mut store = Store::open(path, config.dim as u32, config.train.nbits as u32)?;
-        let expired = store.purge_tombstones(now_ms().saturating_sub(config.tombstone_ttl_s.saturating_mul(1000)))?;
+        let store = Store::open(path, config.dim as u32, config.train.nbits as u32)?;
+        Shard::with_store(store, config, None)
+    }
+
+    /// Opens a damaged store read-only, serving the documents its check found whole; says how
+    /// many it left out.
+    pub fn salvage(path: &std::path::Path, config: ShardConfig) -> Result<Shard> {
+        config.check()?;
+        let (store, damage) = Store::salvage(path, config.dim as u32, config.train.nbits as u32)?;
+        tracing::warn!(
+            path = store.path(),
+            damaged = damage.count,
+            documents_left_out = damage.documents.len(),
+            first = damage.first.as_deref().unwrap_or("none"),
+            "salvaged read-only: serving what is intact"
+        );
+        Shard::with_store(store, config, Some(damage.documents))
+    }
+
+    fn with_store(mut store: Store, config: ShardConfig, salvaged: Option<HashSet<u32>>) -> Result<Shard> {
+        let skip = |id: u32| salvaged.as_ref().is_some_and(|s| s.contains(&id));
+        let expired = match salvaged {
+            Some(_) => 0,
+            None => store.purge_tombstones(now_ms().saturating_sub(config.tombstone_ttl_s.saturating_mul(1000)))?,
+        };
         if expired > 0 {
             tracing::info!(path = store.path(), expired, "forgot tombstones past their time to live");
         }
         let manifest = store.manifest();
         let mut fields = FieldIndex::default();
         for entry in store.documents() {
-            let (id, doc) = entry?;
+            let (id, doc) = match entry {
+                Ok((id, _)) if skip(id) => continue,
+                Ok(doc) => doc,
+                Err(_) if salvaged.is_some() => continue,
+                Err(e) => return Err(e),
+            };
             // Stored metadata passed the check when written; a kind clash from before fields
             // were indexed (or a store written by hand) leaves the document out of filters.
             match fields.check(&doc.metadata) {
@@ -122,10 +156,10 @@ impl Shard {
                 Err(e) => tracing::warn!(id = %doc.id, error = %e, "metadata left out of the field index"),
             }
         }
-        let mut shard = Shard { config, store, state: State::Buffering(Vec::new()), fields };
+        let mut shard = Shard { config, store, state: State::Buffering(Vec::new()), fields, salvaged };
         if manifest.codec == 0 {
             let mut raw = Vec::new();
-            for entry in shard.store.all_tokens() {
+            for entry in shard.intact_tokens() {
                 match entry? {
                     (id, Tokens::Raw(v)) => raw.push((id, v)),
                     (id, Tokens::Encoded { .. }) => {
@@ -152,7 +186,7 @@ impl Shard {
         let mut stale = Vec::new();
         let mut old_codecs: Vec<(u32, Codec)> = Vec::new();
         let started = std::time::Instant::now();
-        for (n, entry) in self.store.all_tokens().enumerate() {
+        for (n, entry) in self.intact_tokens().enumerate() {
             let (id, tokens) = entry?;
             let (codes, residuals) = match tokens {
                 Tokens::Encoded { codec: g, codes, residuals } if g == generation => (codes, residuals),
@@ -184,7 +218,7 @@ impl Shard {
                 );
             }
         }
-        if !stale.is_empty() {
+        if !stale.is_empty() && self.salvaged.is_none() {
             tracing::info!(documents = stale.len(), generation, "encoding documents stored raw or by an older codec");
             self.store.rewrite(stale.into_iter())?;
         }
@@ -201,7 +235,34 @@ impl Shard {
         Ok(())
     }
 
+    /// Every document's tokens; salvaged, only those of documents found whole.
+    fn intact_tokens(&self) -> impl Iterator<Item = Result<(u32, Tokens)>> + '_ {
+        self.store.all_tokens().filter(|entry| match (&self.salvaged, entry) {
+            (None, _) => true,
+            (Some(damaged), Ok((id, _))) => !damaged.contains(id),
+            (Some(_), Err(_)) => false,
+        })
+    }
+
+    /// Refuses a write when the store is salvaged or its disk is nearly full.
+    fn check_writable(&self) -> Result<()> {
+        if self.salvaged.is_some() {
+            return Err(Error::ReadOnly(format!(
+                "the store at {} was salvaged: it serves what is intact and takes no writes",
+                self.store.path()
+            )));
+        }
+        let floor = self.config.min_free_bytes;
+        match self.store.free_bytes() {
+            Some(free) if free < floor => Err(Error::DiskFull { path: self.store.path().into(), free, floor }),
+            _ => Ok(()),
+        }
+    }
+
     fn train_if_due(&mut self) -> Result<()> {
+        if self.salvaged.is_some() {
+            return Ok(());
+        }
         let State::Buffering(raw) = &self.state else { return Ok(()) };
         let tokens: usize = raw.iter().map(|(_, v)| v.len() / self.config.dim).sum();
         if tokens >= self.config.train_tokens.max(16) {
@@ -265,6 +326,7 @@ impl Shard {
     /// Writes documents (replacing any with the same id, unless the shard holds a write of the
     /// id as new or newer); returns the writes that applied, once they are durable.
     pub fn upsert(&mut self, docs: Vec<NewDocument>) -> Result<Vec<Written>> {
+        self.check_writable()?;
         docs.iter().try_for_each(|d| self.check_document(d))?;
         let parsed = self.check_metadata(&docs)?;
         let versions: Vec<u64> = docs.iter().map(|d| d.version).collect();
@@ -327,6 +389,7 @@ impl Shard {
 
     /// Deletes documents by id at `version` (0: unversioned); returns how many existed.
     pub fn delete(&mut self, ids: &[String], version: u64) -> Result<usize> {
+        self.check_writable()?;
         let removed = self.store.delete_versioned(ids, version)?;
         for &id in &removed {
             self.forget(Some(id));

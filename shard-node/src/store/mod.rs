@@ -6,6 +6,7 @@
 //! Replacing a document removes the old version in the same transaction. `versions`
 //! (versions.rs) keeps each id's last write's version, and a versioned delete's tombstone.
 
+mod check;
 mod codec_bytes;
 pub mod versions;
 
@@ -13,6 +14,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 
 use crate::codec::Codec;
 use crate::{Error, Result};
+pub use check::Damage;
 use codec_bytes::{put_string, seal, Reader};
 pub use versions::Record;
 
@@ -122,6 +124,9 @@ pub struct Store {
     /// Made when the store is created: a replica whose data was lost comes back under another
     /// identity, and the router stops reading it until it is repaired.
     identity: String,
+    /// Writes (upserts and deletes) this store has made durable, in `meta` and in the
+    /// watermark file beside sled's (check.rs).
+    sequence: u64,
 }
 
 /// What an upsert did to one document.
@@ -129,6 +134,12 @@ pub struct Store {
 pub struct Written {
     pub id: u32,
     pub replaced: Option<u32>,
+}
+
+/// The internal id at the head of a stored `docs` value, once its checksum holds.
+fn stored_id(value: &[u8], external: &str, path: &str) -> Result<u32> {
+    let what = format!("document {external:?}");
+    Reader::new(codec_bytes::open(value, &what, path)?, what).u32()
 }
 
 /// A fresh identity: the creation time, the process and the path, hashed (FNV-1a), in hex.
@@ -146,12 +157,46 @@ fn key(id: u32) -> [u8; 4] {
 impl Store {
     /// Opens (or creates) the store at `path` for vectors of `dim` at `nbits`. An existing
     /// store must have a sound manifest of this version and the same dim; its nbits wins.
+    /// The store is checked whole before it is returned (`check.rs`): a damaged one is refused
+    /// by name, and no panic of sled's gets out.
     pub fn open(path: &std::path::Path, dim: u32, nbits: u32) -> Result<Store> {
+        let (store, damage) = Store::salvage(path, dim, nbits)?;
+        match damage.first {
+            None => Ok(store),
+            Some(first) => Err(Error::Corrupt {
+                path: store.path.clone(),
+                reason: format!("{} damaged entries, the first: {first}; {}", damage.count, check::REMEDY),
+            }),
+        }
+    }
+
+    /// Opens the store however damaged it is (when sled can), with what its check found: for
+    /// serving what is intact.
+    pub fn salvage(path: &std::path::Path, dim: u32, nbits: u32) -> Result<(Store, check::Damage)> {
         let shown = path.display().to_string();
-        let db = sled::Config::new().path(path).open().map_err(|e| match e {
-            sled::Error::Corruption { .. } => Error::Corrupt { path: shown.clone(), reason: e.to_string() },
+        check::clean_leftovers(path);
+        let corrupt = |e: sled::Error| match e {
+            sled::Error::Corruption { .. } => {
+                Error::Corrupt { path: shown.clone(), reason: format!("sled: {e}; {}", check::REMEDY) }
+            }
             e => Error::Storage(e),
-        })?;
+        };
+        check::contained(&shown, || {
+            let store = Store::open_trees(path, dim, nbits).map_err(|e| match e {
+                Error::Storage(e) => corrupt(e),
+                e => e,
+            })?;
+            let damage = store.damage().map_err(|e| match e {
+                Error::Storage(e) => corrupt(e),
+                e => e,
+            })?;
+            Ok((store, damage))
+        })
+    }
+
+    fn open_trees(path: &std::path::Path, dim: u32, nbits: u32) -> Result<Store> {
+        let shown = path.display().to_string();
+        let db = sled::Config::new().path(path).open()?;
         let tree = |name: &str| db.open_tree(name);
         let (meta, docs, ids, vectors) = (tree("meta")?, tree("docs")?, tree("ids")?, tree("vectors")?);
         let versions = tree("versions")?;
@@ -177,7 +222,8 @@ impl Store {
                 made
             }
         };
-        let store = Store { db, meta, docs, ids, vectors, versions, path: shown, manifest, identity };
+        let sequence = check::stored_sequence(&meta, &shown)?;
+        let store = Store { db, meta, docs, ids, vectors, versions, path: shown, manifest, identity, sequence };
         if manifest.codec > 0 {
             store.codec(manifest.codec)?;
         }
@@ -191,6 +237,17 @@ impl Store {
     /// This store's identity (see the field).
     pub fn identity(&self) -> &str {
         &self.identity
+    }
+
+    /// Bytes free to this process on the store's file system (`None` when it cannot be told).
+    pub fn free_bytes(&self) -> Option<u64> {
+        let path = std::ffi::CString::new(self.path.as_bytes()).ok()?;
+        let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: a NUL-terminated path and a statvfs struct of our own to fill.
+        match unsafe { libc::statvfs(path.as_ptr(), &mut stat) } {
+            0 => Some(stat.f_bavail as u64 * stat.f_frsize as u64),
+            _ => None,
+        }
     }
 
     pub fn path(&self) -> &str {
@@ -214,6 +271,7 @@ impl Store {
             return Err(Error::BadInput("the shard has run out of internal ids".into()));
         }
         let manifest = Manifest { next_id: start + batch.len() as u32, ..self.manifest };
+        let sequence = self.sequence + 1;
         let path = &self.path;
         let trees = (&self.docs, &self.ids, &self.vectors, &self.meta, &self.versions);
         let result = trees.transaction(|(docs, ids, vectors, meta, known)| {
@@ -231,9 +289,10 @@ impl Store {
                 let mut value = id.to_le_bytes().to_vec();
                 put_string(&mut value, &doc.text);
                 put_string(&mut value, &doc.metadata);
-                let replaced = docs
-                    .insert(doc.id.as_bytes(), seal(value))?
-                    .map(|old| u32::from_le_bytes(old[..4].try_into().unwrap()));
+                let replaced = match docs.insert(doc.id.as_bytes(), seal(value))? {
+                    Some(old) => Some(stored_id(&old, &doc.id, path).map_err(ConflictableTransactionError::Abort)?),
+                    None => None,
+                };
                 if let Some(old) = replaced {
                     ids.remove(&key(old))?;
                     vectors.remove(&key(old))?;
@@ -249,11 +308,13 @@ impl Store {
                 written.push(Some(Written { id, replaced }));
             }
             meta.insert("manifest", manifest.to_bytes())?;
+            meta.insert(check::SEQUENCE, &sequence.to_le_bytes())?;
             Ok::<_, ConflictableTransactionError<Error>>(written)
         });
         let written = result.map_err(transaction_error)?;
         self.db.flush()?;
         self.manifest = manifest;
+        self.acknowledged(sequence)?;
         Ok(written)
     }
 
@@ -261,9 +322,10 @@ impl Store {
     /// (version 0: none, and what was known of the id is forgotten); an id the store holds a
     /// write as new or newer of is left as it is. Returns the internal ids that were live.
     pub fn delete_versioned(&mut self, external: &[String], version: u64) -> Result<Vec<u32>> {
-        let (path, now) = (&self.path, versions::now_ms());
-        let trees = (&self.docs, &self.ids, &self.vectors, &self.versions);
-        let result = trees.transaction(|(docs, ids, vectors, known)| {
+        let (path, now, sequence) = (&self.path, versions::now_ms(), self.sequence + 1);
+        let trees = (&self.docs, &self.ids, &self.vectors, &self.versions, &self.meta);
+        let result = trees.transaction(|(docs, ids, vectors, known, meta)| {
+            meta.insert(check::SEQUENCE, &sequence.to_le_bytes())?;
             let mut removed = Vec::new();
             for id in external {
                 if !versions::applies(version, versions::read(known, id, path)?) {
@@ -271,7 +333,7 @@ impl Store {
                 }
                 versions::remember(known, id, version, Some(now))?;
                 if let Some(old) = docs.remove(id.as_bytes())? {
-                    let old = u32::from_le_bytes(old[..4].try_into().unwrap());
+                    let old = stored_id(&old, id, path).map_err(ConflictableTransactionError::Abort)?;
                     ids.remove(&key(old))?;
                     vectors.remove(&key(old))?;
                     removed.push(old);
@@ -281,6 +343,7 @@ impl Store {
         });
         let removed = result.map_err(transaction_error)?;
         self.db.flush()?;
+        self.acknowledged(sequence)?;
         Ok(removed)
     }
 

@@ -99,7 +99,16 @@ fn a_damaged_or_foreign_store_is_refused() {
     db.open_tree("meta").unwrap().insert("manifest", good).unwrap();
     db.flush().unwrap();
     drop(db);
-    let store = Store::open(dir.path(), 4, 2).unwrap();
+    // The damaged vectors are found by the check at open, named, and refused; salvage opens
+    // the store and says which document cannot be served.
+    let err = Store::open(dir.path(), 4, 2).err().expect("refused");
+    assert!(
+        err.to_string().contains("1 damaged entries, the first: the id entry or vectors of document \"a\""),
+        "{err}"
+    );
+    assert!(err.to_string().contains("--salvage"), "{err}");
+    let (store, damage) = Store::salvage(dir.path(), 4, 2).unwrap();
+    assert_eq!((damage.count, damage.documents.iter().copied().collect::<Vec<_>>()), (1, vec![0]));
     let err = store.tokens(0).expect_err("damaged value");
     assert!(err.to_string().contains("document 0"), "{err}");
 }

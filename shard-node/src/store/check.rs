@@ -1,0 +1,160 @@
+//! What opening a store guards against: leftovers of a start that failed (sled's
+//! `*.generating` snapshot files, which make every later start fail), sled panicking on damaged
+//! bytes (contained and turned into an error that names the store), and damage sled does not
+//! notice: the consistency check reads every tree and refuses a store whose trees disagree.
+//!
+//! And one sled hides: given damaged bytes in its log, sled may recover an older state, whole
+//! and consistent, without the writes after it (we measured it opening with every document
+//! gone). So each durable write bumps a sequence number in `meta` and, once flushed, in a small
+//! file beside sled's (`jacolbert.watermark`, checksummed); a store whose sequence is behind
+//! its watermark lost acknowledged writes, and is refused.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use super::codec_bytes::{open, seal};
+use super::{key, Store, Tokens};
+use crate::{Error, Result};
+
+/// What to do with a store that fails its check, for the error's message.
+pub const REMEDY: &str = "restore this replica from another (add an empty one with `jacolbert replica add`, then \
+                          `jacolbert replica remove` this one), or start it with `jacolbert shard --salvage` to serve \
+                          what is intact, read-only";
+
+/// Removes what a start that failed part-way leaves in `dir` and sled would trip on.
+pub fn clean_leftovers(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::warn!(file = %entry.path().display(), "removed a snapshot left half-written by a failed start")
+                }
+                Err(e) => {
+                    tracing::warn!(file = %entry.path().display(), error = %e, "cannot remove a half-written snapshot")
+                }
+            }
+        }
+    }
+}
+
+/// Runs `f`, turning a panic inside it (sled's, on damaged bytes) into `Error::Corrupt` for
+/// `path`. The panic's own report is kept out of the log: the error says what happened.
+pub fn contained<T>(path: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    outcome.unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("a panic");
+        Err(Error::Corrupt { path: path.to_string(), reason: format!("sled could not read it ({what}); {REMEDY}") })
+    })
+}
+
+/// The key in `meta` of the durable writes' count.
+pub const SEQUENCE: &str = "sequence";
+const WATERMARK: &str = "jacolbert.watermark";
+
+/// The sequence `meta` holds (0 for a store from before it was kept).
+pub fn stored_sequence(meta: &sled::Tree, path: &str) -> Result<u64> {
+    match meta.get(SEQUENCE)? {
+        None => Ok(0),
+        Some(v) => v.as_ref().try_into().map(u64::from_le_bytes).map_err(|_| Error::Corrupt {
+            path: path.to_string(),
+            reason: format!("the write sequence is malformed; {REMEDY}"),
+        }),
+    }
+}
+
+/// Damaged entries found by the check.
+#[derive(Debug, Default)]
+pub struct Damage {
+    pub count: usize,
+    pub first: Option<String>,
+    /// Internal ids of documents that cannot be served whole.
+    pub documents: HashSet<u32>,
+}
+
+impl Damage {
+    fn note(&mut self, what: String) {
+        self.count += 1;
+        self.first.get_or_insert(what);
+    }
+}
+
+impl Store {
+    /// Reads every tree: each document's value, its id entry and its vectors; the counts
+    /// against each other and the manifest; every version record.
+    pub fn damage(&self) -> Result<Damage> {
+        let mut damage = Damage::default();
+        let mut internal = HashSet::new();
+        for entry in self.docs.iter() {
+            let (external, value) = entry?;
+            let external = String::from_utf8_lossy(&external).into_owned();
+            let (id, _) = match self.document(&external, &value) {
+                Ok(doc) => doc,
+                Err(_) => {
+                    damage.note(format!("document {external:?}"));
+                    continue;
+                }
+            };
+            internal.insert(id);
+            let whole = id < self.manifest.next_id
+                && self.ids.get(key(id))?.is_some_and(|e| *e == *external.as_bytes())
+                && self.vectors.get(key(id))?.is_some_and(|v| Tokens::from_bytes(&v, "", &self.path).is_ok());
+            if !whole {
+                damage.note(format!("the id entry or vectors of document {external:?} (internal {id})"));
+                damage.documents.insert(id);
+            }
+        }
+        for entry in self.ids.iter().chain(self.vectors.iter()) {
+            let (k, _) = entry?;
+            let id = k.as_ref().try_into().map(u32::from_be_bytes).unwrap_or(u32::MAX);
+            if !internal.contains(&id) {
+                damage.note(format!("an id or vectors entry (internal {id}) of no document"));
+            }
+        }
+        match self.watermark() {
+            Some(mark) if mark > self.sequence => damage.note(format!(
+                "sled recovered an older state: it holds {} durable writes, {mark} were acknowledged",
+                self.sequence
+            )),
+            _ => {}
+        }
+        for entry in self.versions.iter() {
+            let (external, value) = entry?;
+            if super::Record::from_bytes(&value, &external, &self.path).is_err() {
+                damage.note(format!("the version of {:?}", String::from_utf8_lossy(&external)));
+            }
+        }
+        Ok(damage)
+    }
+}
+
+impl Store {
+    fn watermark_path(&self) -> std::path::PathBuf {
+        Path::new(&self.path).join(WATERMARK)
+    }
+
+    /// The sequence last written to the watermark file (`None`: no file, or a torn one).
+    fn watermark(&self) -> Option<u64> {
+        let bytes = std::fs::read(self.watermark_path()).ok()?;
+        open(&bytes, "watermark", &self.path).ok()?.try_into().ok().map(u64::from_le_bytes)
+    }
+
+    /// Records that write `sequence` is durable: in memory, and in the watermark file, synced.
+    pub(super) fn acknowledged(&mut self, sequence: u64) -> Result<()> {
+        use std::io::Write;
+        self.sequence = sequence;
+        let bytes = seal(sequence.to_le_bytes().to_vec());
+        let failed = |e: std::io::Error| Error::Storage(sled::Error::Io(e));
+        let mut file = std::fs::File::create(self.watermark_path()).map_err(failed)?;
+        file.write_all(&bytes).map_err(failed)?;
+        file.sync_data().map_err(failed)
+    }
+}
