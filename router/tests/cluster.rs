@@ -305,7 +305,7 @@ async fn replicas_hide_a_dead_one_and_a_stalled_shard_times_out_within_the_deadl
     // and timed out, with the other shard's hits.
     let (stalled, _keep_stalled) = spawn(Routes::new(ShardServer::new(Stalled))).await;
     let live = replicas[0].clone();
-    let config = RouterConfig { max_concurrent: 1, ..Default::default() };
+    let config = RouterConfig { max_concurrent: 1, max_queue_ms: 0, ..Default::default() };
     let router = Router::new(&[encoder], &[live, vec![stalled]], config).await.unwrap();
     let (address, _keep) = spawn(Routes::new(SearchServer::new(router))).await;
     let mut client = SearchClient::connect(format!("http://{address}")).await.unwrap();
