@@ -83,11 +83,25 @@ fn wait_ready(node: &mut Node, address: &str) {
 /// Starts `jacolbert ROLE --config FILE --listen ADDRESS` with `config` written to `FILE`,
 /// and its metrics on `metrics`.
 pub fn start(dir: &Path, role: &str, name: &str, config: &str, address: &str, metrics: &str) -> Node {
+    start_with_env(dir, role, name, config, address, metrics, &[])
+}
+
+/// `start`, with environment variables set for the node.
+pub fn start_with_env(
+    dir: &Path,
+    role: &str,
+    name: &str,
+    config: &str,
+    address: &str,
+    metrics: &str,
+    env: &[(&str, &str)],
+) -> Node {
     let file = dir.join(format!("{name}.toml"));
     std::fs::write(&file, format!("metrics_addr = {metrics:?}\n{config}")).unwrap();
     let mut node = Node(
         jacolbert()
             .args([role, "--config", file.to_str().unwrap(), "--listen", address])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),
