@@ -64,7 +64,7 @@ fn damaged_stores_are_refused_by_name_or_lose_nothing() {
     let mut all = Vec::new();
     files(pristine.path(), &mut all);
     let total: u64 = all.iter().map(|(_, n)| n).sum();
-    let (mut intact, mut refused, mut lost, mut panics) = (0, 0, Vec::new(), Vec::new());
+    let (mut intact, mut refused, mut salvaged, mut lost, mut panics) = (0, 0, 0, Vec::new(), Vec::new());
     for k in 0..OFFSETS {
         // The k-th of OFFSETS points spread over all the store's bytes, file after file.
         let mut at = total * k as u64 / OFFSETS as u64;
@@ -98,6 +98,27 @@ fn damaged_stores_are_refused_by_name_or_lose_nothing() {
                     "the error says what to do: {reason}"
                 );
                 refused += 1;
+                // Salvage, where sled can open it at all: read-only, serving what is whole.
+                if let Ok(Ok(mut shard)) = std::panic::catch_unwind(|| Shard::salvage(work.path(), config())) {
+                    let queries: Vec<&[f32]> = (0..data.len()).map(|i| data.doc(i)).collect();
+                    let mut found = 0;
+                    for chunk in queries.chunks(25) {
+                        found +=
+                            shard.search_exact_batch(chunk, 1, None).unwrap().iter().filter(|h| !h.is_empty()).count();
+                    }
+                    let kept = shard.stats().documents;
+                    assert!(
+                        kept == 0 || found == data.len(),
+                        "salvaged {kept} documents, but searches came back empty"
+                    );
+                    let write = shard.upsert(vec![NewDocument {
+                        doc: Document { id: "new".into(), text: String::new(), metadata: String::new() },
+                        vectors: data.doc(0).to_vec(),
+                        version: 0,
+                    }]);
+                    assert!(matches!(write, Err(Error::ReadOnly(_))), "a salvaged store took a write");
+                    salvaged += 1;
+                }
             }
             Ok(Err(e)) => panic!("offset {start} of {}: an error that is not the named one: {e}", target.display()),
             Ok(Ok(shard)) => {
@@ -119,7 +140,7 @@ fn damaged_stores_are_refused_by_name_or_lose_nothing() {
     }
     println!(
         "{OFFSETS} offsets over {} files ({total} bytes): opened with every document {intact}, refused by name \
-         {refused}, silent losses {}, panics {}",
+         {refused} ({salvaged} of those salvaged read-only), silent losses {}, panics {}",
         all.len(),
         lost.len(),
         panics.len()

@@ -56,18 +56,43 @@ pub fn contained<T>(path: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     })
 }
 
-/// The key in `meta` of the durable writes' count.
-pub const SEQUENCE: &str = "sequence";
+/// The key in `meta` of the tally.
+pub const TALLY: &str = "sequence";
 const WATERMARK: &str = "jacolbert.watermark";
 
-/// The sequence `meta` holds (0 for a store from before it was kept).
-pub fn stored_sequence(meta: &sled::Tree, path: &str) -> Result<u64> {
-    match meta.get(SEQUENCE)? {
-        None => Ok(0),
-        Some(v) => v.as_ref().try_into().map(u64::from_le_bytes).map_err(|_| Error::Corrupt {
-            path: path.to_string(),
-            reason: format!("the write sequence is malformed; {REMEDY}"),
-        }),
+/// Durable writes so far (the sequence) and the documents and version records they left:
+/// written in the same transaction as each write, so sled cannot keep one without the other.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Tally {
+    pub sequence: u64,
+    pub docs: i64,
+    pub versions: i64,
+}
+
+impl Tally {
+    /// What `meta` holds. A store from before the tally was kept adopts the counts it has.
+    pub fn stored(meta: &sled::Tree, docs: usize, versions: usize, path: &str) -> Result<Tally> {
+        let adopted = Tally { sequence: 0, docs: docs as i64, versions: versions as i64 };
+        let Some(v) = meta.get(TALLY)? else { return Ok(adopted) };
+        let word = |i: usize| v.get(i * 8..i * 8 + 8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+        match (word(0), word(1), word(2), v.len()) {
+            (Some(sequence), Some(docs), Some(versions), 24) => {
+                Ok(Tally { sequence, docs: docs as i64, versions: versions as i64 })
+            }
+            _ => Err(Error::Corrupt {
+                path: path.to_string(),
+                reason: format!("the write tally is malformed; {REMEDY}"),
+            }),
+        }
+    }
+
+    /// The tally of the next write, before its changes are counted in.
+    pub fn next(&self) -> Tally {
+        Tally { sequence: self.sequence + 1, ..*self }
+    }
+
+    pub fn to_bytes(self) -> Vec<u8> {
+        [self.sequence, self.docs as u64, self.versions as u64].iter().flat_map(|w| w.to_le_bytes()).collect()
     }
 }
 
@@ -120,11 +145,18 @@ impl Store {
             }
         }
         match self.watermark() {
-            Some(mark) if mark > self.sequence => damage.note(format!(
+            Some(mark) if mark > self.tally.sequence => damage.note(format!(
                 "sled recovered an older state: it holds {} durable writes, {mark} were acknowledged",
-                self.sequence
+                self.tally.sequence
             )),
             _ => {}
+        }
+        let (docs, versions) = (self.docs.len() as i64, self.versions.len() as i64);
+        if (docs, versions) != (self.tally.docs, self.tally.versions) {
+            damage.note(format!(
+                "the store holds {docs} documents and {versions} version records, its writes left {} and {}",
+                self.tally.docs, self.tally.versions
+            ));
         }
         for entry in self.versions.iter() {
             let (external, value) = entry?;
@@ -147,11 +179,12 @@ impl Store {
         open(&bytes, "watermark", &self.path).ok()?.try_into().ok().map(u64::from_le_bytes)
     }
 
-    /// Records that write `sequence` is durable: in memory, and in the watermark file, synced.
-    pub(super) fn acknowledged(&mut self, sequence: u64) -> Result<()> {
+    /// Records that the write of `tally` is durable: in memory, and its sequence in the
+    /// watermark file, synced.
+    pub(super) fn acknowledged(&mut self, tally: Tally) -> Result<()> {
         use std::io::Write;
-        self.sequence = sequence;
-        let bytes = seal(sequence.to_le_bytes().to_vec());
+        self.tally = tally;
+        let bytes = seal(tally.sequence.to_le_bytes().to_vec());
         let failed = |e: std::io::Error| Error::Storage(sled::Error::Io(e));
         let mut file = std::fs::File::create(self.watermark_path()).map_err(failed)?;
         file.write_all(&bytes).map_err(failed)?;

@@ -124,9 +124,9 @@ pub struct Store {
     /// Made when the store is created: a replica whose data was lost comes back under another
     /// identity, and the router stops reading it until it is repaired.
     identity: String,
-    /// Writes (upserts and deletes) this store has made durable, in `meta` and in the
-    /// watermark file beside sled's (check.rs).
-    sequence: u64,
+    /// Writes (upserts and deletes) this store has made durable and what they left, in `meta`
+    /// and (the sequence) in the watermark file beside sled's (check.rs).
+    tally: check::Tally,
 }
 
 /// What an upsert did to one document.
@@ -222,8 +222,8 @@ impl Store {
                 made
             }
         };
-        let sequence = check::stored_sequence(&meta, &shown)?;
-        let store = Store { db, meta, docs, ids, vectors, versions, path: shown, manifest, identity, sequence };
+        let tally = check::Tally::stored(&meta, docs.len(), versions.len(), &shown)?;
+        let store = Store { db, meta, docs, ids, vectors, versions, path: shown, manifest, identity, tally };
         if manifest.codec > 0 {
             store.codec(manifest.codec)?;
         }
@@ -271,11 +271,11 @@ impl Store {
             return Err(Error::BadInput("the shard has run out of internal ids".into()));
         }
         let manifest = Manifest { next_id: start + batch.len() as u32, ..self.manifest };
-        let sequence = self.sequence + 1;
         let path = &self.path;
         let trees = (&self.docs, &self.ids, &self.vectors, &self.meta, &self.versions);
         let result = trees.transaction(|(docs, ids, vectors, meta, known)| {
             let mut written: Vec<Option<Written>> = Vec::with_capacity(batch.len());
+            let mut tally = self.tally.next();
             for (i, ((doc, tokens), &version)) in batch.iter().zip(versions).enumerate() {
                 let id = start + i as u32;
                 let record = versions::read(known, &doc.id, path)?;
@@ -285,7 +285,7 @@ impl Store {
                     written.push(None);
                     continue;
                 }
-                versions::remember(known, &doc.id, version, None)?;
+                tally.versions += versions::remember(known, &doc.id, version, None)?;
                 let mut value = id.to_le_bytes().to_vec();
                 put_string(&mut value, &doc.text);
                 put_string(&mut value, &doc.metadata);
@@ -293,6 +293,7 @@ impl Store {
                     Some(old) => Some(stored_id(&old, &doc.id, path).map_err(ConflictableTransactionError::Abort)?),
                     None => None,
                 };
+                tally.docs += replaced.is_none() as i64;
                 if let Some(old) = replaced {
                     ids.remove(&key(old))?;
                     vectors.remove(&key(old))?;
@@ -308,13 +309,13 @@ impl Store {
                 written.push(Some(Written { id, replaced }));
             }
             meta.insert("manifest", manifest.to_bytes())?;
-            meta.insert(check::SEQUENCE, &sequence.to_le_bytes())?;
-            Ok::<_, ConflictableTransactionError<Error>>(written)
+            meta.insert(check::TALLY, tally.to_bytes())?;
+            Ok::<_, ConflictableTransactionError<Error>>((written, tally))
         });
-        let written = result.map_err(transaction_error)?;
+        let (written, tally) = result.map_err(transaction_error)?;
         self.db.flush()?;
         self.manifest = manifest;
-        self.acknowledged(sequence)?;
+        self.acknowledged(tally)?;
         Ok(written)
     }
 
@@ -322,28 +323,30 @@ impl Store {
     /// (version 0: none, and what was known of the id is forgotten); an id the store holds a
     /// write as new or newer of is left as it is. Returns the internal ids that were live.
     pub fn delete_versioned(&mut self, external: &[String], version: u64) -> Result<Vec<u32>> {
-        let (path, now, sequence) = (&self.path, versions::now_ms(), self.sequence + 1);
+        let (path, now) = (&self.path, versions::now_ms());
         let trees = (&self.docs, &self.ids, &self.vectors, &self.versions, &self.meta);
         let result = trees.transaction(|(docs, ids, vectors, known, meta)| {
-            meta.insert(check::SEQUENCE, &sequence.to_le_bytes())?;
+            let mut tally = self.tally.next();
             let mut removed = Vec::new();
             for id in external {
                 if !versions::applies(version, versions::read(known, id, path)?) {
                     continue;
                 }
-                versions::remember(known, id, version, Some(now))?;
+                tally.versions += versions::remember(known, id, version, Some(now))?;
                 if let Some(old) = docs.remove(id.as_bytes())? {
+                    tally.docs -= 1;
                     let old = stored_id(&old, id, path).map_err(ConflictableTransactionError::Abort)?;
                     ids.remove(&key(old))?;
                     vectors.remove(&key(old))?;
                     removed.push(old);
                 }
             }
-            Ok::<_, ConflictableTransactionError<Error>>(removed)
+            meta.insert(check::TALLY, tally.to_bytes())?;
+            Ok::<_, ConflictableTransactionError<Error>>((removed, tally))
         });
-        let removed = result.map_err(transaction_error)?;
+        let (removed, tally) = result.map_err(transaction_error)?;
         self.db.flush()?;
-        self.acknowledged(sequence)?;
+        self.acknowledged(tally)?;
         Ok(removed)
     }
 
@@ -357,18 +360,28 @@ impl Store {
 
     /// Forgets tombstones written before `before_ms` (Unix milliseconds); returns how many.
     pub fn purge_tombstones(&mut self, before_ms: u64) -> Result<usize> {
-        let mut batch = sled::Batch::default();
-        let mut purged = 0;
+        let mut expired = Vec::new();
         for entry in self.versions.iter() {
             let (id, bytes) = entry?;
             if Record::from_bytes(&bytes, &id, &self.path)?.deleted_at.is_some_and(|t| t < before_ms) {
-                batch.remove(id);
-                purged += 1;
+                expired.push(id);
             }
         }
-        self.versions.apply_batch(batch)?;
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        let result = (&self.versions, &self.meta).transaction(|(known, meta)| {
+            let mut tally = self.tally.next();
+            for id in &expired {
+                tally.versions -= known.remove(id)?.is_some() as i64;
+            }
+            meta.insert(check::TALLY, tally.to_bytes())?;
+            Ok::<_, ConflictableTransactionError<Error>>(tally)
+        });
+        let tally = result.map_err(transaction_error)?;
         self.db.flush()?;
-        Ok(purged)
+        self.acknowledged(tally)?;
+        Ok(expired.len())
     }
 
     /// A document and its internal id, by external id.

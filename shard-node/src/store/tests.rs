@@ -205,3 +205,51 @@ proptest::proptest! {
         proptest::prop_assert_eq!(outcome(&writes), outcome(&shuffled));
     }
 }
+
+#[test]
+fn a_half_written_snapshot_of_a_failed_start_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path(), 4, 2).unwrap();
+    store.upsert(&[(doc("a", "x"), Tokens::Raw(vec![1.0; 4]))]).unwrap();
+    drop(store);
+    // What a start on a full disk leaves: an empty snapshot sled would fail to read.
+    let leftover = dir.path().join("snap.00000000000012AB.generating");
+    std::fs::write(&leftover, b"").unwrap();
+    let store = Store::open(dir.path(), 4, 2).unwrap();
+    assert!(!leftover.exists());
+    assert!(store.get("a").unwrap().is_some());
+}
+
+#[test]
+fn a_store_that_lost_acknowledged_writes_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path(), 4, 2).unwrap();
+    store.upsert(&[(doc("a", "x"), Tokens::Raw(vec![1.0; 4]))]).unwrap();
+    store.upsert(&[(doc("b", "y"), Tokens::Raw(vec![2.0; 4]))]).unwrap();
+    // sled dropping a document and its entries behind our back: the tally says two.
+    let (docs, ids, vectors) = (store.docs.clone(), store.ids.clone(), store.vectors.clone());
+    let (internal, _) = store.get("b").unwrap().unwrap();
+    docs.remove("b").unwrap();
+    ids.remove(key(internal)).unwrap();
+    vectors.remove(key(internal)).unwrap();
+    store.db.flush().unwrap();
+    drop((store, docs, ids, vectors));
+    let err = Store::open(dir.path(), 4, 2).err().expect("refused");
+    assert!(err.to_string().contains("holds 1 documents and 0 version records, its writes left 2 and 0"), "{err}");
+    // And one that went back to an older state whole: its watermark is ahead.
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path(), 4, 2).unwrap();
+    store.upsert(&[(doc("a", "x"), Tokens::Raw(vec![1.0; 4]))]).unwrap();
+    let older = std::fs::read(dir.path().join("jacolbert.watermark")).unwrap();
+    store.upsert(&[(doc("b", "y"), Tokens::Raw(vec![2.0; 4]))]).unwrap();
+    let newer = std::fs::read(dir.path().join("jacolbert.watermark")).unwrap();
+    assert_ne!(older, newer);
+    store.meta.insert(check::TALLY, check::Tally { sequence: 1, docs: 2, versions: 0 }.to_bytes()).unwrap();
+    store.db.flush().unwrap();
+    drop(store);
+    let err = Store::open(dir.path(), 4, 2).err().expect("refused");
+    assert!(
+        err.to_string().contains("sled recovered an older state: it holds 1 durable writes, 2 were acknowledged"),
+        "{err}"
+    );
+}

@@ -47,18 +47,18 @@ pub(super) fn read(
 }
 
 /// Inside a write's transaction: records that `id` was written at `version` (deleted at
-/// `deleted_at`, for a delete); an unversioned write forgets what was known of it.
+/// `deleted_at`, for a delete); an unversioned write forgets what was known of it. Returns how
+/// the number of records changed (-1, 0 or 1).
 pub(super) fn remember(
     known: &TransactionalTree,
     id: &str,
     version: u64,
     deleted_at: Option<u64>,
-) -> std::result::Result<(), UnabortableTransactionError> {
-    match version {
-        0 => known.remove(id.as_bytes())?,
-        v => known.insert(id.as_bytes(), Record { version: v, deleted_at }.to_bytes())?,
-    };
-    Ok(())
+) -> std::result::Result<i64, UnabortableTransactionError> {
+    Ok(match version {
+        0 => -(known.remove(id.as_bytes())?.is_some() as i64),
+        v => known.insert(id.as_bytes(), Record { version: v, deleted_at }.to_bytes())?.is_none() as i64,
+    })
 }
 
 /// Whether a write at `version` of an id last written at `known` applies. Equal versions are
