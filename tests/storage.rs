@@ -162,3 +162,47 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_recovers_and_a_panicking_wri
     assert_eq!(serving(health).await, ServingStatus::Serving as i32);
     drop(node);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_refused_at_open_stays_up_not_serving_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("shard");
+    {
+        let config = shard_node::shard::ShardConfig { dim: DIM, ..Default::default() };
+        let mut shard = shard_node::shard::Shard::open(&data, config).unwrap();
+        let doc = |i: usize| {
+            let d = document(&format!("d{i}"), i);
+            let tensor = d.vectors.unwrap();
+            let vectors = tensor.data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+            let document = d.document.unwrap();
+            shard_node::shard::NewDocument {
+                doc: shard_node::store::Document { id: document.id, text: document.text, metadata: String::new() },
+                vectors,
+                version: 0,
+            }
+        };
+        shard.upsert((0..5).map(doc).collect()).unwrap();
+    }
+    // The store as sled might bring it back after damage: older than what was acknowledged
+    // (the watermark beside it says 9 writes were durable).
+    let mut mark = 9u64.to_le_bytes().to_vec();
+    mark.extend(crc32fast::hash(&mark).to_le_bytes());
+    std::fs::write(data.join("jacolbert.watermark"), mark).unwrap();
+    let config = format!("data_dir = {:?}\nnumber = 0\n[index]\ndim = {DIM}\n", data.to_str().unwrap());
+    let (address, metrics) = (free_address(), free_address());
+    let _node = start_with_env(dir.path(), "shard", "refused", &config, &address, &metrics, &[]);
+    let url = format!("http://{address}");
+    let channel = tonic::transport::Endpoint::from_shared(url.clone()).unwrap().connect().await.unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let check = tonic_health::pb::HealthCheckRequest { service: "jacolbert.v1.Shard".into() };
+    let status = health.check(bounded(check)).await.unwrap().into_inner().status;
+    assert_eq!(status, ServingStatus::NotServing as i32);
+    let mut shard = ShardClient::connect(url).await.unwrap();
+    let refused = shard.stats(bounded(StatsRequest {})).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable);
+    assert!(
+        refused.message().contains("sled recovered an older state") && refused.message().contains("--salvage"),
+        "{}",
+        refused.message()
+    );
+}

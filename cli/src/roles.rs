@@ -220,9 +220,21 @@ pub fn shard(args: ShardArgs) -> anyhow::Result<()> {
     let tls = file.tls.as_ref().map(crate::tls::server).transpose()?;
     tokio::runtime::Runtime::new()?.block_on(async {
         let dim = file.index.dim;
-        let shard = match args.salvage {
-            false => open_shard(file.data_dir, file.index).await?,
-            true => tokio::task::spawn_blocking(move || Shard::salvage(&file.data_dir, file.index)).await??,
+        let opened = match args.salvage {
+            false => tokio::task::spawn_blocking(move || Shard::open(&file.data_dir, file.index)).await?,
+            true => tokio::task::spawn_blocking(move || Shard::salvage(&file.data_dir, file.index)).await?,
+        };
+        let shard = match opened {
+            Ok(shard) => shard,
+            // A damaged store: stay up, NOT_SERVING, saying why on every call.
+            Err(e @ shard_node::Error::Corrupt { .. }) => {
+                tracing::error!(error = %e, "the store was refused; serving NOT_SERVING until it is replaced or salvaged");
+                let refused = ShardServer::new(shard_node::refused::Refused { reason: e.to_string() });
+                let (_, down) = tokio::sync::watch::channel(false);
+                let address = serve(Routes::new(refused), SHARD, &file.listen, tls, 0, Some(down)).await?;
+                return until_ctrl_c("shard (store refused)", &address).await;
+            }
+            Err(e) => return Err(e.into()),
         };
         let (routes, service) = shard_routes(shard, file.number, dim, file.max_message_bytes);
         let health = Some(service.health());

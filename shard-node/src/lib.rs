@@ -7,6 +7,7 @@ mod error;
 mod failpoint;
 pub mod fields;
 pub mod index;
+pub mod refused;
 mod rng;
 pub mod service;
 pub mod shard;
