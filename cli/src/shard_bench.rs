@@ -1,5 +1,6 @@
 //! `jacolbert shard-bench`: builds a shard in a temporary directory from synthetic clustered
-//! vectors, searches it, and prints one JSON object: recall@k against the exact mode, memory
+//! vectors (trained on all of them, or with `--grow` as a shard in service grows), searches it,
+//! and prints one JSON object: recall@k against the exact mode, memory
 //! and disk bytes per token, build time, latency percentiles and queries per second. With
 //! `--write-vectors DIR` it also writes the very vectors and queries (raw little-endian f32)
 //! so that a peer engine can index the same data (scripts/bench_shard.py).
@@ -48,6 +49,15 @@ pub struct Args {
     /// mode under the same filter.
     #[arg(long, value_delimiter = ',')]
     filter_selectivity: Vec<f64>,
+    /// Build through the production path: the shard trains by itself once it holds
+    /// `--train-tokens` tokens (as a shard in service does), and the rest arrives through
+    /// upserts, encoded by that first codec. Without it the codec is trained on the whole
+    /// collection up front.
+    #[arg(long)]
+    grow: bool,
+    /// With `--grow`: tokens buffered before the first training (the shard's `train_tokens`).
+    #[arg(long, default_value_t = 100_000)]
+    train_tokens: usize,
     /// Also write vectors.f32, doc_lens.u32, queries.f32 and meta.json here.
     #[arg(long)]
     write_vectors: Option<PathBuf>,
@@ -98,13 +108,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let config = ShardConfig {
         dim: DIM,
-        train_tokens: usize::MAX,
+        train_tokens: if args.grow { args.train_tokens } else { usize::MAX },
         train: TrainParams { nbits: args.nbits, seed: args.seed, ..Default::default() },
         ..Default::default()
     };
     let started = Instant::now();
     let mut shard = Shard::open(dir.path(), config)?;
-    shard.train_on(&data.vectors)?;
+    if !args.grow {
+        shard.train_on(&data.vectors)?;
+    }
     for first in (0..data.len()).step_by(500) {
         let batch = (first..(first + 500).min(data.len()))
             .map(|i| NewDocument {
@@ -183,6 +195,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let memory = shard.index().context("the shard is trained")?.memory();
         let report = serde_json::json!({
             "docs": data.len(), "tokens": tokens, "k": args.k, "nbits": args.nbits,
+            "trained_on": if args.grow { format!("the first {} tokens", args.train_tokens) } else { "all".into() },
             "nprobe": params.nprobe, "candidates": params.candidates,
             "centroids": shard.index().map(|i| i.codec().k()),
             "recall_at_k": recall(&exact),
