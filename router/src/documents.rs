@@ -24,26 +24,22 @@ impl Router {
             ))
             .into());
         }
-        let entered = self.gate.enter();
-        let view = entered.view();
         if ids.is_empty() {
-            let found = self.get_from(view.replicas(view.state.home(&id)), vec![id.clone()], deadline).await?;
-            let document = match (found.0.into_iter().next(), view.state.old_home(&id)) {
-                (Some(d), _) => d,
-                // Not moved yet: still where it was.
-                (None, Some(old)) => self
-                    .get_from(view.replicas(old), vec![id.clone()], deadline)
-                    .await?
-                    .0
-                    .pop()
-                    .ok_or_else(|| not_found(&id))?,
-                (None, None) => return Err(not_found(&id)),
-            };
+            let document = self.lookup(vec![id.clone()], deadline).await?.0.pop().ok_or_else(|| not_found(&id))?;
             return Ok(GetResponse { document: Some(document), ..Default::default() });
         }
         if !id.is_empty() {
             ids.insert(0, id);
         }
+        let (documents, missing) = self.lookup(ids, deadline).await?;
+        Ok(GetResponse { document: None, documents, missing })
+    }
+
+    /// The documents of `ids` that exist, in that order, and the ids that do not: each from its
+    /// shard, and mid-move from where it used to be when its new shard lacks it.
+    async fn lookup(&self, ids: Vec<String>, deadline: Instant) -> Result<(Vec<Document>, Vec<String>), Status> {
+        let entered = self.gate.enter();
+        let view = entered.view();
         let mut found: Vec<Document> = Vec::new();
         let mut missing: Vec<String> = Vec::new();
         for (s, ids) in group_by(ids.iter().cloned(), |id| Some(view.state.home(id))) {
@@ -67,7 +63,7 @@ impl Router {
         let order = |i: &str| ids.iter().position(|x| x == i).unwrap_or(usize::MAX);
         found.sort_by_key(|d| order(&d.id));
         missing.sort_by_key(|i| order(i));
-        Ok(GetResponse { document: None, documents: found, missing })
+        Ok((found, missing))
     }
 
     /// The documents of `ids` an in-sync replica of `replicas` holds, and the ids it does not.

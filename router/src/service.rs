@@ -79,6 +79,8 @@ pub struct Counters {
 enum Outcome {
     /// The shard's position among those asked, and its hits.
     Hits(usize, Vec<proto::v1::Hit>),
+    /// The shard refused the request as bad (INVALID_ARGUMENT): every shard would.
+    Refused(usize, Status),
     Failed(ShardFailure, bool),
 }
 
@@ -216,6 +218,7 @@ impl Router {
             Err((r, None)) => {
                 Outcome::Failed(failure(r, Code::DeadlineExceeded, "no answer within the deadline".into()), true)
             }
+            Err((_, Some(status))) if status.code() == Code::InvalidArgument => Outcome::Refused(s, status),
             Err((r, Some(status))) => {
                 let timed_out = status.code() == Code::DeadlineExceeded;
                 Outcome::Failed(failure(r, status.code(), status.message().to_string()), timed_out)
@@ -282,9 +285,8 @@ impl Router {
         while let Some(joined) = set.join_next().await {
             match joined.map_err(|e| Status::internal(format!("shard call failed: {e}")))? {
                 Outcome::Hits(s, hits) => lists.push((shards[s].0, hits)),
-                // A shard that refuses the request as bad refuses it for every shard.
-                Outcome::Failed(f, _) if f.code == format!("{:?}", Code::InvalidArgument) => {
-                    return Err(Status::invalid_argument(format!("shard {}: {}", f.shard, f.message)));
+                Outcome::Refused(s, status) => {
+                    return Err(Status::invalid_argument(format!("shard {s}: {}", status.message())));
                 }
                 Outcome::Failed(f, late) => {
                     self.counters.shard_failures.fetch_add(1, Ordering::Relaxed);

@@ -22,8 +22,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use proto::v1::shard_client::ShardClient;
 use proto::v1::ListRequest;
-use tonic::transport::ClientTlsConfig;
+use tonic::transport::{Channel, ClientTlsConfig};
 use tonic::Code;
 
 use crate::replicas::Replicas;
@@ -99,11 +100,14 @@ impl Repairer {
         let mut copied = 0;
         let mut passes = 0u64;
         let started = Instant::now();
+        // Channels by address, kept from pass to pass.
+        let mut clients = HashMap::new();
         loop {
             let state = store.load().await?.ok_or_else(|| Error::Precondition("the cluster is gone".into()))?;
-            let Some((shard, source, target)) = roles(&state, id, address, self.tls.as_ref())? else {
+            let Some((shard, source, target)) = roles(&state, id, address, self.tls.as_ref(), &clients)? else {
                 return Ok(copied);
             };
+            clients.extend(shard.known());
             let verifying = shard.states[target] == ReplicaState::Syncing;
             if verifying {
                 barrier(store.as_ref(), state.epoch).await?;
@@ -187,18 +191,11 @@ impl Repairer {
             }
         }
     }
-}
 
-impl Repairer {
     /// An in-sync replica came back with another store: it is marked stale, unless it is the
     /// shard's last one in sync. Then what it lost is lost; it goes on serving what it holds
     /// (under its new store), and repairs of the other replicas copy back what they have.
-    async fn lost_store(
-        &self,
-        id: u64,
-        address: &str,
-        client: &proto::v1::shard_client::ShardClient<tonic::transport::Channel>,
-    ) -> Result<(), Error> {
+    async fn lost_store(&self, id: u64, address: &str, client: &ShardClient<Channel>) -> Result<(), Error> {
         let store = self.acks.store.as_ref();
         let state = store.load().await?.ok_or_else(|| Error::Precondition("the cluster is gone".into()))?;
         let others = state.shard(id).map_or(0, |s| {
@@ -226,12 +223,13 @@ fn roles(
     id: u64,
     address: &str,
     tls: Option<&ClientTlsConfig>,
+    known: &HashMap<String, ShardClient<Channel>>,
 ) -> Result<Option<(Replicas, usize, usize)>, Error> {
     let Some(shard) = state.shard(id) else { return Ok(None) };
     if state.moving.is_some() {
         return Err(Error::Precondition("a move is under way; the repair waits for it to end".into()));
     }
-    let replicas = Replicas::connect(shard, tls, &HashMap::new())?;
+    let replicas = Replicas::connect(shard, tls, known)?;
     let Some(target) = replicas.addresses.iter().position(|a| a == address) else { return Ok(None) };
     if !out_of_sync(replicas.states[target]) {
         return Ok(None);

@@ -3,12 +3,12 @@
 //! holds, and from then on compresses on arrival. `retrain` fits a new codec to the decoded
 //! documents and rewrites them, losing none. Start-up rebuilds the in-memory layout from sled.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use crate::codec::{Codec, TrainParams};
-use crate::fields::metadata::{Kind, Scalar};
+
 use crate::fields::FieldIndex;
-use crate::index::{Index, MAX_K};
+use crate::index::Index;
 use crate::store::versions::now_ms;
 use crate::store::{Document, Store, Tokens, Written};
 use crate::{Error, Result};
@@ -244,21 +244,6 @@ impl Shard {
         })
     }
 
-    /// Refuses a write when the store is salvaged or its disk is nearly full.
-    fn check_writable(&self) -> Result<()> {
-        if self.salvaged.is_some() {
-            return Err(Error::ReadOnly(format!(
-                "the store at {} was salvaged: it serves what is intact and takes no writes",
-                self.store.path()
-            )));
-        }
-        let floor = self.config.min_free_bytes;
-        match self.store.free_bytes() {
-            Some(free) if free < floor => Err(Error::DiskFull { path: self.store.path().into(), free, floor }),
-            _ => Ok(()),
-        }
-    }
-
     fn train_if_due(&mut self) -> Result<()> {
         if self.salvaged.is_some() {
             return Ok(());
@@ -301,26 +286,6 @@ impl Shard {
     /// re-encodes any documents already stored: for bulk loads that know their data up front.
     pub fn train_on(&mut self, vectors: &[f32]) -> Result<()> {
         self.train_from(vectors.to_vec())
-    }
-
-    fn check_document(&self, d: &NewDocument) -> Result<()> {
-        let dim = self.config.dim;
-        let n = d.vectors.len() / dim;
-        if d.doc.id.is_empty() || d.doc.id.len() > 512 {
-            return Err(Error::BadInput(format!("a document id must be 1 to 512 bytes, got {}", d.doc.id.len())));
-        }
-        if d.vectors.is_empty() || !d.vectors.len().is_multiple_of(dim) || n > self.config.max_doc_tokens {
-            return Err(Error::BadInput(format!(
-                "document {:?}: {} values are not 1 to {} vectors of dim {dim}",
-                d.doc.id,
-                d.vectors.len(),
-                self.config.max_doc_tokens
-            )));
-        }
-        if d.vectors.iter().any(|x| !x.is_finite()) {
-            return Err(Error::BadInput(format!("document {:?} has a NaN or infinite value", d.doc.id)));
-        }
-        Ok(())
     }
 
     /// Writes documents (replacing any with the same id, unless the shard holds a write of the
@@ -413,28 +378,6 @@ impl Shard {
         Ok((found, missing))
     }
 
-    /// Each document's metadata fields, checked against the kinds this shard has learned and
-    /// against the batch's others; a clash names the document and the field.
-    fn check_metadata(&self, docs: &[NewDocument]) -> Result<Vec<Vec<(String, Scalar)>>> {
-        let mut kinds: HashMap<String, Kind> = HashMap::new();
-        let mut parsed = Vec::with_capacity(docs.len());
-        for d in docs {
-            let bad = |why: String| Error::BadInput(format!("document {:?}: {why}", d.doc.id));
-            let fields = self.fields.check(&d.doc.metadata).map_err(bad)?;
-            for (path, scalar) in &fields {
-                match kinds.insert(path.clone(), scalar.kind()) {
-                    Some(k) if k != scalar.kind() => {
-                        let why = format!("field {path:?} is {} in another document of the batch", k.name());
-                        return Err(bad(why));
-                    }
-                    _ => {}
-                }
-            }
-            parsed.push(fields);
-        }
-        Ok(parsed)
-    }
-
     /// Up to `limit` document ids after `after`, in id order.
     pub fn list(&self, after: &str, limit: usize) -> Result<Vec<String>> {
         self.store.ids_after(after, limit)
@@ -464,20 +407,6 @@ impl Shard {
             None => return Err(Error::NotFound(id.to_string())),
         };
         Ok((doc, vectors, self.store.record(id)?.map_or(0, |r| r.version)))
-    }
-
-    fn check_search(&self, query: &[f32], k: usize) -> Result<()> {
-        if k == 0 || k > MAX_K {
-            return Err(Error::BadInput(format!("k must be in 1..={MAX_K}, not {k}")));
-        }
-        let dim = self.config.dim;
-        if query.is_empty() || !query.len().is_multiple_of(dim) || query.len() / dim > 1024 {
-            return Err(Error::BadInput(format!(
-                "a query is 1 to 1024 vectors of dim {dim}: got {} values",
-                query.len()
-            )));
-        }
-        Ok(())
     }
 
     pub fn stats(&self) -> Stats {
@@ -530,6 +459,7 @@ fn decode_all(codec: &Codec, codes: &[u32], residuals: &[u8]) -> Vec<f32> {
     out
 }
 
+mod checks;
 mod search;
 #[cfg(test)]
 mod tests;

@@ -3,7 +3,7 @@ use std::collections::HashSet;
 use proto::v1::{condition, Condition, Filter, Ids};
 
 use super::*;
-use crate::index::SearchParams;
+use crate::index::{SearchParams, MAX_K};
 use crate::synthetic::{Collection, Spec};
 
 fn only(ids: Vec<String>) -> Filter {

@@ -1,0 +1,53 @@
+//! A document's tokens as the `vectors` tree holds them: raw f32 before training, or the codec
+//! generation, centroid codes and packed residuals after; sealed with a checksum.
+
+use super::codec_bytes::{self, seal, Reader};
+use crate::{Error, Result};
+
+/// A document's tokens as stored: raw, or encoded by the codec of generation `codec`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Tokens {
+    Raw(Vec<f32>),
+    Encoded { codec: u32, codes: Vec<u32>, residuals: Vec<u8> },
+}
+
+impl Tokens {
+    pub(super) fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self {
+            Tokens::Raw(v) => {
+                out.push(0);
+                out.extend((v.len() as u32).to_le_bytes());
+                v.iter().for_each(|x| out.extend(x.to_le_bytes()));
+            }
+            Tokens::Encoded { codec, codes, residuals } => {
+                out.push(1);
+                out.extend(codec.to_le_bytes());
+                out.extend((codes.len() as u32).to_le_bytes());
+                codes.iter().for_each(|c| out.extend(c.to_le_bytes()));
+                out.extend(residuals);
+            }
+        }
+        seal(out)
+    }
+
+    pub(super) fn from_bytes(bytes: &[u8], what: &str, path: &str) -> Result<Tokens> {
+        let payload = codec_bytes::open(bytes, what, path)?;
+        let corrupt = || Error::Corrupt { path: path.to_string(), reason: format!("{what}: malformed") };
+        let (&tag, rest) = payload.split_first().ok_or_else(corrupt)?;
+        let mut r = Reader::new(rest, what);
+        let codec = if tag == 1 { r.u32().map_err(|_| corrupt())? } else { 0 };
+        let n = r.u32().map_err(|_| corrupt())? as usize;
+        let words = |b: &[u8]| -> Vec<[u8; 4]> { b.chunks_exact(4).map(|c| c.try_into().unwrap()).collect() };
+        match tag {
+            0 => Ok(Tokens::Raw(
+                words(r.take(n * 4).map_err(|_| corrupt())?).into_iter().map(f32::from_le_bytes).collect(),
+            )),
+            1 => {
+                let codes = words(r.take(n * 4).map_err(|_| corrupt())?).into_iter().map(u32::from_le_bytes).collect();
+                Ok(Tokens::Encoded { codec, codes, residuals: r.rest().to_vec() })
+            }
+            _ => Err(corrupt()),
+        }
+    }
+}
