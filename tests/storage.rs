@@ -169,7 +169,7 @@ async fn a_store_refused_at_open_stays_up_not_serving_and_says_why() {
     let data = dir.path().join("shard");
     {
         let config = shard_node::shard::ShardConfig { dim: DIM, ..Default::default() };
-        let mut shard = shard_node::shard::Shard::open(&data, config).unwrap();
+        let shard = shard_node::shard::Shard::open(&data, config).unwrap();
         let doc = |i: usize| {
             let d = document(&format!("d{i}"), i);
             let tensor = d.vectors.unwrap();

@@ -113,7 +113,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ..Default::default()
     };
     let started = Instant::now();
-    let mut shard = Shard::open(dir.path(), config)?;
+    let shard = Shard::open(dir.path(), config)?;
     if !args.grow {
         shard.train_on(&data.vectors)?;
     }

@@ -262,6 +262,12 @@ impl proto::v1::shard_server::Shard for Stalled {
     ) -> Result<tonic::Response<proto::v1::ListVersionsResponse>, tonic::Status> {
         Err(tonic::Status::unimplemented("stalled"))
     }
+    async fn retrain(
+        &self,
+        _: tonic::Request<proto::v1::RetrainRequest>,
+    ) -> Result<tonic::Response<proto::v1::RetrainResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("stalled"))
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -6,8 +6,8 @@
 use proto::v1::shard_server::Shard as ShardRpc;
 use proto::v1::{
     DeleteRequest, DeleteResponse, ExportRequest, ExportResponse, GetRequest, GetResponse, ListRequest, ListResponse,
-    ListVersionsResponse, ShardSearchRequest, ShardSearchResponse, ShardStats, ShardUpsertRequest, StatsRequest,
-    UpsertResponse,
+    ListVersionsResponse, RetrainRequest, RetrainResponse, ShardSearchRequest, ShardSearchResponse, ShardStats,
+    ShardUpsertRequest, StatsRequest, UpsertResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -46,6 +46,9 @@ impl ShardRpc for Refused {
         self.answer()
     }
     async fn list_versions(&self, _: Request<ListRequest>) -> Result<Response<ListVersionsResponse>, Status> {
+        self.answer()
+    }
+    async fn retrain(&self, _: Request<RetrainRequest>) -> Result<Response<RetrainResponse>, Status> {
         self.answer()
     }
 }

@@ -1,14 +1,15 @@
-//! The `jacolbert.v1.Shard` gRPC service over a `Shard`. Searches share a read lock, writes take
-//! the write lock; both run on Tokio's blocking pool, as they are CPU or disk bound.
+//! The `jacolbert.v1.Shard` gRPC service over a `Shard`. Requests run on Tokio's blocking pool,
+//! as they are CPU or disk bound; the shard orders writes itself, and searches never wait for
+//! them. A maintenance thread retrains and compacts the shard as it grows.
 
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 
 use proto::v1::shard_server::Shard as ShardRpc;
 use proto::v1::{
     condition, Condition, DeleteRequest, DeleteResponse, Document as WireDocument, Dtype, EncodedDocument,
     ExportRequest, ExportResponse, Filter, GetRequest, GetResponse, Hit, Ids, ListRequest, ListResponse,
-    ListVersionsResponse, ShardSearchRequest, ShardSearchResponse, ShardStats, ShardUpsertRequest, StatsRequest,
-    UpsertResponse, VersionEntry,
+    ListVersionsResponse, RetrainRequest, RetrainResponse, ShardSearchRequest, ShardSearchResponse, ShardStats,
+    ShardUpsertRequest, StatsRequest, UpsertResponse, VersionEntry,
 };
 use proto::Matrix;
 use tonic::{Request, Response, Status};
@@ -24,7 +25,7 @@ pub const MAX_FILTER_IDS: usize = 100_000;
 
 #[derive(Clone)]
 pub struct ShardService {
-    shard: Arc<RwLock<Shard>>,
+    shard: Arc<Shard>,
     /// This shard's number, reported in every hit.
     number: u32,
     dim: usize,
@@ -40,7 +41,9 @@ impl ShardService {
     pub fn new(shard: Shard, number: u32, dim: usize) -> ShardService {
         let identity = shard.identity().into();
         let healthy = Arc::new(tokio::sync::watch::Sender::new(true));
-        ShardService { shard: Arc::new(RwLock::new(shard)), number, dim, identity, healthy }
+        let shard = Arc::new(shard);
+        maintain(Arc::downgrade(&shard), healthy.clone());
+        ShardService { shard, number, dim, identity, healthy }
     }
 
     /// Whether the store serves (see the field); follows every change.
@@ -61,45 +64,17 @@ impl ShardService {
         }
     }
 
-    /// Runs `f` under the read lock on the blocking pool.
-    async fn read<T: Send + 'static>(
+    /// Runs `f` on the shard on the blocking pool. A panic in it fails this request only (the
+    /// locks it held are taken back, not left poisoned); a storage failure marks the shard
+    /// unhealthy.
+    async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Shard) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Status> {
-        let shard = self.shard.clone();
-        self.run(move || f(&shard.read().unwrap_or_else(PoisonError::into_inner))).await
-    }
-
-    /// Runs `f` under the write lock on the blocking pool.
-    async fn write<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Shard) -> Result<T, Error> + Send + 'static,
-    ) -> Result<T, Status> {
-        let shard = self.shard.clone();
-        self.run(move || f(&mut shard.write().unwrap_or_else(PoisonError::into_inner))).await
-    }
-
-    /// Runs `f` on the blocking pool. A panic in it fails this request only (the lock it held
-    /// is taken back, not left poisoned); a storage failure marks the shard unhealthy.
-    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> Result<T, Error> + Send + 'static) -> Result<T, Status> {
-        let healthy = self.healthy.clone();
-        let done = tokio::task::spawn_blocking(move || {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
-                let what = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
-                Err(Error::Panicked(what.unwrap_or_else(|| "a request panicked".into())))
-            })
-        })
-        .await
-        .map_err(|e| Status::internal(format!("shard task failed: {e}")))?;
-        if let Err(e @ (Error::Storage(_) | Error::Corrupt { .. })) = &done {
-            if !matches!(e, Error::Storage(s) if crate::error::out_of_space(s)) {
-                tracing::error!(error = %e, "the store failed: reporting NOT_SERVING");
-                healthy.send_replace(false);
-            }
-        }
+        let (shard, healthy) = (self.shard.clone(), self.healthy.clone());
+        let done = tokio::task::spawn_blocking(move || contained(|| f(&shard), &healthy))
+            .await
+            .map_err(|e| Status::internal(format!("shard task failed: {e}")))?;
         done.map_err(Status::from)
     }
 
@@ -112,6 +87,38 @@ impl ShardService {
             )));
         }
         Ok(m)
+    }
+}
+
+/// Runs `f`, turning a panic into `Error::Panicked`; a storage failure (not a full disk) marks
+/// the shard unhealthy.
+fn contained<T>(f: impl FnOnce() -> Result<T, Error>, healthy: &tokio::sync::watch::Sender<bool>) -> Result<T, Error> {
+    let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let what =
+            panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+        Err(Error::Panicked(what.unwrap_or_else(|| "a request panicked".into())))
+    });
+    if let Err(e @ (Error::Storage(_) | Error::Corrupt { .. })) = &done {
+        if !matches!(e, Error::Storage(s) if crate::error::out_of_space(s)) {
+            tracing::error!(error = %e, "the store failed: reporting NOT_SERVING");
+            healthy.send_replace(false);
+        }
+    }
+    done
+}
+
+/// The shard's maintenance thread: every second, whatever retraining or compaction is due
+/// (`Shard::maintain`), until the shard is dropped. A failed step is logged and tried again.
+fn maintain(shard: std::sync::Weak<Shard>, healthy: Arc<tokio::sync::watch::Sender<bool>>) {
+    let spawned = std::thread::Builder::new().name("shard-maintenance".into()).spawn(move || loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let Some(shard) = shard.upgrade() else { return };
+        if let Err(e) = contained(|| shard.maintain(), &healthy) {
+            tracing::warn!(error = %e, "maintenance failed; trying again");
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the maintenance thread: the shard will not retrain by itself");
     }
 }
 
@@ -179,7 +186,7 @@ impl ShardRpc for ShardService {
         let filter = combined(r.filter_ids, r.filter);
         let include = r.include.unwrap_or_default();
         let found = self
-            .read(move |shard| {
+            .run(move |shard| {
                 let found = match wire.exact {
                     true => {
                         let (documents, limit) = (shard.stats().documents, shard.config().max_exact_documents);
@@ -230,7 +237,7 @@ impl ShardRpc for ShardService {
             docs.push(NewDocument { doc: Document { id, text, metadata }, vectors, version: d.version });
         }
         let written = self
-            .write(move |shard| {
+            .run(move |shard| {
                 crate::failpoint::panic_on_upsert(docs.iter().map(|d| d.doc.id.as_str()));
                 shard.upsert(docs)
             })
@@ -245,7 +252,7 @@ impl ShardRpc for ShardService {
             return Err(Status::invalid_argument(format!("a delete names at most {MAX_BATCH} ids, got {}", ids.len())));
         }
         let deleted = self
-            .write(move |shard| {
+            .run(move |shard| {
                 if let Some(filter) = &filter {
                     ids.extend(shard.matching(filter)?);
                 }
@@ -262,13 +269,13 @@ impl ShardRpc for ShardService {
             return Err(Status::invalid_argument(format!("a get names at most {MAX_BATCH} ids, got {}", ids.len())));
         }
         if ids.is_empty() {
-            let doc = self.read(move |shard| shard.get(&id)).await?;
+            let doc = self.run(move |shard| shard.get(&id)).await?;
             return Ok(Response::new(GetResponse { document: Some(wire(doc)), ..Default::default() }));
         }
         if !id.is_empty() {
             ids.insert(0, id);
         }
-        let (found, missing) = self.read(move |shard| shard.get_many(&ids)).await?;
+        let (found, missing) = self.run(move |shard| shard.get_many(&ids)).await?;
         Ok(Response::new(GetResponse { document: None, documents: found.into_iter().map(wire).collect(), missing }))
     }
 
@@ -276,7 +283,7 @@ impl ShardRpc for ShardService {
         self.check_store(&request)?;
         let ListRequest { after, limit } = request.into_inner();
         check_limit(limit)?;
-        let ids = self.read(move |shard| shard.list(&after, limit as usize)).await?;
+        let ids = self.run(move |shard| shard.list(&after, limit as usize)).await?;
         Ok(Response::new(ListResponse { ids }))
     }
 
@@ -288,7 +295,7 @@ impl ShardRpc for ShardService {
         }
         let dim = self.dim;
         let found = self
-            .read(move |shard| {
+            .run(move |shard| {
                 let mut found = Vec::with_capacity(ids.len());
                 for id in &ids {
                     match shard.export(id) {
@@ -315,7 +322,7 @@ impl ShardRpc for ShardService {
         self.check_store(&request)?;
         let ListRequest { after, limit } = request.into_inner();
         check_limit(limit)?;
-        let listed = self.read(move |shard| shard.versions(&after, limit as usize)).await?;
+        let listed = self.run(move |shard| shard.versions(&after, limit as usize)).await?;
         let entries = listed
             .into_iter()
             .map(|(id, r)| VersionEntry { id, version: r.version, deleted: r.deleted_at.is_some() })
@@ -325,7 +332,7 @@ impl ShardRpc for ShardService {
 
     async fn stats(&self, request: Request<StatsRequest>) -> Result<Response<ShardStats>, Status> {
         self.check_store(&request)?;
-        let (stats, disk) = self.read(|shard| Ok((shard.stats(), shard.disk_bytes()?))).await?;
+        let (stats, disk) = self.run(|shard| Ok((shard.stats(), shard.disk_bytes()?))).await?;
         Ok(Response::new(ShardStats {
             documents: stats.documents as u64,
             tokens: stats.tokens as u64,
@@ -333,6 +340,25 @@ impl ShardRpc for ShardService {
             memory_bytes: stats.memory_bytes as u64,
             disk_bytes: disk,
             store: self.identity.to_string(),
+            codec_generation: stats.generation,
+            centroids: stats.centroids as u64,
+            retraining: self.shard.retraining(),
+            dead_tokens: stats.dead_tokens as u64,
         }))
+    }
+
+    async fn retrain(&self, _request: Request<RetrainRequest>) -> Result<Response<RetrainResponse>, Status> {
+        if self.shard.retraining() {
+            return Ok(Response::new(RetrainResponse { started: false }));
+        }
+        let (shard, healthy) = (self.shard.clone(), self.healthy.clone());
+        std::thread::Builder::new()
+            .name("shard-retrain".into())
+            .spawn(move || match contained(|| shard.retrain(), &healthy) {
+                Ok(done) => tracing::info!(?done, "retraining asked for: done"),
+                Err(e) => tracing::warn!(error = %e, "retraining asked for: failed"),
+            })
+            .map_err(|e| Status::internal(format!("cannot start the retraining: {e}")))?;
+        Ok(Response::new(RetrainResponse { started: true }))
     }
 }

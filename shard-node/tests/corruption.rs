@@ -52,7 +52,7 @@ fn damaged_stores_are_refused_by_name_or_lose_nothing() {
     });
     let pristine = tempfile::tempdir().unwrap();
     {
-        let mut shard = Shard::open(pristine.path(), config()).unwrap();
+        let shard = Shard::open(pristine.path(), config()).unwrap();
         let docs = (0..data.len()).map(|i| NewDocument {
             doc: Document { id: format!("d{i}"), text: format!("text {i}"), metadata: format!("{{\"n\": {i}}}") },
             vectors: data.doc(i).to_vec(),
@@ -99,7 +99,7 @@ fn damaged_stores_are_refused_by_name_or_lose_nothing() {
                 );
                 refused += 1;
                 // Salvage, where sled can open it at all: read-only, serving what is whole.
-                if let Ok(Ok(mut shard)) = std::panic::catch_unwind(|| Shard::salvage(work.path(), config())) {
+                if let Ok(Ok(shard)) = std::panic::catch_unwind(|| Shard::salvage(work.path(), config())) {
                     let queries: Vec<&[f32]> = (0..data.len()).map(|i| data.doc(i)).collect();
                     let mut found = 0;
                     for chunk in queries.chunks(25) {

@@ -23,7 +23,7 @@ fn data() -> Collection {
 
 fn writer(dir: &str) {
     let data = data();
-    let mut shard = Shard::open(std::path::Path::new(dir), config()).unwrap();
+    let shard = Shard::open(std::path::Path::new(dir), config()).unwrap();
     for i in 0..data.len() {
         let doc = Document { id: format!("d{i}"), text: format!("text {i}"), metadata: String::new() };
         shard.upsert(vec![NewDocument { doc, vectors: data.doc(i).to_vec(), version: 0 }]).unwrap();

@@ -52,14 +52,22 @@ pub fn centroid_count(tokens: usize) -> usize {
 }
 
 impl Codec {
-    /// Trains on `vectors` `[n, dim]`: k-means on a sample, then the quantiser on the residuals
-    /// of vectors k-means did not see (all of them when there are too few to hold any out).
+    /// Trains on `vectors` `[n, dim]` with K for `n` tokens (`centroid_count`).
     pub fn train(vectors: &[f32], dim: usize, params: TrainParams) -> Result<Codec> {
+        let n = vectors.len().checked_div(dim).unwrap_or(0);
+        Codec::train_k(vectors, dim, params, centroid_count(n))
+    }
+
+    /// Trains `k` centroids on `vectors` `[n, dim]` (a sample of a larger collection, when
+    /// retraining): k-means on at most `k · sample_per_centroid` of them, then the quantiser on
+    /// the residuals of vectors k-means did not see (all of them when there are too few to
+    /// hold any out).
+    pub fn train_k(vectors: &[f32], dim: usize, params: TrainParams, k: usize) -> Result<Codec> {
         let n = vectors.len().checked_div(dim).unwrap_or(0);
         if n < 16 || !vectors.len().is_multiple_of(dim) {
             return Err(Error::BadInput(format!("training needs at least 16 vectors of dim {dim}, got {n}")));
         }
-        let k = centroid_count(n);
+        let k = k.clamp(1, 1 << (n / 16).max(1).ilog2());
         let mut rng = Rng::new(params.seed);
         let order = rng.sample(n, n);
         let sample_n = (k * params.sample_per_centroid).min(n);

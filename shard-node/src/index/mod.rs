@@ -1,7 +1,16 @@
 //! The in-memory search layout (WARP's): per centroid, one contiguous run of the tokens
 //! assigned to it, each a document id (delta-coded, documents in id order) and its packed
 //! residual, so probing a centroid is one sequential scan. Per document: its token count and
-//! whether it is live. Deleted documents stay in the runs, skipped, until the index is rebuilt.
+//! whether it is live. Deleted documents stay in the runs, skipped, until the index is
+//! compacted (`compacted`) or rebuilt.
+//!
+//! Cloning an index is cheap and copy-on-write: runs and the codec are shared, and a run is
+//! copied only when an `add` to the clone changes it. A shard publishes each write as a new
+//! clone, so a search keeps reading the index it started on while writes go on.
+
+use std::sync::Arc;
+
+use rayon::prelude::*;
 
 mod search;
 mod topk;
@@ -15,7 +24,7 @@ use crate::{Error, Result};
 /// One centroid's tokens: each entry is the document id as a LEB128 delta from the previous
 /// entry's (the first from 0), then the packed residual. One allocation per run, read front
 /// to back.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Run {
     entries: Vec<u8>,
     last: u32,
@@ -27,14 +36,39 @@ struct Doc {
     live: bool,
 }
 
+#[derive(Clone)]
 pub struct Index {
-    codec: Codec,
-    runs: Vec<Run>,
+    codec: Arc<Codec>,
+    runs: Vec<Arc<Run>>,
     docs: Vec<Doc>,
     live: usize,
     tokens: usize,
     /// Tokens in the runs, deleted documents' included.
     tokens_stored: usize,
+}
+
+impl Run {
+    /// Appends one entry (`doc` no smaller than the last one's).
+    fn push(&mut self, doc: u32, residual: &[u8], bytes: usize) {
+        // Grow by an eighth rather than double: a run lives as long as the index, and the
+        // slack of doubling would cost more than the ids.
+        let needed = self.entries.len() + 5 + bytes;
+        if needed > self.entries.capacity() {
+            self.entries.reserve_exact((needed - self.entries.len()).max(self.entries.len() / 8));
+        }
+        let mut delta = doc - self.last;
+        loop {
+            let byte = (delta & 0x7f) as u8;
+            delta >>= 7;
+            if delta == 0 {
+                self.entries.push(byte);
+                break;
+            }
+            self.entries.push(byte | 0x80);
+        }
+        self.entries.extend_from_slice(residual);
+        self.last = doc;
+    }
 }
 
 /// Breakdown of what the index holds in memory.
@@ -54,8 +88,8 @@ impl Memory {
 
 impl Index {
     pub fn new(codec: Codec) -> Index {
-        let runs = (0..codec.k()).map(|_| Run::default()).collect();
-        Index { codec, runs, docs: Vec::new(), live: 0, tokens: 0, tokens_stored: 0 }
+        let runs = (0..codec.k()).map(|_| Arc::new(Run::default())).collect();
+        Index { codec: Arc::new(codec), runs, docs: Vec::new(), live: 0, tokens: 0, tokens_stored: 0 }
     }
 
     pub fn codec(&self) -> &Codec {
@@ -74,6 +108,16 @@ impl Index {
     /// Tokens of live documents.
     pub fn tokens(&self) -> usize {
         self.tokens
+    }
+
+    /// Tokens still in the runs whose documents were deleted or replaced.
+    pub fn dead_tokens(&self) -> usize {
+        self.tokens_stored - self.tokens
+    }
+
+    /// One past the largest document id the index has seen.
+    pub fn id_limit(&self) -> u32 {
+        self.docs.len() as u32
     }
 
     /// The live documents' ids.
@@ -96,25 +140,7 @@ impl Index {
             return Err(Error::BadInput(format!("document {doc}: codes and residuals do not fit the codec")));
         }
         for (&code, residual) in codes.iter().zip(residuals.chunks_exact(bytes)) {
-            let run = &mut self.runs[code as usize];
-            // Grow by an eighth rather than double: a run lives as long as the index, and the
-            // slack of doubling would cost more than the ids.
-            let needed = run.entries.len() + 5 + bytes;
-            if needed > run.entries.capacity() {
-                run.entries.reserve_exact((needed - run.entries.len()).max(run.entries.len() / 8));
-            }
-            let mut delta = doc - run.last;
-            loop {
-                let byte = (delta & 0x7f) as u8;
-                delta >>= 7;
-                if delta == 0 {
-                    run.entries.push(byte);
-                    break;
-                }
-                run.entries.push(byte | 0x80);
-            }
-            run.entries.extend_from_slice(residual);
-            run.last = doc;
+            Arc::make_mut(&mut self.runs[code as usize]).push(doc, residual, bytes);
         }
         self.docs.resize(doc as usize + 1, Doc::default());
         self.docs[doc as usize] = Doc { tokens: codes.len() as u32, live: true };
@@ -143,16 +169,42 @@ impl Index {
         let residuals = self.tokens_stored * self.codec.residual_bytes();
         Memory {
             residuals,
-            ids: entries - residuals + self.runs.capacity() * std::mem::size_of::<Run>(),
+            ids: entries - residuals + self.runs.capacity() * (std::mem::size_of::<Run>() + 16),
             centroids: self.codec.memory(),
             docs: self.docs.capacity() * std::mem::size_of::<Doc>(),
         }
     }
 
-    /// Gives back the runs' spare capacity (after a bulk load or a rebuild).
+    /// Gives back the runs' spare capacity (after a bulk load or a rebuild). A run shared with
+    /// another clone is copied, as copies are made to fit.
     pub fn shrink_to_fit(&mut self) {
-        self.runs.iter_mut().for_each(|r| r.entries.shrink_to_fit());
+        for run in &mut self.runs {
+            match Arc::get_mut(run) {
+                Some(run) => run.entries.shrink_to_fit(),
+                None => *run = Arc::new(Run::clone(run)),
+            }
+        }
         self.docs.shrink_to_fit();
+    }
+
+    /// The index without the entries of deleted documents: every run rewritten from its live
+    /// entries (in order, so the delta coding holds), sized to fit.
+    pub fn compacted(&self) -> Index {
+        let bytes = self.codec.residual_bytes();
+        let runs = (0..self.runs.len())
+            .into_par_iter()
+            .map(|c| {
+                let mut run = Run::default();
+                self.scan(c, |doc, residual| {
+                    if self.docs[doc as usize].live {
+                        run.push(doc, residual, bytes);
+                    }
+                });
+                run.entries.shrink_to_fit();
+                Arc::new(run)
+            })
+            .collect();
+        Index { runs, tokens_stored: self.tokens, ..self.clone() }
     }
 
     /// Calls `f(doc, residual)` for every entry of centroid `c`'s run, in order.

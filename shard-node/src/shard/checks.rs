@@ -50,9 +50,10 @@ impl Shard {
     pub(super) fn check_metadata(&self, docs: &[NewDocument]) -> Result<Vec<Vec<(String, Scalar)>>> {
         let mut kinds: HashMap<String, Kind> = HashMap::new();
         let mut parsed = Vec::with_capacity(docs.len());
+        let known = self.fields();
         for d in docs {
             let bad = |why: String| Error::BadInput(format!("document {:?}: {why}", d.doc.id));
-            let fields = self.fields.check(&d.doc.metadata).map_err(bad)?;
+            let fields = known.check(&d.doc.metadata).map_err(bad)?;
             for (path, scalar) in &fields {
                 match kinds.insert(path.clone(), scalar.kind()) {
                     Some(k) if k != scalar.kind() => {

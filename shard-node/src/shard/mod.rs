@@ -1,11 +1,22 @@
 //! A shard's life cycle. An empty shard keeps raw vectors (in sled and in memory) and answers
 //! exactly until it holds `train_tokens` tokens; then it trains a codec, compresses what it
-//! holds, and from then on compresses on arrival. `retrain` fits a new codec to the decoded
-//! documents and rewrites them, losing none. Start-up rebuilds the in-memory layout from sled.
+//! holds, and from then on compresses on arrival, keeping each token's vector as given in f16
+//! beside its code (`keep_originals`) for exact scoring. As it grows past `retrain_growth`
+//! times what its codec was trained for, it retrains in the background (`grow.rs`), and it
+//! compacts its runs once enough of them is dead. Start-up rebuilds the in-memory layout from
+//! sled.
+//!
+//! Searches never wait for writes: the search layout is published as an immutable snapshot
+//! (`view`), and each write makes a copy-on-write clone of it, changes that, and swaps it in.
+//! Writes, training and codec switches take `writer`, one at a time; a search only takes the
+//! view's lock for as long as it takes to clone an `Arc`.
 
 use std::collections::HashSet;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use crate::codec::{Codec, TrainParams};
+use encoding::{originals, vectors, without_made_up_originals};
 
 use crate::fields::FieldIndex;
 use crate::index::Index;
@@ -32,6 +43,16 @@ pub struct ShardConfig {
     /// Writes are refused while the store's file system has less free space than this, before
     /// sled runs out of it mid-write.
     pub min_free_bytes: u64,
+    /// Keep each token's vector as given, in f16 (2·dim bytes a token on disk, none in
+    /// memory): exact re-scoring, exact searches, retraining, moves and repair then read
+    /// them, not the lossy codes.
+    pub keep_originals: bool,
+    /// Retrain in the background once the shard holds this many times the tokens its codec
+    /// was trained for (0: never by itself).
+    pub retrain_growth: f64,
+    /// Compact the runs once this share of their tokens belongs to deleted or replaced
+    /// documents.
+    pub compact_dead_share: f64,
 }
 
 impl Default for ShardConfig {
@@ -44,6 +65,9 @@ impl Default for ShardConfig {
             tombstone_ttl_s: 7 * 24 * 3600,
             max_exact_documents: 100_000,
             min_free_bytes: 64 << 20,
+            keep_originals: true,
+            retrain_growth: 4.0,
+            compact_dead_share: 0.25,
         }
     }
 }
@@ -60,6 +84,12 @@ impl ShardConfig {
         }
         if self.train.iterations == 0 || self.train.sample_per_centroid == 0 || self.max_doc_tokens == 0 {
             return bad("iterations, sample_per_centroid and max_doc_tokens must be at least 1".into());
+        }
+        if !(self.retrain_growth == 0.0 || self.retrain_growth >= 1.5) {
+            return bad(format!("retrain_growth must be 0 (never) or at least 1.5, not {}", self.retrain_growth));
+        }
+        if !(self.compact_dead_share > 0.0 && self.compact_dead_share <= 1.0) {
+            return bad(format!("compact_dead_share must be in (0, 1], not {}", self.compact_dead_share));
         }
         Ok(())
     }
@@ -80,9 +110,12 @@ pub struct Found {
     pub score: f32,
 }
 
+/// What searches read. Cloning it is cheap: raw vectors are shared, and an index clone shares
+/// its runs until a write changes them.
+#[derive(Clone)]
 enum State {
     /// Raw vectors by internal id, in id order.
-    Buffering(Vec<(u32, Vec<f32>)>),
+    Buffering(Vec<(u32, Arc<Vec<f32>>)>),
     Ready {
         index: Index,
         generation: u32,
@@ -92,12 +125,19 @@ enum State {
 pub struct Shard {
     config: ShardConfig,
     store: Store,
-    state: State,
-    /// The documents' metadata fields, for filters.
-    fields: FieldIndex,
+    /// The published search layout (see the module docs).
+    view: RwLock<Arc<State>>,
+    /// The documents' metadata fields, for filters; changed with each publish.
+    fields: RwLock<FieldIndex>,
+    /// One write, training, compaction or codec switch at a time.
+    writer: Mutex<()>,
     /// Salvaged: the documents the check found damaged (left out), and no writes.
     salvaged: Option<HashSet<u32>>,
+    /// Set while a retraining runs.
+    retraining: AtomicBool,
 }
+
+pub use grow::{Maintenance, Retrained};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
@@ -105,6 +145,16 @@ pub struct Stats {
     pub tokens: usize,
     pub trained: bool,
     pub memory_bytes: usize,
+    /// The codec searches use (0 before training) and its centroids.
+    pub generation: u32,
+    pub centroids: usize,
+    pub dead_tokens: usize,
+}
+
+/// A lock's guard, whoever held it before having panicked (what it guards is only ever
+/// replaced whole, so a panic cannot leave it half-changed).
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Shard {
@@ -131,7 +181,7 @@ impl Shard {
         Shard::with_store(store, config, Some(damage.documents))
     }
 
-    fn with_store(mut store: Store, config: ShardConfig, salvaged: Option<HashSet<u32>>) -> Result<Shard> {
+    fn with_store(store: Store, config: ShardConfig, salvaged: Option<HashSet<u32>>) -> Result<Shard> {
         let skip = |id: u32| salvaged.as_ref().is_some_and(|s| s.contains(&id));
         let expired = match salvaged {
             Some(_) => 0,
@@ -156,12 +206,20 @@ impl Shard {
                 Err(e) => tracing::warn!(id = %doc.id, error = %e, "metadata left out of the field index"),
             }
         }
-        let mut shard = Shard { config, store, state: State::Buffering(Vec::new()), fields, salvaged };
+        let shard = Shard {
+            config,
+            store,
+            view: RwLock::new(Arc::new(State::Buffering(Vec::new()))),
+            fields: RwLock::new(fields),
+            writer: Mutex::new(()),
+            salvaged,
+            retraining: AtomicBool::new(false),
+        };
         if manifest.codec == 0 {
             let mut raw = Vec::new();
             for entry in shard.intact_tokens() {
                 match entry? {
-                    (id, Tokens::Raw(v)) => raw.push((id, v)),
+                    (id, Tokens::Raw(v)) => raw.push((id, Arc::new(v))),
                     (id, Tokens::Encoded { .. }) => {
                         return Err(Error::Corrupt {
                             path: shard.store.path().into(),
@@ -171,45 +229,56 @@ impl Shard {
                 }
             }
             tracing::info!(path = shard.store.path(), documents = raw.len(), "opened untrained shard");
-            shard.state = State::Buffering(raw);
+            shard.publish(State::Buffering(raw));
             shard.train_if_due()?;
         } else {
-            shard.load(manifest.codec)?;
+            let index = shard.load(manifest.codec)?;
+            shard.publish(State::Ready { index, generation: manifest.codec });
         }
         Ok(shard)
     }
 
-    /// Builds the index from the store, bringing every document to codec `generation`.
-    fn load(&mut self, generation: u32) -> Result<()> {
+    /// The search layout as of now; it stays as it is however long it is held.
+    fn view(&self) -> Arc<State> {
+        self.view.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn publish(&self, state: State) {
+        *self.view.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(state);
+    }
+
+    fn fields(&self) -> std::sync::RwLockReadGuard<'_, FieldIndex> {
+        self.fields.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Builds an index from the store, bringing every document to codec `generation` (those
+    /// raw, or encoded by another generation, are encoded from their originals, or else from
+    /// what their codec decodes them to, and rewritten).
+    fn load(&self, generation: u32) -> Result<Index> {
         let codec = self.store.codec(generation)?;
         let mut index = Index::new(codec.clone());
         let mut stale = Vec::new();
-        let mut old_codecs: Vec<(u32, Codec)> = Vec::new();
+        let mut other_codecs: Vec<(u32, Codec)> = Vec::new();
         let started = std::time::Instant::now();
         for (n, entry) in self.intact_tokens().enumerate() {
             let (id, tokens) = entry?;
-            let (codes, residuals) = match tokens {
-                Tokens::Encoded { codec: g, codes, residuals } if g == generation => (codes, residuals),
+            let tokens = match tokens {
+                Tokens::Encoded { codec: g, .. } if g == generation => tokens,
                 other => {
-                    let raw = match other {
-                        Tokens::Raw(v) => v,
-                        Tokens::Encoded { codec: g, codes, residuals } => {
-                            if !old_codecs.iter().any(|(og, _)| *og == g) {
-                                old_codecs.push((g, self.store.codec(g)?));
-                            }
-                            let old = &old_codecs.iter().find(|(og, _)| *og == g).unwrap().1;
-                            decode_all(old, &codes, &residuals)
+                    if let Tokens::Encoded { codec: g, .. } = other {
+                        if !other_codecs.iter().any(|(og, _)| *og == g) {
+                            other_codecs.push((g, self.store.codec(g)?));
                         }
-                    };
-                    let (codes, residuals) = codec.encode(&raw)?;
-                    stale.push((
-                        id,
-                        Tokens::Encoded { codec: generation, codes: codes.clone(), residuals: residuals.clone() },
-                    ));
-                    (codes, residuals)
+                    }
+                    let codec_of = |g: u32| &other_codecs.iter().find(|(og, _)| *og == g).expect("loaded above").1;
+                    let again = self.encode(&codec, generation, &[vectors(&other, codec_of)], &[originals(&other)])?;
+                    let again = without_made_up_originals(&other, again.into_iter().next().expect("one document"));
+                    stale.push((id, again.clone()));
+                    again
                 }
             };
-            index.add(id, &codes, &residuals)?;
+            let Tokens::Encoded { codes, residuals, .. } = &tokens else { unreachable!("encoded above") };
+            index.add(id, codes, residuals)?;
             if (n + 1) % 10_000 == 0 {
                 tracing::info!(
                     documents = n + 1,
@@ -219,7 +288,7 @@ impl Shard {
             }
         }
         if !stale.is_empty() && self.salvaged.is_none() {
-            tracing::info!(documents = stale.len(), generation, "encoding documents stored raw or by an older codec");
+            tracing::info!(documents = stale.len(), generation, "encoding documents stored raw or by another codec");
             self.store.rewrite(stale.into_iter())?;
         }
         tracing::info!(
@@ -231,8 +300,7 @@ impl Shard {
             "index ready"
         );
         index.shrink_to_fit();
-        self.state = State::Ready { index, generation };
-        Ok(())
+        Ok(index)
     }
 
     /// Every document's tokens; salvaged, only those of documents found whole.
@@ -244,78 +312,63 @@ impl Shard {
         })
     }
 
-    fn train_if_due(&mut self) -> Result<()> {
-        if self.salvaged.is_some() {
-            return Ok(());
-        }
-        let State::Buffering(raw) = &self.state else { return Ok(()) };
-        let tokens: usize = raw.iter().map(|(_, v)| v.len() / self.config.dim).sum();
-        if tokens >= self.config.train_tokens.max(16) {
-            self.train_from(raw.iter().flat_map(|(_, v)| v.iter().copied()).collect())?;
-        }
-        Ok(())
+    /// The first training, once the buffered tokens reach `train_tokens` (under `writer`).
+    fn train_if_due(&self) -> Result<()> {
+        self.train_buffered(false).map(drop)
     }
 
-    /// Trains a codec on `vectors`, installs it, and re-encodes every document with it.
-    fn train_from(&mut self, vectors: Vec<f32>) -> Result<()> {
+    /// Trains the first codec on the buffered raw vectors when they reach `train_tokens`, or
+    /// at once if `now` (under `writer`).
+    fn train_buffered(&self, now: bool) -> Result<Option<Retrained>> {
+        if self.salvaged.is_some() {
+            return Ok(None);
+        }
+        let started = std::time::Instant::now();
+        let view = self.view();
+        let State::Buffering(raw) = &*view else { return Ok(None) };
+        let tokens: usize = raw.iter().map(|(_, v)| v.len() / self.config.dim).sum();
+        if !now && tokens < self.config.train_tokens.max(16) {
+            return Ok(None);
+        }
+        let vectors: Vec<f32> = raw.iter().flat_map(|(_, v)| v.iter().copied()).collect();
+        drop(view);
         let codec = Codec::train(&vectors, self.config.dim, self.config.train)?;
         drop(vectors);
-        let generation = self.store.install_codec(&codec)?;
-        self.load(generation)
-    }
-
-    /// Fits a new codec to the decoded live documents and rewrites them all with it (also
-    /// dropping deleted documents from the search layout). Before the first training, trains.
-    pub fn retrain(&mut self) -> Result<()> {
-        let vectors: Vec<f32> = match &self.state {
-            State::Buffering(raw) => raw.iter().flat_map(|(_, v)| v.iter().copied()).collect(),
-            State::Ready { index, .. } => {
-                let mut all = Vec::with_capacity(index.tokens() * self.config.dim);
-                for entry in self.store.all_tokens() {
-                    if let (_, Tokens::Encoded { codec: g, codes, residuals }) = entry? {
-                        all.extend(decode_all(&self.store.codec(g)?, &codes, &residuals));
-                    }
-                }
-                all
-            }
-        };
-        self.train_from(vectors)
+        let k = codec.k();
+        let generation = self.store.install_codec(&codec, tokens as u64)?;
+        let index = self.load(generation)?;
+        let documents = index.len();
+        self.publish(State::Ready { index, generation });
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        Ok(Some(Retrained { generation, k, tokens, sample: tokens, documents, elapsed_ms }))
     }
 
     /// Trains a codec on `vectors` `[n, dim]` (a sample of what the shard will hold) and
     /// re-encodes any documents already stored: for bulk loads that know their data up front.
-    pub fn train_on(&mut self, vectors: &[f32]) -> Result<()> {
-        self.train_from(vectors.to_vec())
+    pub fn train_on(&self, vectors: &[f32]) -> Result<()> {
+        let _writer = locked(&self.writer);
+        let codec = Codec::train(vectors, self.config.dim, self.config.train)?;
+        let generation = self.store.install_codec(&codec, (vectors.len() / self.config.dim) as u64)?;
+        let index = self.load(generation)?;
+        self.publish(State::Ready { index, generation });
+        Ok(())
     }
 
     /// Writes documents (replacing any with the same id, unless the shard holds a write of the
     /// id as new or newer); returns the writes that applied, once they are durable.
-    pub fn upsert(&mut self, docs: Vec<NewDocument>) -> Result<Vec<Written>> {
+    pub fn upsert(&self, docs: Vec<NewDocument>) -> Result<Vec<Written>> {
+        let _writer = locked(&self.writer);
         self.check_writable()?;
         docs.iter().try_for_each(|d| self.check_document(d))?;
         let parsed = self.check_metadata(&docs)?;
         let versions: Vec<u64> = docs.iter().map(|d| d.version).collect();
-        let batch: Vec<(Document, Tokens)> = match &self.state {
+        let view = self.view();
+        let batch: Vec<(Document, Tokens)> = match &*view {
             State::Buffering(_) => docs.into_iter().map(|d| (d.doc, Tokens::Raw(d.vectors))).collect(),
             State::Ready { index, generation } => {
-                // One encode for the whole batch: nearest-centroid search is a matrix product
-                // that pays its set-up once per call.
-                let codec = index.codec();
-                let all: Vec<f32> = docs.iter().flat_map(|d| d.vectors.iter().copied()).collect();
-                let (codes, residuals) = codec.encode(&all)?;
-                let (mut at, bytes) = (0, codec.residual_bytes());
-                docs.into_iter()
-                    .map(|d| {
-                        let n = d.vectors.len() / self.config.dim;
-                        let tokens = Tokens::Encoded {
-                            codec: *generation,
-                            codes: codes[at..at + n].to_vec(),
-                            residuals: residuals[at * bytes..(at + n) * bytes].to_vec(),
-                        };
-                        at += n;
-                        (d.doc, tokens)
-                    })
-                    .collect()
+                let given: Vec<_> = docs.iter().map(|d| std::borrow::Cow::Borrowed(d.vectors.as_slice())).collect();
+                let tokens = self.encode(index.codec(), *generation, &given, &vec![None; docs.len()])?;
+                docs.into_iter().map(|d| d.doc).zip(tokens).collect()
             }
         };
         let written = self.store.upsert_versioned(&batch, &versions)?;
@@ -326,39 +379,42 @@ impl Shard {
             .filter_map(|((w, (_, tokens)), fields)| Some((w?, tokens, fields)))
             .collect();
         let written: Vec<Written> = applied.iter().map(|(w, _, _)| *w).collect();
+        let mut next = State::clone(&view);
+        drop(view);
+        let mut added = Vec::with_capacity(applied.len());
         for (w, tokens, fields) in applied {
-            self.forget(w.replaced);
-            self.fields.add(w.id, fields);
-            match (&mut self.state, tokens) {
-                (State::Buffering(raw), Tokens::Raw(v)) => raw.push((w.id, v)),
+            forget(&mut next, w.replaced);
+            match (&mut next, tokens) {
+                (State::Buffering(raw), Tokens::Raw(v)) => raw.push((w.id, Arc::new(v))),
                 (State::Ready { index, .. }, Tokens::Encoded { codes, residuals, .. }) => {
                     index.add(w.id, &codes, &residuals)?
                 }
                 _ => unreachable!("tokens were made for this state above"),
             }
+            added.push((w, fields));
+        }
+        {
+            let mut index = self.fields.write().unwrap_or_else(PoisonError::into_inner);
+            for (w, fields) in added {
+                w.replaced.into_iter().for_each(|old| index.remove(old));
+                index.add(w.id, fields);
+            }
+            self.publish(next);
         }
         self.train_if_due()?;
         Ok(written)
     }
 
-    fn forget(&mut self, id: Option<u32>) {
-        let Some(id) = id else { return };
-        self.fields.remove(id);
-        match &mut self.state {
-            State::Buffering(raw) => raw.retain(|(i, _)| *i != id),
-            State::Ready { index, .. } => {
-                index.delete(id);
-            }
-        }
-    }
-
     /// Deletes documents by id at `version` (0: unversioned); returns how many existed.
-    pub fn delete(&mut self, ids: &[String], version: u64) -> Result<usize> {
+    pub fn delete(&self, ids: &[String], version: u64) -> Result<usize> {
+        let _writer = locked(&self.writer);
         self.check_writable()?;
         let removed = self.store.delete_versioned(ids, version)?;
-        for &id in &removed {
-            self.forget(Some(id));
-        }
+        let mut next = State::clone(&self.view());
+        removed.iter().for_each(|&id| forget(&mut next, Some(id)));
+        let mut fields = self.fields.write().unwrap_or_else(PoisonError::into_inner);
+        removed.iter().for_each(|&id| fields.remove(id));
+        self.publish(next);
         Ok(removed.len())
     }
 
@@ -394,53 +450,61 @@ impl Shard {
         self.store.identity()
     }
 
-    /// A document, its vectors `[n, dim]` as stored (raw before training, decoded after: what
-    /// another shard's upsert takes) and its version.
+    /// A document, its vectors `[n, dim]` (as given: raw before training, the originals after,
+    /// decoded where the shard keeps none: what another shard's upsert takes) and its version.
     pub fn export(&self, id: &str) -> Result<(Document, Vec<f32>, u64)> {
         let (internal, doc) = self.store.get(id)?.ok_or_else(|| Error::NotFound(id.to_string()))?;
-        let vectors = match self.store.tokens(internal)? {
-            Some(Tokens::Raw(v)) => v,
-            Some(Tokens::Encoded { codec: g, codes, residuals }) => match &self.state {
-                State::Ready { index, generation } if *generation == g => decode_all(index.codec(), &codes, &residuals),
-                _ => decode_all(&self.store.codec(g)?, &codes, &residuals),
-            },
-            None => return Err(Error::NotFound(id.to_string())),
+        let tokens = self.store.tokens(internal)?.ok_or_else(|| Error::NotFound(id.to_string()))?;
+        let codec = match &tokens {
+            Tokens::Encoded { codec: g, originals: None, .. } => Some(self.store.codec(*g)?),
+            _ => None,
         };
+        let vectors = vectors(&tokens, |_| codec.as_ref().expect("read above")).into_owned();
         Ok((doc, vectors, self.store.record(id)?.map_or(0, |r| r.version)))
     }
 
     pub fn stats(&self) -> Stats {
-        match &self.state {
+        match &*self.view() {
             State::Buffering(raw) => Stats {
                 documents: raw.len(),
                 tokens: raw.iter().map(|(_, v)| v.len() / self.config.dim).sum(),
                 trained: false,
                 memory_bytes: raw.iter().map(|(_, v)| v.len() * 4).sum(),
+                generation: 0,
+                centroids: 0,
+                dead_tokens: 0,
             },
-            State::Ready { index, .. } => Stats {
+            State::Ready { index, generation } => Stats {
                 documents: index.len(),
                 tokens: index.tokens(),
                 trained: true,
                 memory_bytes: index.memory().total(),
+                generation: *generation,
+                centroids: index.codec().k(),
+                dead_tokens: index.dead_tokens(),
             },
         }
     }
 
     /// Gives back spare capacity of the search layout (after a bulk load; a restart leaves
     /// the same).
-    pub fn shrink_to_fit(&mut self) {
-        if let State::Ready { index, .. } = &mut self.state {
+    pub fn shrink_to_fit(&self) {
+        let _writer = locked(&self.writer);
+        let mut next = State::clone(&self.view());
+        if let State::Ready { index, .. } = &mut next {
             index.shrink_to_fit();
         }
+        self.publish(next);
     }
 
     pub fn config(&self) -> &ShardConfig {
         &self.config
     }
 
-    pub fn index(&self) -> Option<&Index> {
-        match &self.state {
-            State::Ready { index, .. } => Some(index),
+    /// The index searches read now (`None` before training).
+    pub fn index(&self) -> Option<Index> {
+        match &*self.view() {
+            State::Ready { index, .. } => Some(index.clone()),
             State::Buffering(_) => None,
         }
     }
@@ -450,16 +514,20 @@ impl Shard {
     }
 }
 
-fn decode_all(codec: &Codec, codes: &[u32], residuals: &[u8]) -> Vec<f32> {
-    let (dim, bytes) = (codec.dim, codec.residual_bytes());
-    let mut out = vec![0.0f32; codes.len() * dim];
-    for ((&c, r), v) in codes.iter().zip(residuals.chunks_exact(bytes)).zip(out.chunks_exact_mut(dim)) {
-        codec.decode(c, r, v);
+/// Takes document `id` (replaced or deleted) out of a state being made.
+fn forget(state: &mut State, id: Option<u32>) {
+    let Some(id) = id else { return };
+    match state {
+        State::Buffering(raw) => raw.retain(|(i, _)| *i != id),
+        State::Ready { index, .. } => {
+            index.delete(id);
+        }
     }
-    out
 }
 
 mod checks;
+mod encoding;
+mod grow;
 mod search;
 #[cfg(test)]
 mod tests;

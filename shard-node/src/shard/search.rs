@@ -6,24 +6,31 @@
 //! - otherwise candidate generation only considers allowed documents and probes wider (4× the
 //!   centroids at a time) until it has `candidates` of them or has probed every centroid it
 //!   may; when it still has fewer, the allowed documents are scored exactly.
+//!
+//! "Exactly" means MaxSim against the originals the shard keeps (`keep_originals`), so the
+//! answer equals exhaustive MaxSim over the documents scored; only which documents are
+//! scored is left to the compressed index. A search runs on the view it started with.
 
 use std::collections::HashSet;
 
 use proto::v1::Filter;
 use rayon::prelude::*;
 
-use super::{decode_all, Found, Shard, State};
+use super::encoding::vectors;
+use super::{Found, Shard, State};
 use crate::codec::Codec;
 use crate::fields::Context;
-use crate::index::{top_k, Hit, SearchParams, MAX_NPROBE};
-use crate::store::Tokens;
-use crate::{Error, Result};
+use crate::index::{top_k, Hit, Index, SearchParams, MAX_NPROBE};
+use crate::Result;
+
+/// Documents read from the store and scored at a time by exact scoring.
+const CHUNK: usize = 4096;
 
 impl Shard {
-    /// The internal ids `filter` allows (`None`: no filter, every document).
-    fn allowed(&self, filter: Option<&Filter>) -> Result<Option<HashSet<u32>>> {
+    /// The internal ids `filter` allows in `view` (`None`: no filter, every document).
+    fn allowed(&self, view: &State, filter: Option<&Filter>) -> Result<Option<HashSet<u32>>> {
         let Some(filter) = filter else { return Ok(None) };
-        let live = || self.live();
+        let live = || live(view);
         let ids = |ids: &[String]| -> Result<HashSet<u32>> {
             let mut set = HashSet::with_capacity(ids.len());
             for id in ids {
@@ -33,20 +40,12 @@ impl Shard {
             }
             Ok(set)
         };
-        Ok(Some(self.fields.evaluate(filter, &Context { live: &live, ids: &ids })?))
-    }
-
-    /// Every live document's internal id.
-    fn live(&self) -> HashSet<u32> {
-        match &self.state {
-            State::Buffering(raw) => raw.iter().map(|(id, _)| *id).collect(),
-            State::Ready { index, .. } => index.live_docs().collect(),
-        }
+        Ok(Some(self.fields().evaluate(filter, &Context { live: &live, ids: &ids })?))
     }
 
     /// The external ids of the documents `filter` allows.
     pub fn matching(&self, filter: &Filter) -> Result<Vec<String>> {
-        let allowed = self.allowed(Some(filter))?.unwrap_or_default();
+        let allowed = self.allowed(&self.view(), Some(filter))?.unwrap_or_default();
         let mut ids = Vec::with_capacity(allowed.len());
         for id in allowed {
             ids.extend(self.store.external_id(id)?);
@@ -59,11 +58,12 @@ impl Shard {
     /// vectors before training.
     pub fn search(&self, query: &[f32], params: &SearchParams, filter: Option<&Filter>) -> Result<Vec<Found>> {
         self.check_search(query, params.k)?;
-        let allowed = self.allowed(filter)?;
+        let view = self.view();
+        let allowed = self.allowed(&view, filter)?;
         let ok = |d: u32| allowed.as_ref().is_none_or(|s| s.contains(&d));
         let dim = self.config.dim;
         let wanted = params.candidates.max(params.k);
-        let hits = match &self.state {
+        let hits = match &*view {
             State::Buffering(raw) => {
                 let hits = raw
                     .iter()
@@ -72,10 +72,11 @@ impl Shard {
                     .collect::<Result<_>>()?;
                 top_k(hits, params.k)
             }
-            State::Ready { .. } if allowed.as_ref().is_some_and(|a| a.len() <= wanted) => {
-                self.rescore(query, allowed.iter().flatten().copied(), params.k)?
+            State::Ready { index, generation } if allowed.as_ref().is_some_and(|a| a.len() <= wanted) => {
+                let docs: Vec<u32> = allowed.iter().flatten().copied().filter(|&d| index.is_live(d)).collect();
+                self.exact_scores(index, *generation, &[query], &docs, params.k)?.remove(0)
             }
-            State::Ready { index, .. } => {
+            State::Ready { index, generation } => {
                 let mut probe = SearchParams { candidates: wanted, ..*params };
                 let most = index.codec().k().min(MAX_NPROBE);
                 let candidates = loop {
@@ -85,81 +86,105 @@ impl Shard {
                     }
                     probe.nprobe = (probe.nprobe * 4).min(most);
                 };
-                match (&allowed, candidates.len() < wanted) {
+                let docs: Vec<u32> = match (&allowed, candidates.len() < wanted) {
                     // Probing ran out before finding enough allowed documents: score them all.
-                    (Some(allowed), true) => self.rescore(query, allowed.iter().copied(), params.k)?,
-                    _ => self.rescore(query, candidates.iter().map(|c| c.doc), params.k)?,
-                }
+                    (Some(allowed), true) => allowed.iter().copied().filter(|&d| index.is_live(d)).collect(),
+                    _ => candidates.iter().map(|c| c.doc).collect(),
+                };
+                self.exact_scores(index, *generation, &[query], &docs, params.k)?.remove(0)
             }
         };
         self.found(hits)
     }
 
-    /// Exact MaxSim of `docs` (internal ids of encoded documents), the best `k`. Their tokens
-    /// are read here (sled is used from this thread only: its deferred frees would otherwise
-    /// sit in the pool's threads and keep the database locked after the shard is dropped), then
-    /// decoded and scored on all cores.
-    fn rescore(&self, query: &[f32], docs: impl Iterator<Item = u32>, k: usize) -> Result<Vec<Hit>> {
-        let State::Ready { index, generation } = &self.state else {
-            return Err(Error::BadInput("re-scoring needs a trained shard".into()));
-        };
-        let mut stored = Vec::new();
-        // Documents an interrupted retraining left on an older codec (rare).
-        let mut older: Vec<(u32, Codec)> = Vec::new();
-        for doc in docs {
-            if let Some(Tokens::Encoded { codec: g, codes, residuals }) = self.store.tokens(doc)? {
-                if g != *generation && older.iter().all(|(o, _)| *o != g) {
-                    older.push((g, self.store.codec(g)?));
+    /// Exact MaxSim of each query against `docs` (internal ids of `index`'s documents): the
+    /// best `k` per query. Scored against the originals where the store keeps them (so the
+    /// answer is exhaustive MaxSim over these documents), else against decoded vectors. Tokens
+    /// are read here, a chunk at a time (sled is used from this thread only: its deferred
+    /// frees would otherwise sit in the pool's threads and keep the database locked after the
+    /// shard is dropped), then scored on all cores.
+    fn exact_scores(
+        &self,
+        index: &Index,
+        generation: u32,
+        queries: &[&[f32]],
+        docs: &[u32],
+        k: usize,
+    ) -> Result<Vec<Vec<Hit>>> {
+        let scorers: Vec<_> =
+            queries.iter().map(|q| kernels::cpu::QueryScorer::new(q, self.config.dim)).collect::<Result<_, _>>()?;
+        let mut best: Vec<Vec<Hit>> = vec![Vec::new(); queries.len()];
+        // Documents an interrupted retraining left on another codec (rare).
+        let mut other: Vec<(u32, Codec)> = Vec::new();
+        for chunk in docs.chunks(CHUNK) {
+            let mut stored = Vec::with_capacity(chunk.len());
+            for &doc in chunk {
+                if let Some(tokens) = self.store.tokens(doc)? {
+                    if let crate::store::Tokens::Encoded { codec: g, originals: None, .. } = tokens {
+                        if g != generation && other.iter().all(|(o, _)| *o != g) {
+                            other.push((g, self.store.codec(g)?));
+                        }
+                    }
+                    stored.push((doc, tokens));
                 }
-                stored.push((doc, g, codes, residuals));
+            }
+            let codec_of = |g: u32| other.iter().find(|(o, _)| *o == g).map_or(index.codec(), |(_, c)| c);
+            let scores: Vec<Vec<f32>> = stored
+                .par_iter()
+                .map_init(Vec::new, |sims, (_, tokens)| {
+                    let vectors = vectors(tokens, codec_of);
+                    scorers.iter().map(|s| s.score(&vectors, sims)).collect::<Result<Vec<f32>, _>>()
+                })
+                .collect::<Result<_, _>>()?;
+            for (q, best) in best.iter_mut().enumerate() {
+                let hits = stored.iter().zip(&scores).map(|((doc, _), s)| Hit { doc: *doc, score: s[q] });
+                *best = top_k(best.drain(..).chain(hits).collect(), k);
             }
         }
-        let codec_of = |g: u32| older.iter().find(|(o, _)| *o == g).map_or(index.codec(), |(_, c)| c);
-        let scorer = kernels::cpu::QueryScorer::new(query, self.config.dim)?;
-        let hits: Vec<Hit> = stored
-            .par_iter()
-            .map_init(Vec::new, |sims, (doc, g, codes, residuals)| {
-                let vectors = decode_all(codec_of(*g), codes, residuals);
-                Ok(Hit { doc: *doc, score: scorer.score(&vectors, sims)? })
-            })
-            .collect::<Result<_>>()?;
-        Ok(top_k(hits, k))
+        Ok(best)
     }
 
-    /// Exact MaxSim over every live document `filter` allows, from decoded (or, before
-    /// training, raw) vectors: the oracle.
+    /// Exact MaxSim over every live document `filter` allows (see `exact_scores`; before
+    /// training, over the raw vectors): the oracle.
     pub fn search_exact(&self, query: &[f32], k: usize, filter: Option<&Filter>) -> Result<Vec<Found>> {
-        match &self.state {
-            State::Buffering(_) => {
-                self.check_search(query, k)?;
-                self.search(query, &SearchParams::for_k(k), filter)
-            }
-            State::Ready { .. } => Ok(self.search_exact_batch(&[query], k, filter)?.remove(0)),
-        }
+        Ok(self.search_exact_batch(&[query], k, filter)?.remove(0))
     }
 
-    /// `search_exact` for many queries at once (each document decoded once for all).
+    /// `search_exact` for many queries at once (each document read once for all).
     pub fn search_exact_batch(&self, queries: &[&[f32]], k: usize, filter: Option<&Filter>) -> Result<Vec<Vec<Found>>> {
         for q in queries {
             self.check_search(q, k)?;
         }
-        match &self.state {
-            State::Buffering(_) => queries.iter().map(|q| self.search_exact(q, k, filter)).collect(),
-            State::Ready { index, .. } => {
-                let allowed = self.allowed(filter)?;
-                let ok = |d: u32| allowed.as_ref().is_none_or(|s| s.contains(&d));
-                index.exact(queries, k, &ok)?.into_iter().map(|hits| self.found(hits)).collect()
+        let view = self.view();
+        match &*view {
+            State::Buffering(_) => queries.iter().map(|q| self.search(q, &SearchParams::for_k(k), filter)).collect(),
+            State::Ready { index, generation } => {
+                let allowed = self.allowed(&view, filter)?;
+                let docs: Vec<u32> =
+                    index.live_docs().filter(|d| allowed.as_ref().is_none_or(|s| s.contains(d))).collect();
+                let hits = self.exact_scores(index, *generation, queries, &docs, k)?;
+                hits.into_iter().map(|hits| self.found(hits)).collect()
             }
         }
     }
 
+    /// The hits with their external ids. A document replaced or deleted since the search's
+    /// snapshot was taken has none any more, and is left out.
     fn found(&self, hits: Vec<Hit>) -> Result<Vec<Found>> {
-        hits.into_iter()
-            .map(|h| {
-                let id =
-                    self.store.external_id(h.doc)?.ok_or_else(|| Error::NotFound(format!("internal {}", h.doc)))?;
-                Ok(Found { id, score: h.score })
-            })
-            .collect()
+        let mut found = Vec::with_capacity(hits.len());
+        for h in hits {
+            if let Some(id) = self.store.external_id(h.doc)? {
+                found.push(Found { id, score: h.score });
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Every live document's internal id.
+fn live(view: &State) -> HashSet<u32> {
+    match view {
+        State::Buffering(raw) => raw.iter().map(|(id, _)| *id).collect(),
+        State::Ready { index, .. } => index.live_docs().collect(),
     }
 }

@@ -30,7 +30,7 @@ fn collection(docs: usize) -> Collection {
 fn buffers_then_trains_then_compresses_on_arrival_and_survives_reopen() {
     let data = collection(400);
     let dir = tempfile::tempdir().unwrap();
-    let mut shard = Shard::open(dir.path(), config(8000)).unwrap();
+    let shard = Shard::open(dir.path(), config(8000)).unwrap();
     for i in 0..100 {
         shard.upsert(vec![new_doc(&format!("d{i}"), data.doc(i))]).unwrap();
     }
@@ -56,7 +56,7 @@ fn buffers_then_trains_then_compresses_on_arrival_and_survives_reopen() {
 fn replaced_documents_return_the_new_version_and_deleted_ones_never() {
     let data = collection(300);
     let dir = tempfile::tempdir().unwrap();
-    let mut shard = Shard::open(dir.path(), config(4000)).unwrap();
+    let shard = Shard::open(dir.path(), config(4000)).unwrap();
     shard.upsert((0..300).map(|i| new_doc(&format!("d{i}"), data.doc(i))).collect()).unwrap();
     assert!(shard.stats().trained);
     let (target, q) = &data.queries(1, 16, 0.2, 9)[0];
@@ -88,7 +88,7 @@ fn replaced_documents_return_the_new_version_and_deleted_ones_never() {
     let hits = shard.search(q, &params, Some(&filter)).unwrap();
     assert_eq!(hits.iter().map(|h| h.id.as_str()).collect::<HashSet<_>>(), HashSet::from(["d1", "d2"]));
     drop(shard);
-    let mut shard = Shard::open(dir.path(), config(4000)).unwrap();
+    let shard = Shard::open(dir.path(), config(4000)).unwrap();
     assert_eq!(shard.stats().documents, 299);
     assert!(shard.get(&name).is_err());
     // Retraining keeps every document.
@@ -101,7 +101,7 @@ fn replaced_documents_return_the_new_version_and_deleted_ones_never() {
 fn bad_requests_are_refused_and_change_nothing() {
     let data = collection(50);
     let dir = tempfile::tempdir().unwrap();
-    let mut shard = Shard::open(dir.path(), config(1000)).unwrap();
+    let shard = Shard::open(dir.path(), config(1000)).unwrap();
     shard.upsert((0..50).map(|i| new_doc(&format!("d{i}"), data.doc(i))).collect()).unwrap();
     let before = shard.stats();
     for bad in [new_doc("", data.doc(0)), new_doc("x", &[]), new_doc("x", &[0.5; 65]), new_doc("x", &[f32::NAN; 64])] {
@@ -126,7 +126,7 @@ fn recall_at_10_against_the_exact_mode() {
         ..Default::default()
     });
     let dir = tempfile::tempdir().unwrap();
-    let mut shard = Shard::open(dir.path(), config(usize::MAX)).unwrap();
+    let shard = Shard::open(dir.path(), config(usize::MAX)).unwrap();
     shard.upsert((0..data.len()).map(|i| new_doc(&format!("d{i}"), data.doc(i))).collect()).unwrap();
     shard.retrain().unwrap();
     let queries = data.queries(50, 32, 0.3, 77);
@@ -151,7 +151,7 @@ fn filtered_search_finds_every_match_at_every_selectivity() {
         ..Default::default()
     });
     let dir = tempfile::tempdir().unwrap();
-    let mut shard = Shard::open(dir.path(), config(usize::MAX)).unwrap();
+    let shard = Shard::open(dir.path(), config(usize::MAX)).unwrap();
     // `bucket` is i mod 1000: a range on it selects any share of the documents.
     let docs = (0..data.len()).map(|i| {
         let mut d = new_doc(&format!("d{i}"), data.doc(i));
@@ -190,7 +190,7 @@ fn filtered_search_finds_every_match_at_every_selectivity() {
     }
     // The field index survives a restart; a document of another kind is refused by name.
     drop(shard);
-    let mut shard = Shard::open(dir.path(), config(usize::MAX)).unwrap();
+    let shard = Shard::open(dir.path(), config(usize::MAX)).unwrap();
     assert_eq!(shard.matching(&only(vec!["d3".into()])).unwrap(), ["d3"]);
     let group = proto::v1::Match {
         field: "group".into(),

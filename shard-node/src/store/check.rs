@@ -117,6 +117,7 @@ impl Store {
     /// against each other and the manifest; every version record.
     pub fn damage(&self) -> Result<Damage> {
         let mut damage = Damage::default();
+        let head = *self.head();
         let mut internal = HashSet::new();
         for entry in self.docs.iter() {
             let (external, value) = entry?;
@@ -129,7 +130,7 @@ impl Store {
                 }
             };
             internal.insert(id);
-            let whole = id < self.manifest.next_id
+            let whole = id < head.manifest.next_id
                 && self.ids.get(key(id))?.is_some_and(|e| *e == *external.as_bytes())
                 && self.vectors.get(key(id))?.is_some_and(|v| Tokens::from_bytes(&v, "", &self.path).is_ok());
             if !whole {
@@ -145,17 +146,17 @@ impl Store {
             }
         }
         match self.watermark() {
-            Some(mark) if mark > self.tally.sequence => damage.note(format!(
+            Some(mark) if mark > head.tally.sequence => damage.note(format!(
                 "sled recovered an older state: it holds {} durable writes, {mark} were acknowledged",
-                self.tally.sequence
+                head.tally.sequence
             )),
             _ => {}
         }
         let (docs, versions) = (self.docs.len() as i64, self.versions.len() as i64);
-        if (docs, versions) != (self.tally.docs, self.tally.versions) {
+        if (docs, versions) != (head.tally.docs, head.tally.versions) {
             damage.note(format!(
                 "the store holds {docs} documents and {versions} version records, its writes left {} and {}",
-                self.tally.docs, self.tally.versions
+                head.tally.docs, head.tally.versions
             ));
         }
         for entry in self.versions.iter() {
@@ -181,9 +182,9 @@ impl Store {
 
     /// Records that the write of `tally` is durable: in memory, and its sequence in the
     /// watermark file, synced.
-    pub(super) fn acknowledged(&mut self, tally: Tally) -> Result<()> {
+    pub(super) fn acknowledged(&self, head: &mut super::Head, tally: Tally) -> Result<()> {
         use std::io::Write;
-        self.tally = tally;
+        head.tally = tally;
         let bytes = seal(tally.sequence.to_le_bytes().to_vec());
         let failed = |e: std::io::Error| Error::Storage(sled::Error::Io(e));
         let mut file = std::fs::File::create(self.watermark_path()).map_err(failed)?;

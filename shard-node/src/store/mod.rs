@@ -74,10 +74,18 @@ pub struct Store {
     vectors: sled::Tree,
     versions: sled::Tree,
     path: String,
-    manifest: Manifest,
+    /// The manifest and the tally, changed by writes: one write at a time holds this from its
+    /// transaction to its watermark, so the sequence on disk follows the order of writes.
+    head: std::sync::Mutex<Head>,
     /// Made when the store is created: a replica whose data was lost comes back under another
     /// identity, and the router stops reading it until it is repaired.
     identity: String,
+}
+
+/// What writes change besides the trees' contents.
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    manifest: Manifest,
     /// Writes (upserts and deletes) this store has made durable and what they left, in `meta`
     /// and (the sequence) in the watermark file beside sled's (check.rs).
     tally: check::Tally,
@@ -177,7 +185,8 @@ impl Store {
             }
         };
         let tally = check::Tally::stored(&meta, docs.len(), versions.len(), &shown)?;
-        let store = Store { db, meta, docs, ids, vectors, versions, path: shown, manifest, identity, tally };
+        let head = std::sync::Mutex::new(Head { manifest, tally });
+        let store = Store { db, meta, docs, ids, vectors, versions, path: shown, head, identity };
         if manifest.codec > 0 {
             store.codec(manifest.codec)?;
         }
@@ -185,7 +194,13 @@ impl Store {
     }
 
     pub fn manifest(&self) -> Manifest {
-        self.manifest
+        self.head().manifest
+    }
+
+    /// The head, for one write (a write that panicked left it as it was: it is only changed
+    /// once the write is durable).
+    fn head(&self) -> std::sync::MutexGuard<'_, Head> {
+        self.head.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// This store's identity (see the field).
@@ -219,17 +234,18 @@ impl Store {
 
     /// Writes documents with their tokens at `versions[i]`: each replaces any document with the
     /// same id, unless what the store holds for the id is as new or newer (then `None`).
-    pub fn upsert_versioned(&mut self, batch: &[(Document, Tokens)], versions: &[u64]) -> Result<Vec<Option<Written>>> {
-        let start = self.manifest.next_id;
+    pub fn upsert_versioned(&self, batch: &[(Document, Tokens)], versions: &[u64]) -> Result<Vec<Option<Written>>> {
+        let mut head = self.head();
+        let start = head.manifest.next_id;
         if start as usize + batch.len() >= u32::MAX as usize {
             return Err(Error::BadInput("the shard has run out of internal ids".into()));
         }
-        let manifest = Manifest { next_id: start + batch.len() as u32, ..self.manifest };
-        let path = &self.path;
+        let manifest = Manifest { next_id: start + batch.len() as u32, ..head.manifest };
+        let (path, before) = (&self.path, head.tally);
         let trees = (&self.docs, &self.ids, &self.vectors, &self.meta, &self.versions);
         let result = trees.transaction(|(docs, ids, vectors, meta, known)| {
             let mut written: Vec<Option<Written>> = Vec::with_capacity(batch.len());
-            let mut tally = self.tally.next();
+            let mut tally = before.next();
             for (i, ((doc, tokens), &version)) in batch.iter().zip(versions).enumerate() {
                 let id = start + i as u32;
                 let record = versions::read(known, &doc.id, path)?;
@@ -268,19 +284,20 @@ impl Store {
         });
         let (written, tally) = result.map_err(transaction_error)?;
         self.db.flush()?;
-        self.manifest = manifest;
-        self.acknowledged(tally)?;
+        head.manifest = manifest;
+        self.acknowledged(&mut head, tally)?;
         Ok(written)
     }
 
     /// Removes documents by external id at `version`, leaving a tombstone at that version
     /// (version 0: none, and what was known of the id is forgotten); an id the store holds a
     /// write as new or newer of is left as it is. Returns the internal ids that were live.
-    pub fn delete_versioned(&mut self, external: &[String], version: u64) -> Result<Vec<u32>> {
-        let (path, now) = (&self.path, versions::now_ms());
+    pub fn delete_versioned(&self, external: &[String], version: u64) -> Result<Vec<u32>> {
+        let mut head = self.head();
+        let (path, now, before) = (&self.path, versions::now_ms(), head.tally);
         let trees = (&self.docs, &self.ids, &self.vectors, &self.versions, &self.meta);
         let result = trees.transaction(|(docs, ids, vectors, known, meta)| {
-            let mut tally = self.tally.next();
+            let mut tally = before.next();
             let mut removed = Vec::new();
             for id in external {
                 if !versions::applies(version, versions::read(known, id, path)?) {
@@ -300,7 +317,7 @@ impl Store {
         });
         let (removed, tally) = result.map_err(transaction_error)?;
         self.db.flush()?;
-        self.acknowledged(tally)?;
+        self.acknowledged(&mut head, tally)?;
         Ok(removed)
     }
 
@@ -313,7 +330,7 @@ impl Store {
     }
 
     /// Forgets tombstones written before `before_ms` (Unix milliseconds); returns how many.
-    pub fn purge_tombstones(&mut self, before_ms: u64) -> Result<usize> {
+    pub fn purge_tombstones(&self, before_ms: u64) -> Result<usize> {
         let mut expired = Vec::new();
         for entry in self.versions.iter() {
             let (id, bytes) = entry?;
@@ -324,8 +341,10 @@ impl Store {
         if expired.is_empty() {
             return Ok(0);
         }
+        let mut head = self.head();
+        let before = head.tally;
         let result = (&self.versions, &self.meta).transaction(|(known, meta)| {
-            let mut tally = self.tally.next();
+            let mut tally = before.next();
             for id in &expired {
                 tally.versions -= known.remove(id)?.is_some() as i64;
             }
@@ -334,7 +353,7 @@ impl Store {
         });
         let tally = result.map_err(transaction_error)?;
         self.db.flush()?;
-        self.acknowledged(tally)?;
+        self.acknowledged(&mut head, tally)?;
         Ok(expired.len())
     }
 
@@ -430,26 +449,72 @@ impl Store {
         })
     }
 
-    /// Stores a new codec generation and makes it current; returns its generation. Documents
+    /// Stores a new codec generation, trained for a collection of `tokens` tokens, without
+    /// making it current; returns its generation (one past every stored one, so a generation
+    /// left by an interrupted retraining is never reused for other centroids). Documents
     /// encoded by older generations stay readable (their codecs are kept), so rewriting them
-    /// (`rewrite`) can stop at any point without losing any.
-    pub fn install_codec(&mut self, codec: &Codec) -> Result<u32> {
-        let generation = self.manifest.codec + 1;
-        let manifest = Manifest { codec: generation, ..self.manifest };
+    /// can stop at any point without losing any.
+    pub fn add_codec(&self, codec: &Codec, tokens: u64) -> Result<u32> {
+        let mut latest = 0;
+        for key in self.meta.scan_prefix("codec/").keys() {
+            let key = key?;
+            latest = latest.max(std::str::from_utf8(&key[6..]).ok().and_then(|g| g.parse().ok()).unwrap_or(0));
+        }
+        let generation = latest.max(self.manifest().codec) + 1;
         (&self.meta,)
             .transaction(|(meta,)| {
                 meta.insert(format!("codec/{generation}").as_bytes(), seal(codec.to_bytes()))?;
-                meta.insert("manifest", manifest.to_bytes())?;
+                meta.insert(format!("trained/{generation}").as_bytes(), &tokens.to_le_bytes())?;
                 Ok::<_, ConflictableTransactionError<Error>>(())
             })
             .map_err(transaction_error)?;
         self.db.flush()?;
-        self.manifest = manifest;
         Ok(generation)
     }
 
+    /// Makes codec `generation` (stored by `add_codec`) the current one.
+    pub fn use_codec(&self, generation: u32) -> Result<()> {
+        self.codec(generation)?;
+        let mut head = self.head();
+        let manifest = Manifest { codec: generation, ..head.manifest };
+        self.meta.insert("manifest", manifest.to_bytes())?;
+        self.db.flush()?;
+        head.manifest = manifest;
+        Ok(())
+    }
+
+    /// Stores a new codec generation and makes it current; returns its generation.
+    pub fn install_codec(&self, codec: &Codec, tokens: u64) -> Result<u32> {
+        let generation = self.add_codec(codec, tokens)?;
+        self.use_codec(generation)?;
+        Ok(generation)
+    }
+
+    /// The collection size codec `generation` was trained for (`None`: a store from before
+    /// this was kept).
+    pub fn trained_tokens(&self, generation: u32) -> Result<Option<u64>> {
+        Ok(self
+            .meta
+            .get(format!("trained/{generation}"))?
+            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_le_bytes)))
+    }
+
+    /// Replaces document `id`'s tokens with `new` if they are still `old` (a write since may
+    /// have replaced or deleted the document); whether they were. Not flushed: both are valid
+    /// encodings of the same vectors, and the next flush or a restart settles which one stays.
+    pub fn swap_tokens(&self, id: u32, old: &Tokens, new: &Tokens) -> Result<bool> {
+        let swapped = self.vectors.compare_and_swap(key(id), Some(old.to_bytes()), Some(new.to_bytes()))?;
+        Ok(swapped.is_ok())
+    }
+
+    /// Makes everything written so far durable.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
     /// Replaces stored documents' tokens (same internal ids), in batches of at most 1,000.
-    pub fn rewrite(&mut self, tokens: impl Iterator<Item = (u32, Tokens)>) -> Result<()> {
+    pub fn rewrite(&self, tokens: impl Iterator<Item = (u32, Tokens)>) -> Result<()> {
         let mut batch = sled::Batch::default();
         let mut pending = 0;
         for (id, t) in tokens {

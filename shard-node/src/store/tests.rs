@@ -56,8 +56,8 @@ fn codec_generations_are_kept_and_documents_can_be_rewritten() {
             table: Default::default(),
         },
     };
-    assert_eq!(store.install_codec(&codec).unwrap(), 1);
-    let encoded = Tokens::Encoded { codec: 1, codes: vec![0], residuals: vec![7] };
+    assert_eq!(store.install_codec(&codec, 1).unwrap(), 1);
+    let encoded = Tokens::Encoded { codec: 1, codes: vec![0], residuals: vec![7], originals: None };
     store.rewrite([(0, encoded.clone())].into_iter()).unwrap();
     drop(store);
     let store = Store::open(dir.path(), 4, 2).unwrap();
@@ -116,7 +116,7 @@ fn a_damaged_or_foreign_store_is_refused() {
 #[test]
 fn versioned_writes_apply_only_when_newer_and_tombstones_hold_until_purged() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(dir.path(), 4, 2).unwrap();
+    let store = Store::open(dir.path(), 4, 2).unwrap();
     let raw = || Tokens::Raw(vec![1.0; 4]);
     let w = store.upsert_versioned(&[(doc("a", "v5"), raw()), (doc("b", "v5"), raw())], &[5, 5]).unwrap();
     assert!(w.iter().all(Option::is_some));
@@ -138,7 +138,7 @@ fn versioned_writes_apply_only_when_newer_and_tombstones_hold_until_purged() {
     assert_eq!(store.get("c").unwrap().unwrap().1.text, "second");
     // Tombstones outlive a reopen until purged; unversioned writes always apply.
     drop(store);
-    let mut store = Store::open(dir.path(), 4, 2).unwrap();
+    let store = Store::open(dir.path(), 4, 2).unwrap();
     assert_eq!(store.purge_tombstones(1).unwrap(), 0, "the tombstone is newer than 1 ms after 1970");
     assert_eq!(store.purge_tombstones(u64::MAX).unwrap(), 1);
     assert_eq!(store.record("a").unwrap(), None);
@@ -185,7 +185,7 @@ proptest::proptest! {
         }
         let outcome = |order: &[(String, u64, bool)]| {
             let dir = tempfile::tempdir().unwrap();
-            let mut store = Store::open(dir.path(), 4, 2).unwrap();
+            let store = Store::open(dir.path(), 4, 2).unwrap();
             for (id, version, delete) in order {
                 if *delete {
                     store.delete_versioned(std::slice::from_ref(id), *version).unwrap();

@@ -1,0 +1,93 @@
+//! A document's tokens from one form to another: vectors encoded by a codec (with the
+//! originals kept when the shard keeps them), and stored tokens back to vectors.
+
+use std::borrow::Cow;
+
+use half::f16;
+use half::slice::HalfFloatSliceExt;
+
+use super::Shard;
+use crate::codec::Codec;
+use crate::store::Tokens;
+use crate::Result;
+
+impl Shard {
+    /// Encodes documents (`vectors[i]`, `[n_i, dim]`) with `codec` of `generation`, in one call
+    /// (nearest-centroid search is a matrix product that pays its set-up once), keeping their
+    /// originals when the shard keeps them: `originals[i]` where given (already f16), else the
+    /// vectors themselves.
+    pub(super) fn encode(
+        &self,
+        codec: &Codec,
+        generation: u32,
+        vectors: &[Cow<'_, [f32]>],
+        originals: &[Option<&[f16]>],
+    ) -> Result<Vec<Tokens>> {
+        let all: Vec<f32> = vectors.iter().flat_map(|v| v.iter().copied()).collect();
+        let (codes, residuals) = codec.encode(&all)?;
+        let (mut at, bytes, dim) = (0, codec.residual_bytes(), self.config.dim);
+        Ok(vectors
+            .iter()
+            .zip(originals)
+            .map(|(v, given)| {
+                let n = v.len() / dim;
+                let originals = self.config.keep_originals.then(|| match given {
+                    Some(given) => given.to_vec(),
+                    None => v.iter().map(|&x| f16::from_f32(x)).collect(),
+                });
+                let tokens = Tokens::Encoded {
+                    codec: generation,
+                    codes: codes[at..at + n].to_vec(),
+                    residuals: residuals[at * bytes..(at + n) * bytes].to_vec(),
+                    originals,
+                };
+                at += n;
+                tokens
+            })
+            .collect())
+    }
+}
+
+/// A document's vectors `[n, dim]` as best known: raw, the originals, or else decoded by its
+/// codec (`codec_of` its generation).
+pub(super) fn vectors<'a, 'c>(tokens: &'a Tokens, codec_of: impl Fn(u32) -> &'c Codec) -> Cow<'a, [f32]> {
+    match tokens {
+        Tokens::Raw(v) => Cow::Borrowed(v),
+        Tokens::Encoded { originals: Some(o), .. } => {
+            let mut out = vec![0.0f32; o.len()];
+            o.convert_to_f32_slice(&mut out);
+            Cow::Owned(out)
+        }
+        Tokens::Encoded { codec, codes, residuals, originals: None } => {
+            Cow::Owned(decode_all(codec_of(*codec), codes, residuals))
+        }
+    }
+}
+
+/// A document's stored originals, if it has them.
+pub(super) fn originals(tokens: &Tokens) -> Option<&[f16]> {
+    match tokens {
+        Tokens::Encoded { originals: Some(o), .. } => Some(o),
+        _ => None,
+    }
+}
+
+pub(super) fn decode_all(codec: &Codec, codes: &[u32], residuals: &[u8]) -> Vec<f32> {
+    let (dim, bytes) = (codec.dim, codec.residual_bytes());
+    let mut out = vec![0.0f32; codes.len() * dim];
+    for ((&c, r), v) in codes.iter().zip(residuals.chunks_exact(bytes)).zip(out.chunks_exact_mut(dim)) {
+        codec.decode(c, r, v);
+    }
+    out
+}
+
+/// `encoded` made from `source`: without originals if `source` was encoded without them (its
+/// vectors were decoded, and decoded vectors are not the originals).
+pub(super) fn without_made_up_originals(source: &Tokens, encoded: Tokens) -> Tokens {
+    match (source, encoded) {
+        (Tokens::Encoded { originals: None, .. }, Tokens::Encoded { codec, codes, residuals, .. }) => {
+            Tokens::Encoded { codec, codes, residuals, originals: None }
+        }
+        (_, encoded) => encoded,
+    }
+}

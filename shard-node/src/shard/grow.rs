@@ -1,0 +1,235 @@
+//! A shard that keeps growing: retraining in the background and compaction.
+//!
+//! Retraining (`retrain`) fits a new codec generation to a sample of the documents' originals
+//! with K for the collection as it is now, re-encodes every document while searches go on
+//! being served by the old generation and writes go on arriving (encoded by the old one), and
+//! then, under the writer lock, brings over what changed meanwhile and switches. The store
+//! holds every document encoded by one generation or the other at each moment, and the
+//! manifest names the old one until the switch, so a crash at any point loses nothing: the
+//! next start re-encodes whatever is on another generation (`Shard::load`).
+//!
+//! Compaction (`compact`) rewrites the runs without the entries of deleted or replaced
+//! documents once they pass `compact_dead_share`.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::encoding::{originals, vectors, without_made_up_originals};
+use super::{locked, Shard, State};
+use crate::codec::{centroid_count, Codec};
+use crate::index::Index;
+use crate::rng::Rng;
+use crate::store::Tokens;
+use crate::Result;
+
+/// Documents read and re-encoded at a time.
+const CHUNK: usize = 256;
+
+/// What a retraining did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retrained {
+    pub generation: u32,
+    pub k: usize,
+    /// Tokens the shard held when it started.
+    pub tokens: usize,
+    /// Tokens k-means and the quantiser were fitted on.
+    pub sample: usize,
+    pub documents: usize,
+    pub elapsed_ms: u64,
+}
+
+/// What one maintenance step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Maintenance {
+    Retrained(Retrained),
+    /// Dead tokens dropped from the runs.
+    Compacted(usize),
+}
+
+/// Clears the retraining flag however the retraining ends.
+struct Running<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Shard {
+    /// Does what is due now (a retraining, else a compaction): the service calls it every
+    /// second from a thread of its own; anyone driving a shard directly may too.
+    pub fn maintain(&self) -> Result<Option<Maintenance>> {
+        if self.salvaged.is_some() {
+            return Ok(None);
+        }
+        if self.retrain_due()? {
+            return Ok(self.retrain()?.map(Maintenance::Retrained));
+        }
+        Ok(self.compact_if_due().map(Maintenance::Compacted))
+    }
+
+    /// Whether the shard holds `retrain_growth` times the tokens its codec was trained for.
+    fn retrain_due(&self) -> Result<bool> {
+        let view = self.view();
+        let State::Ready { index, generation } = &*view else { return Ok(false) };
+        if self.config.retrain_growth == 0.0 || self.retraining.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        // A store from before the size was kept: the size K was chosen for.
+        let k = index.codec().k() as u64;
+        let trained = self.store.trained_tokens(*generation)?.unwrap_or((k / 16).pow(2)).max(1);
+        Ok(index.tokens() as f64 >= trained as f64 * self.config.retrain_growth)
+    }
+
+    /// Whether a retraining runs now.
+    pub fn retraining(&self) -> bool {
+        self.retraining.load(Ordering::SeqCst)
+    }
+
+    /// Retrains now (see the module docs), on the calling thread; `None` when another
+    /// retraining is already running. Before the first training, trains on what is buffered.
+    pub fn retrain(&self) -> Result<Option<Retrained>> {
+        self.check_writable()?;
+        if self.retraining.swap(true, Ordering::SeqCst) {
+            return Ok(None);
+        }
+        let _running = Running(&self.retraining);
+        let started = Instant::now();
+        let view = self.view();
+        let State::Ready { index: old, generation: old_generation } = &*view else {
+            drop(view);
+            let _writer = locked(&self.writer);
+            return self.train_buffered(true);
+        };
+        let (tokens, replaced) = (old.tokens(), *old_generation);
+        let k = centroid_count(tokens);
+        let live: Vec<u32> = old.live_docs().collect();
+        let sample = self.sample(old, &live, k)?;
+        let codec = Codec::train_k(&sample, self.config.dim, self.config.train, k)?;
+        let sampled = sample.len() / self.config.dim;
+        drop(sample);
+        let generation = self.store.add_codec(&codec, tokens as u64)?;
+        tracing::info!(generation, k, tokens, sample = sampled, "retraining: re-encoding documents");
+        let mut index = Index::new(codec);
+        for (n, chunk) in live.chunks(CHUNK).enumerate() {
+            self.reencode(&mut index, generation, old.codec(), chunk)?;
+            if (n + 1) % 100 == 0 {
+                tracing::info!(documents = (n + 1) * CHUNK, of = live.len(), generation, "retraining: re-encoding");
+            }
+        }
+        let limit = old.id_limit();
+        // The switch: what was written or deleted since the snapshot, then the new generation.
+        let _writer = locked(&self.writer);
+        let now = self.view();
+        let State::Ready { index: current, .. } = &*now else { unreachable!("a trained shard stays trained") };
+        let gone: Vec<u32> = index.live_docs().filter(|&d| !current.is_live(d)).collect();
+        gone.into_iter().for_each(|d| {
+            index.delete(d);
+        });
+        let since: Vec<u32> = (limit..current.id_limit()).filter(|&d| current.is_live(d)).collect();
+        for chunk in since.chunks(CHUNK) {
+            self.reencode(&mut index, generation, current.codec(), chunk)?;
+        }
+        self.store.flush()?;
+        self.store.use_codec(generation)?;
+        index.shrink_to_fit();
+        let documents = index.len();
+        self.publish(State::Ready { index, generation });
+        drop(view);
+        let done = Retrained {
+            generation,
+            k,
+            tokens,
+            sample: sampled,
+            documents,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        };
+        tracing::info!(
+            generation = done.generation,
+            replaced,
+            k,
+            documents,
+            written_meanwhile = since.len(),
+            elapsed_ms = done.elapsed_ms,
+            "retraining done: switched codec"
+        );
+        Ok(Some(done))
+    }
+
+    /// Whole random documents' vectors (originals, or decoded where none are kept) until there
+    /// are enough for k-means on `k` centroids and the quantiser's held-out set.
+    fn sample(&self, index: &Index, live: &[u32], k: usize) -> Result<Vec<f32>> {
+        let wanted = k * self.config.train.sample_per_centroid + 50_000;
+        let mut rng = Rng::new(self.config.train.seed ^ index.tokens() as u64);
+        let (mut out, dim) = (Vec::with_capacity(wanted.min(index.tokens()) * self.config.dim), self.config.dim);
+        for i in rng.sample(live.len(), live.len()) {
+            if out.len() / dim >= wanted {
+                break;
+            }
+            if let Some(tokens) = self.store.tokens(live[i])? {
+                out.extend_from_slice(&self.vectors_of(&tokens, index.codec())?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A stored document's vectors; `current` decodes those of its generation.
+    fn vectors_of(&self, tokens: &Tokens, current: &Codec) -> Result<Vec<f32>> {
+        let other = match tokens {
+            Tokens::Encoded { codec: g, originals: None, .. } if *g != 0 => Some(self.store.codec(*g)?),
+            _ => None,
+        };
+        Ok(vectors(tokens, |_| other.as_ref().unwrap_or(current)).into_owned())
+    }
+
+    /// Re-encodes documents `ids` (ascending, past every id in `index`) with `index`'s codec
+    /// of `generation` and adds them to it. A document replaced or deleted since it was read
+    /// keeps its write: the swap fails and it is left out.
+    fn reencode(&self, index: &mut Index, generation: u32, current: &Codec, ids: &[u32]) -> Result<()> {
+        let mut stored = Vec::with_capacity(ids.len());
+        for &id in ids {
+            if let Some(tokens) = self.store.tokens(id)? {
+                let vectors = self.vectors_of(&tokens, current)?;
+                stored.push((id, tokens, vectors));
+            }
+        }
+        let given: Vec<_> = stored.iter().map(|(_, _, v)| std::borrow::Cow::Borrowed(v.as_slice())).collect();
+        let kept: Vec<_> = stored.iter().map(|(_, t, _)| originals(t)).collect();
+        let encoded = self.encode(index.codec(), generation, &given, &kept)?;
+        for ((id, old, _), new) in stored.iter().zip(encoded) {
+            let new = without_made_up_originals(old, new);
+            if self.store.swap_tokens(*id, old, &new)? {
+                let Tokens::Encoded { codes, residuals, .. } = &new else { unreachable!("encoded above") };
+                index.add(*id, codes, residuals)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Compacts the runs if their dead share passed `compact_dead_share`; the dead tokens
+    /// dropped.
+    fn compact_if_due(&self) -> Option<usize> {
+        let view = self.view();
+        let State::Ready { index, .. } = &*view else { return None };
+        let (dead, stored) = (index.dead_tokens(), index.dead_tokens() + index.tokens());
+        if dead == 0 || (dead as f64) < self.config.compact_dead_share * stored as f64 {
+            return None;
+        }
+        drop(view);
+        Some(self.compact())
+    }
+
+    /// Rewrites the runs without dead entries now (under the writer lock: writes wait, searches
+    /// do not); the dead tokens dropped.
+    pub fn compact(&self) -> usize {
+        let _writer = locked(&self.writer);
+        let view = self.view();
+        let State::Ready { index, generation } = &*view else { return 0 };
+        let (started, dead) = (Instant::now(), index.dead_tokens());
+        let next = State::Ready { index: index.compacted(), generation: *generation };
+        drop(view);
+        self.publish(next);
+        tracing::info!(dead_tokens = dead, elapsed_ms = started.elapsed().as_millis() as u64, "compacted the runs");
+        dead
+    }
+}
