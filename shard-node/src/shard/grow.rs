@@ -69,7 +69,7 @@ impl Shard {
     }
 
     /// Whether the shard holds `retrain_growth` times the tokens its codec was trained for.
-    fn retrain_due(&self) -> Result<bool> {
+    pub(super) fn retrain_due(&self) -> Result<bool> {
         let view = self.view();
         let State::Ready { index, generation } = &*view else { return Ok(false) };
         if self.config.retrain_growth == 0.0 || self.retraining.load(Ordering::SeqCst) {
@@ -86,14 +86,31 @@ impl Shard {
         self.retraining.load(Ordering::SeqCst)
     }
 
-    /// Retrains now (see the module docs), on the calling thread; `None` when another
-    /// retraining is already running. Before the first training, trains on what is buffered.
+    /// Retrains now (see the module docs); returns when done, `None` when another retraining
+    /// is already running. Before the first training, trains on what is buffered. The work
+    /// runs on a pool of its own at the lowest CPU priority, so that searches on the shared
+    /// pool keep their cores.
     pub fn retrain(&self) -> Result<Option<Retrained>> {
         self.check_writable()?;
         if self.retraining.swap(true, Ordering::SeqCst) {
             return Ok(None);
         }
         let _running = Running(&self.retraining);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(rayon::current_num_threads())
+            .thread_name(|i| format!("retrain-{i}"))
+            .start_handler(|_| lowest_priority())
+            .build();
+        match pool {
+            Ok(pool) => pool.install(|| self.retrain_here()),
+            Err(e) => {
+                tracing::warn!(error = %e, "no pool of its own for the retraining: it shares the search pool");
+                self.retrain_here()
+            }
+        }
+    }
+
+    fn retrain_here(&self) -> Result<Option<Retrained>> {
         let started = Instant::now();
         let view = self.view();
         let State::Ready { index: old, generation: old_generation } = &*view else {
@@ -185,7 +202,7 @@ impl Shard {
     /// Re-encodes documents `ids` (ascending, past every id in `index`) with `index`'s codec
     /// of `generation` and adds them to it. A document replaced or deleted since it was read
     /// keeps its write: the swap fails and it is left out.
-    fn reencode(&self, index: &mut Index, generation: u32, current: &Codec, ids: &[u32]) -> Result<()> {
+    pub(super) fn reencode(&self, index: &mut Index, generation: u32, current: &Codec, ids: &[u32]) -> Result<()> {
         let mut stored = Vec::with_capacity(ids.len());
         for &id in ids {
             if let Some(tokens) = self.store.tokens(id)? {
@@ -231,5 +248,14 @@ impl Shard {
         self.publish(next);
         tracing::info!(dead_tokens = dead, elapsed_ms = started.elapsed().as_millis() as u64, "compacted the runs");
         dead
+    }
+}
+
+/// Puts the calling thread at the lowest CPU priority (nice 19; on Linux, `setpriority` with
+/// who = 0 applies to the calling thread alone).
+fn lowest_priority() {
+    // SAFETY: a plain system call on the calling thread, its result only logged.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) } != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "cannot lower the retraining's priority");
     }
 }

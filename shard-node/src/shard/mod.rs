@@ -528,6 +528,8 @@ fn forget(state: &mut State, id: Option<u32>) {
 mod checks;
 mod encoding;
 mod grow;
+#[cfg(test)]
+mod grow_tests;
 mod search;
 #[cfg(test)]
 mod tests;
