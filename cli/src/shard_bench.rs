@@ -13,7 +13,7 @@ use std::time::Instant;
 use anyhow::Context;
 use shard_node::codec::TrainParams;
 use shard_node::index::SearchParams;
-use shard_node::shard::{NewDocument, Shard, ShardConfig};
+use shard_node::shard::{Maintenance, NewDocument, Retrained, Shard, ShardConfig};
 use shard_node::store::Document;
 use shard_node::synthetic::{Collection, Spec};
 
@@ -58,6 +58,16 @@ pub struct Args {
     /// With `--grow`: tokens buffered before the first training (the shard's `train_tokens`).
     #[arg(long, default_value_t = 100_000)]
     train_tokens: usize,
+    /// With `--grow`: the shard's `retrain_growth` (0: never retrain, the first codec stays).
+    #[arg(long, default_value_t = 4.0)]
+    retrain_growth: f64,
+    /// The shard's `encode_nice`: the CPU priority of encoding writes, below the searches'.
+    #[arg(long, default_value_t = 10)]
+    encode_nice: i32,
+    /// Then search latency three ways in one run: alone, beside a writer upserting without
+    /// pause, and beside the writer while a retraining runs (one JSON line).
+    #[arg(long)]
+    under_writes: bool,
     /// Also write vectors.f32, doc_lens.u32, queries.f32 and meta.json here.
     #[arg(long)]
     write_vectors: Option<PathBuf>,
@@ -110,6 +120,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         dim: DIM,
         train_tokens: if args.grow { args.train_tokens } else { usize::MAX },
         train: TrainParams { nbits: args.nbits, seed: args.seed, ..Default::default() },
+        retrain_growth: if args.grow { args.retrain_growth } else { 0.0 },
+        encode_nice: args.encode_nice,
         ..Default::default()
     };
     let started = Instant::now();
@@ -117,17 +129,33 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !args.grow {
         shard.train_on(&data.vectors)?;
     }
-    for first in (0..data.len()).step_by(500) {
-        let batch = (first..(first + 500).min(data.len()))
-            .map(|i| NewDocument {
-                doc: Document { id: i.to_string(), text: String::new(), metadata: metadata(i) },
-                vectors: data.doc(i).to_vec(),
-                version: 0,
-            })
-            .collect();
-        shard.upsert(batch)?;
-        tracing::info!(documents = (first + 500).min(data.len()), of = data.len(), "indexing");
-    }
+    // As in service: a maintenance thread retrains in the background while documents arrive;
+    // the build ends when the last retraining due has finished.
+    let indexing = std::sync::atomic::AtomicBool::new(true);
+    let retrainings = std::thread::scope(|s| -> anyhow::Result<Vec<Retrained>> {
+        let maintenance = s.spawn(|| -> anyhow::Result<Vec<Retrained>> {
+            let mut done = Vec::new();
+            loop {
+                let still = indexing.load(std::sync::atomic::Ordering::SeqCst);
+                match shard.maintain()? {
+                    Some(Maintenance::Retrained(r)) => done.push(r),
+                    Some(Maintenance::Compacted(_)) => {}
+                    None if !still => return Ok(done),
+                    None => std::thread::sleep(std::time::Duration::from_millis(100)),
+                }
+            }
+        });
+        let written = (|| -> anyhow::Result<()> {
+            for first in (0..data.len()).step_by(500) {
+                shard.upsert(documents(&data, first..(first + 500).min(data.len()), ""))?;
+                tracing::info!(documents = (first + 500).min(data.len()), of = data.len(), "indexing");
+            }
+            Ok(())
+        })();
+        indexing.store(false, std::sync::atomic::Ordering::SeqCst);
+        let done = maintenance.join().map_err(|_| anyhow::anyhow!("the maintenance thread panicked"))?;
+        written.and(done)
+    })?;
     shard.shrink_to_fit();
     let build_s = started.elapsed().as_secs_f64();
     let mut settings = Vec::new();
@@ -150,12 +178,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     let refs: Vec<&[f32]> = queries.iter().map(|(_, q)| q.as_slice()).collect();
-    let mut exact = Vec::with_capacity(queries.len());
-    for batch in refs.chunks(16) {
-        for hits in shard.search_exact_batch(batch, args.k, None)? {
-            exact.push(hits.into_iter().map(|f| f.id).collect::<HashSet<String>>());
-        }
-    }
+    let exact: Vec<HashSet<String>> = shard
+        .search_exact_batch(&refs, args.k, None)?
+        .into_iter()
+        .map(|hits| hits.into_iter().map(|f| f.id).collect())
+        .collect();
     // Ground truth without compression: exhaustive MaxSim over the raw vectors.
     let docs: Vec<&[f32]> = (0..data.len()).map(|i| data.doc(i)).collect();
     let raw = kernels::cpu::maxsim_matrix(&refs, &docs, DIM)?;
@@ -196,6 +223,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let report = serde_json::json!({
             "docs": data.len(), "tokens": tokens, "k": args.k, "nbits": args.nbits,
             "trained_on": if args.grow { format!("the first {} tokens", args.train_tokens) } else { "all".into() },
+            "retrainings": retrainings.iter().map(|r| serde_json::json!({
+                "at_tokens": r.tokens, "k": r.k, "sample": r.sample, "s": r.elapsed_ms as f64 / 1e3,
+            })).collect::<Vec<_>>(),
             "nprobe": params.nprobe, "candidates": params.candidates,
             "centroids": shard.index().map(|i| i.codec().k()),
             "recall_at_k": recall(&exact),
@@ -213,7 +243,76 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for &share in &args.filter_selectivity {
         print(&filtered(&shard, &refs, settings[0], share)?, args.json)?;
     }
+    if args.under_writes {
+        print(&under_writes(&shard, &data, &refs, settings[0])?, args.json)?;
+    }
     Ok(())
+}
+
+/// Documents `range` of `data` as upserts, ids suffixed with `suffix`.
+fn documents(data: &Collection, range: std::ops::Range<usize>, suffix: &str) -> Vec<NewDocument> {
+    range
+        .map(|i| NewDocument {
+            doc: Document { id: format!("{i}{suffix}"), text: String::new(), metadata: metadata(i) },
+            vectors: data.doc(i).to_vec(),
+            version: 0,
+        })
+        .collect()
+}
+
+/// Search latency alone, beside a writer upserting replacements without pause (batches of
+/// 32), and beside the writer while a retraining runs; each the same queries, in one run.
+fn under_writes(
+    shard: &Shard,
+    data: &Collection,
+    queries: &[&[f32]],
+    params: SearchParams,
+) -> anyhow::Result<serde_json::Value> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let pass = |until: &dyn Fn(usize) -> bool| -> anyhow::Result<Vec<f64>> {
+        let mut latencies = Vec::new();
+        while !until(latencies.len()) {
+            for q in queries {
+                let t = Instant::now();
+                shard.search(q, &params, None)?;
+                latencies.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        latencies.sort_by(f64::total_cmp);
+        Ok(latencies)
+    };
+    let pct = |l: &[f64], p: f64| l[((l.len() - 1) as f64 * p).round() as usize];
+    let rounds = 3 * queries.len();
+    let alone = pass(&|n| n >= rounds)?;
+    let (stop, written) = (AtomicBool::new(false), AtomicUsize::new(0));
+    let (beside, retraining, retrained) = std::thread::scope(|s| -> anyhow::Result<_> {
+        let writer = s.spawn(|| -> anyhow::Result<()> {
+            let mut at = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let end = (at + 32).min(data.len());
+                shard.upsert(documents(data, at..end, ""))?;
+                written.fetch_add(end - at, Ordering::SeqCst);
+                at = if end == data.len() { 0 } else { end };
+            }
+            Ok(())
+        });
+        let beside = pass(&|n| n >= rounds);
+        let retrain = s.spawn(|| shard.retrain());
+        let during = pass(&|n| n >= queries.len() && retrain.is_finished());
+        let retrained = retrain.join().map_err(|_| anyhow::anyhow!("the retraining panicked"))?;
+        stop.store(true, Ordering::SeqCst);
+        writer.join().map_err(|_| anyhow::anyhow!("the writer panicked"))??;
+        Ok((beside?, during?, retrained?))
+    })?;
+    Ok(serde_json::json!({
+        "under_writes": true, "documents_written": written.load(Ordering::SeqCst),
+        "retraining_s": retrained.map(|r| r.elapsed_ms as f64 / 1e3),
+        "alone": {"searches": alone.len(), "p50_ms": pct(&alone, 0.5), "p99_ms": pct(&alone, 0.99)},
+        "beside_writer": {"searches": beside.len(), "p50_ms": pct(&beside, 0.5), "p99_ms": pct(&beside, 0.99)},
+        "beside_writer_and_retraining": {"searches": retraining.len(), "p50_ms": pct(&retraining, 0.5), "p99_ms": pct(&retraining, 0.99)},
+        "p99_ratio_writer": pct(&beside, 0.99) / pct(&alone, 0.99),
+        "p99_ratio_writer_and_retraining": pct(&retraining, 0.99) / pct(&alone, 0.99),
+    }))
 }
 
 fn print(report: &serde_json::Value, json: bool) -> anyhow::Result<()> {

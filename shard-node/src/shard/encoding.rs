@@ -24,7 +24,10 @@ impl Shard {
         originals: &[Option<&[f16]>],
     ) -> Result<Vec<Tokens>> {
         let all: Vec<f32> = vectors.iter().flat_map(|v| v.iter().copied()).collect();
-        let (codes, residuals) = codec.encode(&all)?;
+        let (codes, residuals) = match encoding_pool(self.config.encode_nice) {
+            Some(pool) => pool.install(|| codec.encode(&all))?,
+            None => codec.encode(&all)?,
+        };
         let (mut at, bytes, dim) = (0, codec.residual_bytes(), self.config.dim);
         Ok(vectors
             .iter()
@@ -79,6 +82,25 @@ pub(super) fn decode_all(codec: &Codec, codes: &[u32], residuals: &[u8]) -> Vec<
         codec.decode(c, r, v);
     }
     out
+}
+
+/// The pool that encodes writes: as many threads as the search pool, below its CPU priority
+/// (`nice`, the first shard's `encode_nice`: one pool per process), so that a writer encoding
+/// without pause takes the cores searches leave idle rather than theirs. Only pure computation
+/// runs on it: sled is never used from its threads (they live as long as the process, and
+/// would keep sled's deferred frees, and its lock). `None` if it cannot be built (encoding
+/// then shares the search pool).
+fn encoding_pool(nice: i32) -> Option<&'static rayon::ThreadPool> {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let built = rayon::ThreadPoolBuilder::new()
+            .num_threads(rayon::current_num_threads())
+            .thread_name(|i| format!("encode-{i}"))
+            .start_handler(move |_| super::grow::lower_priority(nice))
+            .build();
+        built.map_err(|e| tracing::warn!(error = %e, "no encoding pool: writes share the search pool")).ok()
+    })
+    .as_ref()
 }
 
 /// `encoded` made from `source`: without originals if `source` was encoded without them (its

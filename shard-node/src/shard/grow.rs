@@ -99,7 +99,7 @@ impl Shard {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(rayon::current_num_threads())
             .thread_name(|i| format!("retrain-{i}"))
-            .start_handler(|_| lowest_priority())
+            .start_handler(|_| lower_priority(19))
             .build();
         match pool {
             Ok(pool) => pool.install(|| self.retrain_here()),
@@ -251,11 +251,11 @@ impl Shard {
     }
 }
 
-/// Puts the calling thread at the lowest CPU priority (nice 19; on Linux, `setpriority` with
-/// who = 0 applies to the calling thread alone).
-fn lowest_priority() {
+/// Lowers the calling thread's CPU priority to `nice` (on Linux, `setpriority` with who = 0
+/// applies to the calling thread alone).
+pub(super) fn lower_priority(nice: i32) {
     // SAFETY: a plain system call on the calling thread, its result only logged.
-    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) } != 0 {
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } != 0 {
         tracing::debug!(error = %std::io::Error::last_os_error(), "cannot lower the retraining's priority");
     }
 }

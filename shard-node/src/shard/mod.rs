@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
-use crate::codec::{Codec, TrainParams};
+use crate::codec::Codec;
 use encoding::{originals, vectors, without_made_up_originals};
 
 use crate::fields::FieldIndex;
@@ -23,77 +23,6 @@ use crate::index::Index;
 use crate::store::versions::now_ms;
 use crate::store::{Document, Store, Tokens, Written};
 use crate::{Error, Result};
-
-/// How a shard stores and compresses (the `[index]` table of the shard's TOML config; a key
-/// left out keeps its default).
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ShardConfig {
-    pub dim: usize,
-    /// Tokens buffered before the first training.
-    pub train_tokens: usize,
-    pub train: TrainParams,
-    /// Most tokens one document may have.
-    pub max_doc_tokens: usize,
-    /// Seconds a delete's tombstone is kept (forgotten at the next start after that).
-    pub tombstone_ttl_s: u64,
-    /// Most documents an `exact` search (every document scored) may cover; a larger shard
-    /// refuses it.
-    pub max_exact_documents: usize,
-    /// Writes are refused while the store's file system has less free space than this, before
-    /// sled runs out of it mid-write.
-    pub min_free_bytes: u64,
-    /// Keep each token's vector as given, in f16 (2·dim bytes a token on disk, none in
-    /// memory): exact re-scoring, exact searches, retraining, moves and repair then read
-    /// them, not the lossy codes.
-    pub keep_originals: bool,
-    /// Retrain in the background once the shard holds this many times the tokens its codec
-    /// was trained for (0: never by itself).
-    pub retrain_growth: f64,
-    /// Compact the runs once this share of their tokens belongs to deleted or replaced
-    /// documents.
-    pub compact_dead_share: f64,
-}
-
-impl Default for ShardConfig {
-    fn default() -> Self {
-        ShardConfig {
-            dim: 128,
-            train_tokens: 100_000,
-            train: TrainParams::default(),
-            max_doc_tokens: 4096,
-            tombstone_ttl_s: 7 * 24 * 3600,
-            max_exact_documents: 100_000,
-            min_free_bytes: 64 << 20,
-            keep_originals: true,
-            retrain_growth: 4.0,
-            compact_dead_share: 0.25,
-        }
-    }
-}
-
-impl ShardConfig {
-    /// Refuses settings the codec cannot work with, naming the setting.
-    pub fn check(&self) -> Result<()> {
-        let bad = |what: String| Err(Error::BadInput(what));
-        if !(1..=4096).contains(&self.dim) {
-            return bad(format!("dim must be 1 to 4096, not {}", self.dim));
-        }
-        if ![1, 2, 4].contains(&self.train.nbits) {
-            return bad(format!("nbits must be 1, 2 or 4, not {}", self.train.nbits));
-        }
-        if self.train.iterations == 0 || self.train.sample_per_centroid == 0 || self.max_doc_tokens == 0 {
-            return bad("iterations, sample_per_centroid and max_doc_tokens must be at least 1".into());
-        }
-        if !(self.retrain_growth == 0.0 || self.retrain_growth >= 1.5) {
-            return bad(format!("retrain_growth must be 0 (never) or at least 1.5, not {}", self.retrain_growth));
-        }
-        if !(self.compact_dead_share > 0.0 && self.compact_dead_share <= 1.0) {
-            return bad(format!("compact_dead_share must be in (0, 1], not {}", self.compact_dead_share));
-        }
-        Ok(())
-    }
-}
 
 /// A document to write: its text and metadata, its token vectors `[n, dim]`, and the write's
 /// version (0: unversioned).
@@ -137,6 +66,7 @@ pub struct Shard {
     retraining: AtomicBool,
 }
 
+pub use config::ShardConfig;
 pub use grow::{Maintenance, Retrained};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -526,6 +456,7 @@ fn forget(state: &mut State, id: Option<u32>) {
 }
 
 mod checks;
+mod config;
 mod encoding;
 mod grow;
 #[cfg(test)]

@@ -8,12 +8,12 @@
 
 mod check;
 mod codec_bytes;
+mod generations;
 mod tokens;
 pub mod versions;
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
-use crate::codec::Codec;
 use crate::{Error, Result};
 pub use check::Damage;
 use codec_bytes::{put_string, seal, Reader};
@@ -223,15 +223,6 @@ impl Store {
         &self.path
     }
 
-    /// The codec of generation `generation` (an error if it is missing or damaged).
-    pub fn codec(&self, generation: u32) -> Result<Codec> {
-        let corrupt = |reason: String| Error::Corrupt { path: self.path.clone(), reason };
-        let name = format!("codec/{generation}");
-        let bytes = self.meta.get(&name)?.ok_or_else(|| corrupt(format!("{name} is missing")))?;
-        let payload = codec_bytes::open(&bytes, &name, &self.path)?;
-        Codec::from_bytes(payload).map_err(|e| corrupt(e.to_string()))
-    }
-
     /// Writes documents with their tokens at `versions[i]`: each replaces any document with the
     /// same id, unless what the store holds for the id is as new or newer (then `None`).
     pub fn upsert_versioned(&self, batch: &[(Document, Tokens)], versions: &[u64]) -> Result<Vec<Option<Written>>> {
@@ -437,6 +428,14 @@ impl Store {
         }
     }
 
+    /// Replaces document `id`'s tokens with `new` if they are still `old` (a write since may
+    /// have replaced or deleted the document); whether they were. Not flushed: both are valid
+    /// encodings of the same vectors, and the next flush or a restart settles which one stays.
+    pub fn swap_tokens(&self, id: u32, old: &Tokens, new: &Tokens) -> Result<bool> {
+        let swapped = self.vectors.compare_and_swap(key(id), Some(old.to_bytes()), Some(new.to_bytes()))?;
+        Ok(swapped.is_ok())
+    }
+
     /// Every stored document's tokens, in internal id order.
     pub fn all_tokens(&self) -> impl Iterator<Item = Result<(u32, Tokens)>> + '_ {
         self.vectors.iter().map(|entry| {
@@ -447,64 +446,6 @@ impl Store {
             })?);
             Ok((id, Tokens::from_bytes(&v, &format!("tokens of document {id}"), &self.path)?))
         })
-    }
-
-    /// Stores a new codec generation, trained for a collection of `tokens` tokens, without
-    /// making it current; returns its generation (one past every stored one, so a generation
-    /// left by an interrupted retraining is never reused for other centroids). Documents
-    /// encoded by older generations stay readable (their codecs are kept), so rewriting them
-    /// can stop at any point without losing any.
-    pub fn add_codec(&self, codec: &Codec, tokens: u64) -> Result<u32> {
-        let mut latest = 0;
-        for key in self.meta.scan_prefix("codec/").keys() {
-            let key = key?;
-            latest = latest.max(std::str::from_utf8(&key[6..]).ok().and_then(|g| g.parse().ok()).unwrap_or(0));
-        }
-        let generation = latest.max(self.manifest().codec) + 1;
-        (&self.meta,)
-            .transaction(|(meta,)| {
-                meta.insert(format!("codec/{generation}").as_bytes(), seal(codec.to_bytes()))?;
-                meta.insert(format!("trained/{generation}").as_bytes(), &tokens.to_le_bytes())?;
-                Ok::<_, ConflictableTransactionError<Error>>(())
-            })
-            .map_err(transaction_error)?;
-        self.db.flush()?;
-        Ok(generation)
-    }
-
-    /// Makes codec `generation` (stored by `add_codec`) the current one.
-    pub fn use_codec(&self, generation: u32) -> Result<()> {
-        self.codec(generation)?;
-        let mut head = self.head();
-        let manifest = Manifest { codec: generation, ..head.manifest };
-        self.meta.insert("manifest", manifest.to_bytes())?;
-        self.db.flush()?;
-        head.manifest = manifest;
-        Ok(())
-    }
-
-    /// Stores a new codec generation and makes it current; returns its generation.
-    pub fn install_codec(&self, codec: &Codec, tokens: u64) -> Result<u32> {
-        let generation = self.add_codec(codec, tokens)?;
-        self.use_codec(generation)?;
-        Ok(generation)
-    }
-
-    /// The collection size codec `generation` was trained for (`None`: a store from before
-    /// this was kept).
-    pub fn trained_tokens(&self, generation: u32) -> Result<Option<u64>> {
-        Ok(self
-            .meta
-            .get(format!("trained/{generation}"))?
-            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_le_bytes)))
-    }
-
-    /// Replaces document `id`'s tokens with `new` if they are still `old` (a write since may
-    /// have replaced or deleted the document); whether they were. Not flushed: both are valid
-    /// encodings of the same vectors, and the next flush or a restart settles which one stays.
-    pub fn swap_tokens(&self, id: u32, old: &Tokens, new: &Tokens) -> Result<bool> {
-        let swapped = self.vectors.compare_and_swap(key(id), Some(old.to_bytes()), Some(new.to_bytes()))?;
-        Ok(swapped.is_ok())
     }
 
     /// Makes everything written so far durable.
