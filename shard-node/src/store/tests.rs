@@ -1,4 +1,5 @@
 use super::*;
+use crate::codec::Codec;
 
 /// Unversioned writes, which always apply (what the tests from before versions exercise).
 impl Store {
