@@ -286,3 +286,37 @@ async fn through_router(to: &Connection, request: &MoveRequest) -> anyhow::Resul
     };
     Ok(Done { shard: done.shard, shards: done.shards, moved: done.moved })
 }
+
+#[derive(clap::Args)]
+pub struct RetrainArgs {
+    /// The router, and TLS and a key for it.
+    #[command(flatten)]
+    to: Connection,
+    /// Only this shard (its id, as `jacolbert cluster status` shows it); every shard without.
+    #[arg(long)]
+    shard: Option<u64>,
+}
+
+/// `jacolbert retrain`: starts a background retraining on each replica; prints what each said.
+/// Progress is in the shards' logs and `ShardStats` (`retraining`, `codec_generation`).
+pub fn retrain(args: RetrainArgs) -> anyhow::Result<()> {
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let mut admin = args.to.admin().await?;
+        let request = proto::v1::RetrainShardsRequest { shard: args.shard };
+        let answer = admin.retrain(request).await.map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?;
+        let mut failed = 0;
+        for r in answer.into_inner().replicas {
+            let said = match (r.error.is_empty(), r.started) {
+                (false, _) => {
+                    failed += 1;
+                    format!("not asked: {}", r.error)
+                }
+                (true, true) => "retraining started".into(),
+                (true, false) => "already retraining".into(),
+            };
+            println!("shard {} at {}: {said}", r.shard, r.address);
+        }
+        anyhow::ensure!(failed == 0, "{failed} replicas could not be asked");
+        Ok(())
+    })
+}

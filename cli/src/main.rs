@@ -68,6 +68,9 @@ enum Command {
         #[command(subcommand)]
         command: cluster::Command,
     },
+    /// Retrain the shards' codecs now, in the background (they also retrain by themselves as
+    /// they grow): each replica serves on its current codec until the new one takes over.
+    Retrain(cluster::RetrainArgs),
     /// Add a replica to a shard, or remove one (through the cluster store).
     Replica {
         #[command(subcommand)]
@@ -100,6 +103,7 @@ fn main() -> anyhow::Result<()> {
         Command::Search(args) => client::search(args),
         Command::Bench(args) => client::bench(args),
         Command::Rebalance(args) => cluster::rebalance(args),
+        Command::Retrain(args) => cluster::retrain(args),
         Command::Cluster { command } => cluster::run(command),
         Command::Replica { command } => cluster::replica(command),
         Command::Certs(args) => certs::run(args),

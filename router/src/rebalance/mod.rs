@@ -11,7 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proto::v1::admin_server::Admin;
-use proto::v1::{AddShardRequest, AddShardResponse, RemoveShardRequest};
+use proto::v1::{
+    AddShardRequest, AddShardResponse, RemoveShardRequest, ReplicaRetrain, RetrainRequest, RetrainShardsRequest,
+    RetrainShardsResponse,
+};
 use tonic::transport::ClientTlsConfig;
 use tonic::{Request, Response, Status};
 
@@ -146,5 +149,33 @@ impl Admin for Router {
 
     async fn remove_shard(&self, request: Request<RemoveShardRequest>) -> Result<Response<AddShardResponse>, Status> {
         self.move_now(MoveRequest::Remove(request.into_inner().shard as usize)).await
+    }
+
+    async fn retrain(&self, request: Request<RetrainShardsRequest>) -> Result<Response<RetrainShardsResponse>, Status> {
+        let wanted = request.into_inner().shard;
+        let (_, view) = self.gate.current();
+        let chosen: Vec<_> = view.shards.iter().filter(|(id, _)| wanted.is_none_or(|w| w == *id)).collect();
+        if chosen.is_empty() {
+            return Err(Error::BadInput(format!("no shard {} in the cluster", wanted.unwrap_or_default())).into());
+        }
+        let mut asked = Vec::new();
+        for (id, replicas) in chosen {
+            for (r, address) in replicas.addresses.iter().enumerate() {
+                let mut client = replicas.clients[r].clone();
+                let mut request = replicas.request(r, RetrainRequest {});
+                request.set_timeout(Duration::from_secs(10));
+                let (id, address) = (*id, address.clone());
+                asked.push(async move {
+                    let answer = client.retrain(request).await;
+                    let (started, error) = match answer {
+                        Ok(a) => (a.into_inner().started, String::new()),
+                        Err(status) => (false, format!("{:?}: {}", status.code(), status.message())),
+                    };
+                    ReplicaRetrain { shard: id, address, started, error }
+                });
+            }
+        }
+        let replicas = futures::future::join_all(asked).await;
+        Ok(Response::new(RetrainShardsResponse { replicas }))
     }
 }

@@ -216,3 +216,41 @@ fn compaction_drops_dead_entries_and_keeps_every_answer() {
         assert_eq!(shard.search(q, &SearchParams::for_k(5), None).unwrap(), want);
     }
 }
+
+#[test]
+fn a_search_among_documents_rewritten_without_pause_misses_none() {
+    let data = collection(150, 10);
+    let dir = tempfile::tempdir().unwrap();
+    let shard = Shard::open(dir.path(), config(2000)).unwrap();
+    fill(&shard, &data, 0..150);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (target, q) = data.queries(1, 16, 0.2, 8).remove(0);
+    let (mut searches, mut rewrites) = (0, 0);
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let i = n % 150;
+                shard.upsert(vec![new_doc(&format!("d{i}"), data.doc(i))]).unwrap();
+                n += 1;
+            }
+            n
+        });
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(3) {
+            for params in [SearchParams::for_k(150), SearchParams { candidates: 150, ..SearchParams::for_k(5) }] {
+                let found = shard.search(&q, &params, None).unwrap();
+                let distinct: HashSet<&str> = found.iter().map(|f| f.id.as_str()).collect();
+                assert_eq!(distinct.len(), found.len(), "repeated");
+                assert_eq!(found.len(), params.k, "a document was missed while rewritten");
+                assert_eq!(found[0].id, format!("d{target}"));
+            }
+            assert_eq!(shard.search_exact(&q, 150, None).unwrap().len(), 150);
+            searches += 3;
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        rewrites = writer.join().unwrap();
+    });
+    println!("{searches} searches beside {rewrites} rewrites, none missed a document");
+    assert!(rewrites > 10 && searches > 10);
+}

@@ -9,7 +9,8 @@
 //!
 //! "Exactly" means MaxSim against the originals the shard keeps (`keep_originals`), so the
 //! answer equals exhaustive MaxSim over the documents scored; only which documents are
-//! scored is left to the compressed index. A search runs on the view it started with.
+//! scored is left to the compressed index. A search runs on the view it started with, and
+//! again on a newer one if documents it found were rewritten meanwhile (`consistent`).
 
 use std::collections::HashSet;
 
@@ -21,7 +22,7 @@ use super::{Found, Shard, State};
 use crate::codec::Codec;
 use crate::fields::Context;
 use crate::index::{top_k, Hit, Index, SearchParams, MAX_NPROBE};
-use crate::Result;
+use crate::{Error, Result};
 
 /// Documents read from the store and scored at a time by exact scoring.
 const CHUNK: usize = 4096;
@@ -58,12 +59,38 @@ impl Shard {
     /// vectors before training.
     pub fn search(&self, query: &[f32], params: &SearchParams, filter: Option<&Filter>) -> Result<Vec<Found>> {
         self.check_search(query, params.k)?;
-        let view = self.view();
-        let allowed = self.allowed(&view, filter)?;
+        self.consistent(|view| self.search_in(view, query, params, filter))
+    }
+
+    /// Runs `f` on the current view until it answers: a view whose documents were replaced or
+    /// deleted since it was taken answers `None` (their tokens or ids are gone from the store),
+    /// and `f` runs again on a newer one. The third try holds the writer lock, so that a search
+    /// among documents rewritten without pause still ends.
+    fn consistent<T>(&self, f: impl Fn(&State) -> Result<Option<T>>) -> Result<T> {
+        for _ in 0..2 {
+            if let Some(answer) = f(&self.view())? {
+                return Ok(answer);
+            }
+        }
+        let _writer = super::locked(&self.writer);
+        f(&self.view())?.ok_or_else(|| Error::Corrupt {
+            path: self.store.path().into(),
+            reason: "a document of the search layout is missing from the store".into(),
+        })
+    }
+
+    fn search_in(
+        &self,
+        view: &State,
+        query: &[f32],
+        params: &SearchParams,
+        filter: Option<&Filter>,
+    ) -> Result<Option<Vec<Found>>> {
+        let allowed = self.allowed(view, filter)?;
         let ok = |d: u32| allowed.as_ref().is_none_or(|s| s.contains(&d));
         let dim = self.config.dim;
         let wanted = params.candidates.max(params.k);
-        let hits = match &*view {
+        let hits = match view {
             State::Buffering(raw) => {
                 let hits = raw
                     .iter()
@@ -74,7 +101,10 @@ impl Shard {
             }
             State::Ready { index, generation } if allowed.as_ref().is_some_and(|a| a.len() <= wanted) => {
                 let docs: Vec<u32> = allowed.iter().flatten().copied().filter(|&d| index.is_live(d)).collect();
-                self.exact_scores(index, *generation, &[query], &docs, params.k)?.remove(0)
+                match self.exact_scores(index, *generation, &[query], &docs, params.k)? {
+                    Some(mut hits) => hits.remove(0),
+                    None => return Ok(None),
+                }
             }
             State::Ready { index, generation } => {
                 let mut probe = SearchParams { candidates: wanted, ..*params };
@@ -91,7 +121,10 @@ impl Shard {
                     (Some(allowed), true) => allowed.iter().copied().filter(|&d| index.is_live(d)).collect(),
                     _ => candidates.iter().map(|c| c.doc).collect(),
                 };
-                self.exact_scores(index, *generation, &[query], &docs, params.k)?.remove(0)
+                match self.exact_scores(index, *generation, &[query], &docs, params.k)? {
+                    Some(mut hits) => hits.remove(0),
+                    None => return Ok(None),
+                }
             }
         };
         self.found(hits)
@@ -102,7 +135,8 @@ impl Shard {
     /// answer is exhaustive MaxSim over these documents), else against decoded vectors. Tokens
     /// are read here, a chunk at a time (sled is used from this thread only: its deferred
     /// frees would otherwise sit in the pool's threads and keep the database locked after the
-    /// shard is dropped), then scored on all cores.
+    /// shard is dropped), then scored on all cores. `None` if a document is gone from the
+    /// store (replaced or deleted since the view was taken).
     fn exact_scores(
         &self,
         index: &Index,
@@ -110,7 +144,7 @@ impl Shard {
         queries: &[&[f32]],
         docs: &[u32],
         k: usize,
-    ) -> Result<Vec<Vec<Hit>>> {
+    ) -> Result<Option<Vec<Vec<Hit>>>> {
         let scorers: Vec<_> =
             queries.iter().map(|q| kernels::cpu::QueryScorer::new(q, self.config.dim)).collect::<Result<_, _>>()?;
         let mut best: Vec<Vec<Hit>> = vec![Vec::new(); queries.len()];
@@ -119,14 +153,13 @@ impl Shard {
         for chunk in docs.chunks(CHUNK) {
             let mut stored = Vec::with_capacity(chunk.len());
             for &doc in chunk {
-                if let Some(tokens) = self.store.tokens(doc)? {
-                    if let crate::store::Tokens::Encoded { codec: g, originals: None, .. } = tokens {
-                        if g != generation && other.iter().all(|(o, _)| *o != g) {
-                            other.push((g, self.store.codec(g)?));
-                        }
+                let Some(tokens) = self.store.tokens(doc)? else { return Ok(None) };
+                if let crate::store::Tokens::Encoded { codec: g, originals: None, .. } = tokens {
+                    if g != generation && other.iter().all(|(o, _)| *o != g) {
+                        other.push((g, self.store.codec(g)?));
                     }
-                    stored.push((doc, tokens));
                 }
+                stored.push((doc, tokens));
             }
             let codec_of = |g: u32| other.iter().find(|(o, _)| *o == g).map_or(index.codec(), |(_, c)| c);
             let scores: Vec<Vec<f32>> = stored
@@ -141,7 +174,7 @@ impl Shard {
                 *best = top_k(best.drain(..).chain(hits).collect(), k);
             }
         }
-        Ok(best)
+        Ok(Some(best))
     }
 
     /// Exact MaxSim over every live document `filter` allows (see `exact_scores`; before
@@ -155,29 +188,32 @@ impl Shard {
         for q in queries {
             self.check_search(q, k)?;
         }
-        let view = self.view();
-        match &*view {
-            State::Buffering(_) => queries.iter().map(|q| self.search(q, &SearchParams::for_k(k), filter)).collect(),
+        self.consistent(|view| match view {
+            State::Buffering(_) => {
+                let params = SearchParams::for_k(k);
+                queries.iter().map(|q| self.search_in(view, q, &params, filter)).collect()
+            }
             State::Ready { index, generation } => {
-                let allowed = self.allowed(&view, filter)?;
+                let allowed = self.allowed(view, filter)?;
                 let docs: Vec<u32> =
                     index.live_docs().filter(|d| allowed.as_ref().is_none_or(|s| s.contains(d))).collect();
-                let hits = self.exact_scores(index, *generation, queries, &docs, k)?;
-                hits.into_iter().map(|hits| self.found(hits)).collect()
+                match self.exact_scores(index, *generation, queries, &docs, k)? {
+                    Some(hits) => hits.into_iter().map(|hits| self.found(hits)).collect(),
+                    None => Ok(None),
+                }
             }
-        }
+        })
     }
 
-    /// The hits with their external ids. A document replaced or deleted since the search's
-    /// snapshot was taken has none any more, and is left out.
-    fn found(&self, hits: Vec<Hit>) -> Result<Vec<Found>> {
+    /// The hits with their external ids; `None` if a document has none any more (replaced or
+    /// deleted since the view was taken).
+    fn found(&self, hits: Vec<Hit>) -> Result<Option<Vec<Found>>> {
         let mut found = Vec::with_capacity(hits.len());
         for h in hits {
-            if let Some(id) = self.store.external_id(h.doc)? {
-                found.push(Found { id, score: h.score });
-            }
+            let Some(id) = self.store.external_id(h.doc)? else { return Ok(None) };
+            found.push(Found { id, score: h.score });
         }
-        Ok(found)
+        Ok(Some(found))
     }
 }
 
