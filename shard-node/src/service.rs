@@ -348,17 +348,20 @@ impl ShardRpc for ShardService {
     }
 
     async fn retrain(&self, _request: Request<RetrainRequest>) -> Result<Response<RetrainResponse>, Status> {
-        if self.shard.retraining() {
+        if !self.shard.claim_retraining() {
             return Ok(Response::new(RetrainResponse { started: false }));
         }
         let (shard, healthy) = (self.shard.clone(), self.healthy.clone());
-        std::thread::Builder::new()
-            .name("shard-retrain".into())
-            .spawn(move || match contained(|| shard.retrain(), &healthy) {
+        let spawned = std::thread::Builder::new().name("shard-retrain".into()).spawn(move || {
+            match contained(|| shard.retrain_claimed(), &healthy) {
                 Ok(done) => tracing::info!(?done, "retraining asked for: done"),
                 Err(e) => tracing::warn!(error = %e, "retraining asked for: failed"),
-            })
-            .map_err(|e| Status::internal(format!("cannot start the retraining: {e}")))?;
+            }
+        });
+        if let Err(e) = spawned {
+            self.shard.release_retraining();
+            return Err(Status::internal(format!("cannot start the retraining: {e}")));
+        }
         Ok(Response::new(RetrainResponse { started: true }))
     }
 }

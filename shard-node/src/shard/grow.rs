@@ -87,15 +87,30 @@ impl Shard {
     }
 
     /// Retrains now (see the module docs); returns when done, `None` when another retraining
-    /// is already running. Before the first training, trains on what is buffered. The work
-    /// runs on a pool of its own at the lowest CPU priority, so that searches on the shared
-    /// pool keep their cores.
+    /// is already running. Before the first training, trains on what is buffered.
     pub fn retrain(&self) -> Result<Option<Retrained>> {
-        self.check_writable()?;
-        if self.retraining.swap(true, Ordering::SeqCst) {
-            return Ok(None);
+        match self.claim_retraining() {
+            true => self.retrain_claimed(),
+            false => Ok(None),
         }
+    }
+
+    /// Claims the one retraining a shard runs at a time: true if it was free (the caller then
+    /// runs `retrain_claimed`, which gives it back however it ends).
+    pub fn claim_retraining(&self) -> bool {
+        !self.retraining.swap(true, Ordering::SeqCst)
+    }
+
+    /// Gives back a claim that will not be run.
+    pub fn release_retraining(&self) {
+        self.retraining.store(false, Ordering::SeqCst);
+    }
+
+    /// `retrain` once claimed. The work runs on a pool of its own at the lowest CPU priority,
+    /// so that searches on the shared pool keep their cores.
+    pub fn retrain_claimed(&self) -> Result<Option<Retrained>> {
         let _running = Running(&self.retraining);
+        self.check_writable()?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(rayon::current_num_threads())
             .thread_name(|i| format!("retrain-{i}"))
