@@ -61,9 +61,9 @@ pub struct Args {
     /// With `--grow`: the shard's `retrain_growth` (0: never retrain, the first codec stays).
     #[arg(long, default_value_t = 4.0)]
     retrain_growth: f64,
-    /// The shard's `encode_nice`: the CPU priority of encoding writes, below the searches'.
+    /// The shard's `background_nice`: the CPU priority of encoding writes, below the searches'.
     #[arg(long, default_value_t = 10)]
-    encode_nice: i32,
+    background_nice: i32,
     /// Then search latency three ways in one run: alone, beside a writer upserting without
     /// pause, and beside the writer while a retraining runs (one JSON line).
     #[arg(long)]
@@ -121,7 +121,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         train_tokens: if args.grow { args.train_tokens } else { usize::MAX },
         train: TrainParams { nbits: args.nbits, seed: args.seed, ..Default::default() },
         retrain_growth: if args.grow { args.retrain_growth } else { 0.0 },
-        encode_nice: args.encode_nice,
+        background_nice: args.background_nice,
         ..Default::default()
     };
     let started = Instant::now();

@@ -32,10 +32,10 @@ pub struct ShardConfig {
     /// Compact the runs once this share of their tokens belongs to deleted or replaced
     /// documents.
     pub compact_dead_share: f64,
-    /// The CPU priority (nice, 0 to 19) of encoding written documents, below the searches'
-    /// 0: higher keeps search latency steadier beside a busy writer, and slows writes more
-    /// when searches saturate the cores.
-    pub encode_nice: i32,
+    /// The CPU priority (nice, 0 to 19) of encoding written documents and of retraining,
+    /// below the searches' 0: higher keeps search latency steadier beside a busy writer or a
+    /// retraining, and slows writes and retraining more when searches saturate the cores.
+    pub background_nice: i32,
 }
 
 impl Default for ShardConfig {
@@ -51,7 +51,7 @@ impl Default for ShardConfig {
             keep_originals: true,
             retrain_growth: 4.0,
             compact_dead_share: 0.25,
-            encode_nice: 10,
+            background_nice: 10,
         }
     }
 }
@@ -75,8 +75,8 @@ impl ShardConfig {
         if !(self.compact_dead_share > 0.0 && self.compact_dead_share <= 1.0) {
             return bad(format!("compact_dead_share must be in (0, 1], not {}", self.compact_dead_share));
         }
-        if !(0..=19).contains(&self.encode_nice) {
-            return bad(format!("encode_nice must be 0 to 19, not {}", self.encode_nice));
+        if !(0..=19).contains(&self.background_nice) {
+            return bad(format!("background_nice must be 0 to 19, not {}", self.background_nice));
         }
         Ok(())
     }

@@ -24,7 +24,7 @@ impl Shard {
         originals: &[Option<&[f16]>],
     ) -> Result<Vec<Tokens>> {
         let all: Vec<f32> = vectors.iter().flat_map(|v| v.iter().copied()).collect();
-        let (codes, residuals) = match encoding_pool(self.config.encode_nice) {
+        let (codes, residuals) = match encoding_pool(self.config.background_nice) {
             Some(pool) => pool.install(|| codec.encode(&all))?,
             None => codec.encode(&all)?,
         };
@@ -85,7 +85,7 @@ pub(super) fn decode_all(codec: &Codec, codes: &[u32], residuals: &[u8]) -> Vec<
 }
 
 /// The pool that encodes writes: as many threads as the search pool, below its CPU priority
-/// (`nice`, the first shard's `encode_nice`: one pool per process), so that a writer encoding
+/// (`nice`, the first shard's `background_nice`: one pool per process), so that a writer encoding
 /// without pause takes the cores searches leave idle rather than theirs. Only pure computation
 /// runs on it: sled is never used from its threads (they live as long as the process, and
 /// would keep sled's deferred frees, and its lock). `None` if it cannot be built (encoding

@@ -106,15 +106,16 @@ impl Shard {
         self.retraining.store(false, Ordering::SeqCst);
     }
 
-    /// `retrain` once claimed. The work runs on a pool of its own at the lowest CPU priority,
-    /// so that searches on the shared pool keep their cores.
+    /// `retrain` once claimed. The work runs on a pool of its own below the searches' CPU
+    /// priority (`background_nice`), so that searches on the shared pool keep their cores.
     pub fn retrain_claimed(&self) -> Result<Option<Retrained>> {
         let _running = Running(&self.retraining);
         self.check_writable()?;
+        let nice = self.config.background_nice;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(rayon::current_num_threads())
             .thread_name(|i| format!("retrain-{i}"))
-            .start_handler(|_| lower_priority(19))
+            .start_handler(move |_| lower_priority(nice))
             .build();
         match pool {
             Ok(pool) => pool.install(|| self.retrain_here()),
