@@ -171,7 +171,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
         }
         None => {
-            let mut params = SearchParams::for_k(args.k);
+            let mut params = shard.default_params(args.k);
             params.nprobe = args.nprobe.unwrap_or(params.nprobe);
             params.candidates = args.candidates.unwrap_or(params.candidates);
             settings.push(params);

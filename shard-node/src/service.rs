@@ -14,7 +14,7 @@ use proto::v1::{
 use proto::Matrix;
 use tonic::{Request, Response, Status};
 
-use crate::index::{SearchParams, MAX_K};
+use crate::index::MAX_K;
 use crate::shard::{NewDocument, Shard};
 use crate::store::Document;
 use crate::Error;
@@ -168,7 +168,7 @@ impl ShardRpc for ShardService {
             )));
         }
         let wire = r.params.unwrap_or_default();
-        let mut params = SearchParams::for_k(k);
+        let mut params = self.shard.default_params(k);
         if wire.nprobe > 0 {
             params.nprobe = wire.nprobe as usize;
         }

@@ -124,3 +124,11 @@ fn lookup_tables_give_the_dot_product_with_the_decoded_residual() {
         }
     }
 }
+
+#[test]
+fn default_probing_grows_with_the_centroids() {
+    assert_eq!(SearchParams::for_index(10, 8192), SearchParams::for_k(10));
+    assert_eq!(SearchParams::for_index(10, 16_384).nprobe, 16);
+    assert_eq!(SearchParams::for_index(10, 32_768).nprobe, 32);
+    assert_eq!(SearchParams::for_index(100, 65_536), SearchParams { nprobe: 96, ..SearchParams::for_k(100) });
+}

@@ -427,6 +427,15 @@ impl Shard {
         self.publish(next);
     }
 
+    /// The default search settings for `k` on the index as it is now (`SearchParams::for_index`).
+    pub fn default_params(&self, k: usize) -> crate::index::SearchParams {
+        let centroids = match &*self.view() {
+            State::Ready { index, .. } => index.codec().k(),
+            State::Buffering(_) => 0,
+        };
+        crate::index::SearchParams::for_index(k, centroids)
+    }
+
     pub fn config(&self) -> &ShardConfig {
         &self.config
     }
