@@ -8,8 +8,47 @@ use half::slice::HalfFloatSliceExt;
 
 use super::Shard;
 use crate::codec::Codec;
-use crate::store::Tokens;
+use crate::store::{Store, Tokens};
 use crate::Result;
+
+/// The codecs documents are encoded by: the current one, and others read from the store the
+/// first time a document needs one (documents left on another generation by an interrupted
+/// retraining, or kept without originals), each read once.
+pub(super) struct Codecs<'a> {
+    store: &'a Store,
+    current: Option<(u32, &'a Codec)>,
+    others: Vec<(u32, Codec)>,
+}
+
+impl<'a> Codecs<'a> {
+    pub(super) fn new(store: &'a Store, current: Option<(u32, &'a Codec)>) -> Codecs<'a> {
+        Codecs { store, current, others: Vec::new() }
+    }
+
+    /// Reads the codec `tokens` need to be decoded, if it is not at hand yet.
+    pub(super) fn prepare(&mut self, tokens: &Tokens) -> Result<()> {
+        if let Tokens::Encoded { codec: g, originals: None, .. } = tokens {
+            if self.current.is_none_or(|(c, _)| c != *g) && self.others.iter().all(|(o, _)| o != g) {
+                self.others.push((*g, self.store.codec(*g)?));
+            }
+        }
+        Ok(())
+    }
+
+    /// The codec of generation `g`, once `prepare`d.
+    pub(super) fn codec(&self, g: u32) -> &Codec {
+        match self.current {
+            Some((c, codec)) if c == g => codec,
+            _ => &self.others.iter().find(|(o, _)| *o == g).expect("prepared").1,
+        }
+    }
+
+    /// `tokens`' vectors (`vectors`), reading their codec first if need be.
+    pub(super) fn vectors<'t>(&mut self, tokens: &'t Tokens) -> Result<Cow<'t, [f32]>> {
+        self.prepare(tokens)?;
+        Ok(vectors(tokens, |g| self.codec(g)))
+    }
+}
 
 impl Shard {
     /// Encodes documents (`vectors[i]`, `[n_i, dim]`) with `codec` of `generation`, in one call
@@ -93,14 +132,28 @@ pub(super) fn decode_all(codec: &Codec, codes: &[u32], residuals: &[u8]) -> Vec<
 fn encoding_pool(nice: i32) -> Option<&'static rayon::ThreadPool> {
     static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
     POOL.get_or_init(|| {
-        let built = rayon::ThreadPoolBuilder::new()
-            .num_threads(rayon::current_num_threads())
-            .thread_name(|i| format!("encode-{i}"))
-            .start_handler(move |_| super::grow::lower_priority(nice))
-            .build();
+        let built = background_pool("encode", nice);
         built.map_err(|e| tracing::warn!(error = %e, "no encoding pool: writes share the search pool")).ok()
     })
     .as_ref()
+}
+
+/// A pool of as many threads as the search pool, named `name-i`, each at CPU priority `nice`.
+pub(super) fn background_pool(name: &'static str, nice: i32) -> Result<rayon::ThreadPool, rayon::ThreadPoolBuildError> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(rayon::current_num_threads())
+        .thread_name(move |i| format!("{name}-{i}"))
+        .start_handler(move |_| lower_priority(nice))
+        .build()
+}
+
+/// Lowers the calling thread's CPU priority to `nice` (on Linux, `setpriority` with who = 0
+/// applies to the calling thread alone).
+fn lower_priority(nice: i32) {
+    // SAFETY: a plain system call on the calling thread, its result only logged.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), nice, "cannot lower a background thread's priority");
+    }
 }
 
 /// `encoded` made from `source`: without originals if `source` was encoded without them (its

@@ -14,7 +14,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::encoding::{originals, vectors, without_made_up_originals};
+use super::encoding::{background_pool, originals, without_made_up_originals, Codecs};
 use super::{locked, Shard, State};
 use crate::codec::{centroid_count, Codec};
 use crate::index::Index;
@@ -111,13 +111,7 @@ impl Shard {
     pub fn retrain_claimed(&self) -> Result<Option<Retrained>> {
         let _running = Running(&self.retraining);
         self.check_writable()?;
-        let nice = self.config.background_nice;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(rayon::current_num_threads())
-            .thread_name(|i| format!("retrain-{i}"))
-            .start_handler(move |_| lower_priority(nice))
-            .build();
-        match pool {
+        match background_pool("retrain", self.config.background_nice) {
             Ok(pool) => pool.install(|| self.retrain_here()),
             Err(e) => {
                 tracing::warn!(error = %e, "no pool of its own for the retraining: it shares the search pool");
@@ -137,7 +131,9 @@ impl Shard {
         let (tokens, replaced) = (old.tokens(), *old_generation);
         let k = centroid_count(tokens);
         let live: Vec<u32> = old.live_docs().collect();
-        let sample = self.sample(old, &live, k)?;
+        // Documents written meanwhile are encoded by the old codec too: one cache serves both.
+        let mut codecs = Codecs::new(&self.store, Some((replaced, old.codec())));
+        let sample = self.sample(&mut codecs, tokens, &live, k)?;
         let codec = Codec::train_k(&sample, self.config.dim, self.config.train, k)?;
         let sampled = sample.len() / self.config.dim;
         drop(sample);
@@ -145,7 +141,7 @@ impl Shard {
         tracing::info!(generation, k, tokens, sample = sampled, "retraining: re-encoding documents");
         let mut index = Index::new(codec);
         for (n, chunk) in live.chunks(CHUNK).enumerate() {
-            self.reencode(&mut index, generation, old.codec(), chunk)?;
+            self.reencode(&mut index, generation, &mut codecs, chunk)?;
             if (n + 1) % 100 == 0 {
                 tracing::info!(documents = (n + 1) * CHUNK, of = live.len(), generation, "retraining: re-encoding");
             }
@@ -161,7 +157,7 @@ impl Shard {
         });
         let since: Vec<u32> = (limit..current.id_limit()).filter(|&d| current.is_live(d)).collect();
         for chunk in since.chunks(CHUNK) {
-            self.reencode(&mut index, generation, current.codec(), chunk)?;
+            self.reencode(&mut index, generation, &mut codecs, chunk)?;
         }
         self.store.flush()?;
         self.store.use_codec(generation)?;
@@ -191,38 +187,29 @@ impl Shard {
 
     /// Whole random documents' vectors (originals, or decoded where none are kept) until there
     /// are enough for k-means on `k` centroids and the quantiser's held-out set.
-    fn sample(&self, index: &Index, live: &[u32], k: usize) -> Result<Vec<f32>> {
+    fn sample(&self, codecs: &mut Codecs, tokens: usize, live: &[u32], k: usize) -> Result<Vec<f32>> {
         let wanted = k * self.config.train.sample_per_centroid + 50_000;
-        let mut rng = Rng::new(self.config.train.seed ^ index.tokens() as u64);
-        let (mut out, dim) = (Vec::with_capacity(wanted.min(index.tokens()) * self.config.dim), self.config.dim);
+        let mut rng = Rng::new(self.config.train.seed ^ tokens as u64);
+        let (mut out, dim) = (Vec::with_capacity(wanted.min(tokens) * self.config.dim), self.config.dim);
         for i in rng.sample(live.len(), live.len()) {
             if out.len() / dim >= wanted {
                 break;
             }
             if let Some(tokens) = self.store.tokens(live[i])? {
-                out.extend_from_slice(&self.vectors_of(&tokens, index.codec())?);
+                out.extend_from_slice(&codecs.vectors(&tokens)?);
             }
         }
         Ok(out)
     }
 
-    /// A stored document's vectors; `current` decodes those of its generation.
-    fn vectors_of(&self, tokens: &Tokens, current: &Codec) -> Result<Vec<f32>> {
-        let other = match tokens {
-            Tokens::Encoded { codec: g, originals: None, .. } if *g != 0 => Some(self.store.codec(*g)?),
-            _ => None,
-        };
-        Ok(vectors(tokens, |_| other.as_ref().unwrap_or(current)).into_owned())
-    }
-
     /// Re-encodes documents `ids` (ascending, past every id in `index`) with `index`'s codec
     /// of `generation` and adds them to it. A document replaced or deleted since it was read
     /// keeps its write: the swap fails and it is left out.
-    pub(super) fn reencode(&self, index: &mut Index, generation: u32, current: &Codec, ids: &[u32]) -> Result<()> {
+    pub(super) fn reencode(&self, index: &mut Index, generation: u32, codecs: &mut Codecs, ids: &[u32]) -> Result<()> {
         let mut stored = Vec::with_capacity(ids.len());
         for &id in ids {
             if let Some(tokens) = self.store.tokens(id)? {
-                let vectors = self.vectors_of(&tokens, current)?;
+                let vectors = codecs.vectors(&tokens)?.into_owned();
                 stored.push((id, tokens, vectors));
             }
         }
@@ -264,14 +251,5 @@ impl Shard {
         self.publish(next);
         tracing::info!(dead_tokens = dead, elapsed_ms = started.elapsed().as_millis() as u64, "compacted the runs");
         dead
-    }
-}
-
-/// Lowers the calling thread's CPU priority to `nice` (on Linux, `setpriority` with who = 0
-/// applies to the calling thread alone).
-pub(super) fn lower_priority(nice: i32) {
-    // SAFETY: a plain system call on the calling thread, its result only logged.
-    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } != 0 {
-        tracing::debug!(error = %std::io::Error::last_os_error(), "cannot lower the retraining's priority");
     }
 }

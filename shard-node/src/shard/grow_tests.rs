@@ -174,12 +174,13 @@ fn a_retraining_cut_short_anywhere_loses_nothing() {
     fill(&shard, &data, 0..400);
     // As a crash leaves it: a new generation stored, half the documents re-encoded by it.
     let view = shard.view();
-    let State::Ready { index: old, .. } = &*view else { panic!("trained") };
+    let State::Ready { index: old, generation: serving } = &*view else { panic!("trained") };
     let codec = Codec::train(&data.vectors, DIM, shard.config.train).unwrap();
     let generation = shard.store.add_codec(&codec, data.tokens() as u64).unwrap();
     let live: Vec<u32> = old.live_docs().collect();
     let mut partial = Index::new(codec);
-    shard.reencode(&mut partial, generation, old.codec(), &live[..200]).unwrap();
+    let mut codecs = super::encoding::Codecs::new(&shard.store, Some((*serving, old.codec())));
+    shard.reencode(&mut partial, generation, &mut codecs, &live[..200]).unwrap();
     shard.store.flush().unwrap();
     drop(view);
     drop(shard);

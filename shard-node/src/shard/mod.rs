@@ -16,7 +16,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use crate::codec::Codec;
-use encoding::{originals, vectors, without_made_up_originals};
+use encoding::{originals, without_made_up_originals, Codecs};
 
 use crate::fields::FieldIndex;
 use crate::index::Index;
@@ -188,20 +188,14 @@ impl Shard {
         let codec = self.store.codec(generation)?;
         let mut index = Index::new(codec.clone());
         let mut stale = Vec::new();
-        let mut other_codecs: Vec<(u32, Codec)> = Vec::new();
+        let mut codecs = Codecs::new(&self.store, None);
         let started = std::time::Instant::now();
         for (n, entry) in self.intact_tokens().enumerate() {
             let (id, tokens) = entry?;
             let tokens = match tokens {
                 Tokens::Encoded { codec: g, .. } if g == generation => tokens,
                 other => {
-                    if let Tokens::Encoded { codec: g, .. } = other {
-                        if !other_codecs.iter().any(|(og, _)| *og == g) {
-                            other_codecs.push((g, self.store.codec(g)?));
-                        }
-                    }
-                    let codec_of = |g: u32| &other_codecs.iter().find(|(og, _)| *og == g).expect("loaded above").1;
-                    let again = self.encode(&codec, generation, &[vectors(&other, codec_of)], &[originals(&other)])?;
+                    let again = self.encode(&codec, generation, &[codecs.vectors(&other)?], &[originals(&other)])?;
                     let again = without_made_up_originals(&other, again.into_iter().next().expect("one document"));
                     stale.push((id, again.clone()));
                     again
@@ -262,26 +256,27 @@ impl Shard {
         }
         let vectors: Vec<f32> = raw.iter().flat_map(|(_, v)| v.iter().copied()).collect();
         drop(view);
-        let codec = Codec::train(&vectors, self.config.dim, self.config.train)?;
-        drop(vectors);
-        let k = codec.k();
+        self.train_and_load(&vectors, started).map(Some)
+    }
+
+    /// Trains a codec on `vectors` `[n, dim]`, makes it current, brings every document to it
+    /// and publishes the index (under `writer`).
+    fn train_and_load(&self, vectors: &[f32], started: std::time::Instant) -> Result<Retrained> {
+        let codec = Codec::train(vectors, self.config.dim, self.config.train)?;
+        let (k, tokens) = (codec.k(), vectors.len() / self.config.dim);
         let generation = self.store.install_codec(&codec, tokens as u64)?;
         let index = self.load(generation)?;
         let documents = index.len();
         self.publish(State::Ready { index, generation });
         let elapsed_ms = started.elapsed().as_millis() as u64;
-        Ok(Some(Retrained { generation, k, tokens, sample: tokens, documents, elapsed_ms }))
+        Ok(Retrained { generation, k, tokens, sample: tokens, documents, elapsed_ms })
     }
 
     /// Trains a codec on `vectors` `[n, dim]` (a sample of what the shard will hold) and
     /// re-encodes any documents already stored: for bulk loads that know their data up front.
     pub fn train_on(&self, vectors: &[f32]) -> Result<()> {
         let _writer = locked(&self.writer);
-        let codec = Codec::train(vectors, self.config.dim, self.config.train)?;
-        let generation = self.store.install_codec(&codec, (vectors.len() / self.config.dim) as u64)?;
-        let index = self.load(generation)?;
-        self.publish(State::Ready { index, generation });
-        Ok(())
+        self.train_and_load(vectors, std::time::Instant::now()).map(drop)
     }
 
     /// Writes documents (replacing any with the same id, unless the shard holds a write of the
@@ -385,11 +380,7 @@ impl Shard {
     pub fn export(&self, id: &str) -> Result<(Document, Vec<f32>, u64)> {
         let (internal, doc) = self.store.get(id)?.ok_or_else(|| Error::NotFound(id.to_string()))?;
         let tokens = self.store.tokens(internal)?.ok_or_else(|| Error::NotFound(id.to_string()))?;
-        let codec = match &tokens {
-            Tokens::Encoded { codec: g, originals: None, .. } => Some(self.store.codec(*g)?),
-            _ => None,
-        };
-        let vectors = vectors(&tokens, |_| codec.as_ref().expect("read above")).into_owned();
+        let vectors = Codecs::new(&self.store, None).vectors(&tokens)?.into_owned();
         Ok((doc, vectors, self.store.record(id)?.map_or(0, |r| r.version)))
     }
 

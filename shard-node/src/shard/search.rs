@@ -17,9 +17,8 @@ use std::collections::HashSet;
 use proto::v1::Filter;
 use rayon::prelude::*;
 
-use super::encoding::vectors;
+use super::encoding::{vectors, Codecs};
 use super::{Found, Shard, State};
-use crate::codec::Codec;
 use crate::fields::Context;
 use crate::index::{top_k, Hit, Index, SearchParams, MAX_NPROBE};
 use crate::{Error, Result};
@@ -148,20 +147,15 @@ impl Shard {
         let scorers: Vec<_> =
             queries.iter().map(|q| kernels::cpu::QueryScorer::new(q, self.config.dim)).collect::<Result<_, _>>()?;
         let mut best: Vec<Vec<Hit>> = vec![Vec::new(); queries.len()];
-        // Documents an interrupted retraining left on another codec (rare).
-        let mut other: Vec<(u32, Codec)> = Vec::new();
+        let mut codecs = Codecs::new(&self.store, Some((generation, index.codec())));
         for chunk in docs.chunks(CHUNK) {
             let mut stored = Vec::with_capacity(chunk.len());
             for &doc in chunk {
                 let Some(tokens) = self.store.tokens(doc)? else { return Ok(None) };
-                if let crate::store::Tokens::Encoded { codec: g, originals: None, .. } = tokens {
-                    if g != generation && other.iter().all(|(o, _)| *o != g) {
-                        other.push((g, self.store.codec(g)?));
-                    }
-                }
+                codecs.prepare(&tokens)?;
                 stored.push((doc, tokens));
             }
-            let codec_of = |g: u32| other.iter().find(|(o, _)| *o == g).map_or(index.codec(), |(_, c)| c);
+            let codec_of = |g: u32| codecs.codec(g);
             let scores: Vec<Vec<f32>> = stored
                 .par_iter()
                 .map_init(Vec::new, |sims, (_, tokens)| {
