@@ -306,6 +306,7 @@ fn under_writes(
     })?;
     Ok(serde_json::json!({
         "under_writes": true, "documents_written": written.load(Ordering::SeqCst),
+        "searches_run_again": shard.retried_searches(),
         "retraining_s": retrained.map(|r| r.elapsed_ms as f64 / 1e3),
         "alone": {"searches": alone.len(), "p50_ms": pct(&alone, 0.5), "p99_ms": pct(&alone, 0.99)},
         "beside_writer": {"searches": beside.len(), "p50_ms": pct(&beside, 0.5), "p99_ms": pct(&beside, 0.99)},

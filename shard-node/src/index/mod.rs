@@ -1,8 +1,10 @@
 //! The in-memory search layout (WARP's): per centroid, one contiguous run of the tokens
-//! assigned to it, each a document id (delta-coded, documents in id order) and its packed
+//! assigned to it, each a document id (delta-coded, documents mostly in id order) and its packed
 //! residual, so probing a centroid is one sequential scan. Per document: its token count and
 //! whether it is live. Deleted documents stay in the runs, skipped, until the index is
-//! compacted (`compacted`) or rebuilt.
+//! compacted (`compacted`) or rebuilt; then their ids are vacant and may be given to new
+//! documents (the shard decides when: `shard/ids.rs`), so the table of documents stays as
+//! large as what the shard holds, however many writes it takes.
 //!
 //! Cloning an index is cheap and copy-on-write: runs and the codec are shared, and a run is
 //! copied only when an `add` to the clone changes it. A shard publishes each write as a new
@@ -23,17 +25,30 @@ use crate::{Error, Result};
 
 /// One centroid's tokens: each entry is the document id as a LEB128 delta from the previous
 /// entry's (the first from 0), then the packed residual. One allocation per run, read front
-/// to back.
+/// to back. Ids mostly grow (a reused id is the exception), so the delta wraps around u32: a
+/// step back costs five bytes, a step forward what it always did.
 #[derive(Default, Clone)]
 struct Run {
     entries: Vec<u8>,
     last: u32,
 }
 
+/// An id's place in the index.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+enum Slot {
+    /// No entries in the runs: free to be given to a new document.
+    #[default]
+    Vacant,
+    Live,
+    /// Deleted, its entries still in the runs until a compaction.
+    Dead,
+}
+
 #[derive(Clone, Copy, Default)]
 struct Doc {
+    /// The document's tokens, which are also its entries in the runs (none once vacant).
     tokens: u32,
-    live: bool,
+    slot: Slot,
 }
 
 #[derive(Clone)]
@@ -56,7 +71,7 @@ impl Run {
         if needed > self.entries.capacity() {
             self.entries.reserve_exact((needed - self.entries.len()).max(self.entries.len() / 8));
         }
-        let mut delta = doc - self.last;
+        let mut delta = doc.wrapping_sub(self.last);
         loop {
             let byte = (delta & 0x7f) as u8;
             delta >>= 7;
@@ -115,26 +130,30 @@ impl Index {
         self.tokens_stored - self.tokens
     }
 
-    /// One past the largest document id the index has seen.
-    pub fn id_limit(&self) -> u32 {
-        self.docs.len() as u32
-    }
-
     /// The live documents' ids.
     pub fn live_docs(&self) -> impl Iterator<Item = u32> + '_ {
-        self.docs.iter().enumerate().filter(|(_, d)| d.live).map(|(i, _)| i as u32)
+        self.docs.iter().enumerate().filter(|(_, d)| d.slot == Slot::Live).map(|(i, _)| i as u32)
     }
 
     pub fn is_live(&self, doc: u32) -> bool {
-        self.docs.get(doc as usize).is_some_and(|d| d.live)
+        self.docs.get(doc as usize).is_some_and(|d| d.slot == Slot::Live)
     }
 
-    /// Adds document `doc` (ids must grow: the store hands them out in order) from its tokens'
-    /// centroid codes and packed residuals.
+    /// Whether `doc` has no entries in the runs and is not live (ids past the table included).
+    pub fn is_vacant(&self, doc: u32) -> bool {
+        self.docs.get(doc as usize).is_none_or(|d| d.slot == Slot::Vacant)
+    }
+
+    /// The vacant ids below `limit`.
+    pub fn vacant_below(&self, limit: u32) -> impl Iterator<Item = u32> + '_ {
+        (0..limit).filter(|&d| self.is_vacant(d))
+    }
+
+    /// Adds document `doc` (a vacant id) from its tokens' centroid codes and packed residuals.
     pub fn add(&mut self, doc: u32, codes: &[u32], residuals: &[u8]) -> Result<()> {
         let bytes = self.codec.residual_bytes();
-        if (doc as usize) < self.docs.len() {
-            return Err(Error::BadInput(format!("document {doc} is not newer than {}", self.docs.len() - 1)));
+        if !self.is_vacant(doc) {
+            return Err(Error::BadInput(format!("document {doc} is in the index already")));
         }
         if residuals.len() != codes.len() * bytes || codes.iter().any(|&c| c as usize >= self.runs.len()) {
             return Err(Error::BadInput(format!("document {doc}: codes and residuals do not fit the codec")));
@@ -142,8 +161,10 @@ impl Index {
         for (&code, residual) in codes.iter().zip(residuals.chunks_exact(bytes)) {
             Arc::make_mut(&mut self.runs[code as usize]).push(doc, residual, bytes);
         }
-        self.docs.resize(doc as usize + 1, Doc::default());
-        self.docs[doc as usize] = Doc { tokens: codes.len() as u32, live: true };
+        if doc as usize >= self.docs.len() {
+            self.docs.resize(doc as usize + 1, Doc::default());
+        }
+        self.docs[doc as usize] = Doc { tokens: codes.len() as u32, slot: Slot::Live };
         self.live += 1;
         self.tokens += codes.len();
         self.tokens_stored += codes.len();
@@ -153,8 +174,8 @@ impl Index {
     /// Tombstones a document; false if it was not live.
     pub fn delete(&mut self, doc: u32) -> bool {
         match self.docs.get_mut(doc as usize) {
-            Some(d) if d.live => {
-                d.live = false;
+            Some(d) if d.slot == Slot::Live => {
+                d.slot = Slot::Dead;
                 self.live -= 1;
                 self.tokens -= d.tokens as usize;
                 true
@@ -187,16 +208,16 @@ impl Index {
         self.docs.shrink_to_fit();
     }
 
-    /// The index without the entries of deleted documents: every run rewritten from its live
-    /// entries (in order, so the delta coding holds), sized to fit.
-    pub fn compacted(&self) -> Index {
+    /// The index without the entries of deleted documents, and the ids this made vacant:
+    /// every run rewritten from its live entries (in order), sized to fit.
+    pub fn compacted(&self) -> (Index, Vec<u32>) {
         let bytes = self.codec.residual_bytes();
         let runs = (0..self.runs.len())
             .into_par_iter()
             .map(|c| {
                 let mut run = Run::default();
                 self.scan(c, |doc, residual| {
-                    if self.docs[doc as usize].live {
+                    if self.docs[doc as usize].slot == Slot::Live {
                         run.push(doc, residual, bytes);
                     }
                 });
@@ -204,7 +225,21 @@ impl Index {
                 Arc::new(run)
             })
             .collect();
-        Index { runs, tokens_stored: self.tokens, ..self.clone() }
+        let mut docs = self.docs.clone();
+        let mut freed = Vec::new();
+        for (id, d) in docs.iter_mut().enumerate().filter(|(_, d)| d.slot == Slot::Dead) {
+            *d = Doc::default();
+            freed.push(id as u32);
+        }
+        let index = Index {
+            codec: self.codec.clone(),
+            runs,
+            docs,
+            live: self.live,
+            tokens: self.tokens,
+            tokens_stored: self.tokens,
+        };
+        (index, freed)
     }
 
     /// Calls `f(doc, residual)` for every entry of centroid `c`'s run, in order.
@@ -223,7 +258,7 @@ impl Index {
                     break;
                 }
             }
-            doc += delta;
+            doc = doc.wrapping_add(delta);
             f(doc, &entries[at..at + bytes]);
             at += bytes;
         }

@@ -128,7 +128,7 @@ impl Index {
                 for &c in &order[..nprobe] {
                     let base = row[c as usize];
                     self.scan(c as usize, |doc, residual| {
-                        if self.docs[doc as usize].live && allowed(doc) {
+                        if self.is_live(doc) && allowed(doc) {
                             let s: f32 = residual.iter().enumerate().map(|(j, &b)| table[j * 256 + b as usize]).sum();
                             seen.push((doc, base + s));
                         }
@@ -169,7 +169,7 @@ impl Index {
                 let (mut docs, mut vectors) = (Vec::new(), Vec::new());
                 let mut v = vec![0.0f32; dim];
                 self.scan(c, |doc, residual| {
-                    if self.docs[doc as usize].live && allowed(doc) {
+                    if self.is_live(doc) && allowed(doc) {
                         self.codec.decode(c as u32, residual, &mut v);
                         docs.push(doc);
                         vectors.extend_from_slice(&v);
@@ -197,7 +197,7 @@ impl Index {
             .iter()
             .map(|&n| {
                 let hits = (0..self.docs.len() as u32)
-                    .filter(|&d| self.docs[d as usize].live && allowed(d))
+                    .filter(|&d| self.is_live(d) && allowed(d))
                     .map(|doc| {
                         let row = &best[doc as usize * rows + first..][..n];
                         // A document with no tokens scores 0, as MaxSim over nothing.

@@ -94,7 +94,9 @@ fn bad_queries_and_documents_are_refused() {
     assert!(index.candidates(&[f32::NAN; 64], &params, &|_| true).is_err());
     assert!(index.candidates(&[0.1; 64], &SearchParams { nprobe: 0, ..params }, &|_| true).is_err());
     let (codes, residuals) = &encoded[0];
-    assert!(index.add(3, codes, residuals).is_err(), "ids must grow");
+    assert!(index.add(3, codes, residuals).is_err(), "a live id is taken");
+    index.delete(3);
+    assert!(index.add(3, codes, residuals).is_err(), "so is a deleted one until a compaction");
     assert!(index.add(50, codes, &residuals[1..]).is_err());
     assert!(index.add(50, &[u32::MAX], &residuals[..index.codec().residual_bytes()]).is_err());
 }
@@ -131,4 +133,37 @@ fn default_probing_grows_with_the_centroids() {
     assert_eq!(SearchParams::for_index(10, 16_384).nprobe, 16);
     assert_eq!(SearchParams::for_index(10, 32_768).nprobe, 32);
     assert_eq!(SearchParams::for_index(100, 65_536), SearchParams { nprobe: 96, ..SearchParams::for_k(100) });
+}
+
+#[test]
+fn ids_freed_by_a_compaction_take_new_documents_in_any_order() {
+    let (data, mut index, encoded) = small_index(120, 2);
+    // Delete the even documents, compact, and give their ids to the same documents shifted by
+    // two: each run then steps back to smaller ids as well as forward.
+    for d in (0..120).step_by(2) {
+        index.delete(d);
+    }
+    let dead = index.dead_tokens();
+    let (mut index, freed) = index.compacted();
+    assert_eq!(freed, (0..120).step_by(2).collect::<Vec<u32>>());
+    assert_eq!((index.dead_tokens(), index.len()), (0, 60));
+    assert!(dead > 0 && freed.iter().all(|&d| index.is_vacant(d)) && !index.is_vacant(1));
+    let mut now = encoded.clone();
+    for &d in freed.iter().rev() {
+        let from = (d as usize + 2) % 120;
+        now[d as usize] = encoded[from].clone();
+        index.add(d, &now[d as usize].0, &now[d as usize].1).unwrap();
+    }
+    assert_eq!((index.len(), index.tokens()), (120, now.iter().map(|(c, _)| c.len()).sum()));
+    let queries = data.queries(4, 8, 0.3, 9);
+    for (target, q) in &queries {
+        let want = naive_exact(&index, &now, q);
+        for h in &index.exact(&[q], 120, &|_| true).unwrap()[0] {
+            assert!((h.score as f64 - want[h.doc as usize]).abs() < 1e-4, "doc {}", h.doc);
+        }
+        // The query's source document now lives (also) under the id two below it.
+        let moved = ((*target + 118) % 120) as u32;
+        let found = index.candidates(q, &SearchParams::for_k(10), &|_| true).unwrap();
+        assert!(found.iter().any(|h| h.doc == moved || h.doc == *target as u32), "target {target}");
+    }
 }

@@ -62,11 +62,18 @@ impl Shard {
         vectors: &[Cow<'_, [f32]>],
         originals: &[Option<&[f16]>],
     ) -> Result<Vec<Tokens>> {
+        self.in_background(|| self.encode_here(codec, generation, vectors, originals))
+    }
+
+    fn encode_here(
+        &self,
+        codec: &Codec,
+        generation: u32,
+        vectors: &[Cow<'_, [f32]>],
+        originals: &[Option<&[f16]>],
+    ) -> Result<Vec<Tokens>> {
         let all: Vec<f32> = vectors.iter().flat_map(|v| v.iter().copied()).collect();
-        let (codes, residuals) = match encoding_pool(self.config.background_nice) {
-            Some(pool) => pool.install(|| codec.encode(&all))?,
-            None => codec.encode(&all)?,
-        };
+        let (codes, residuals) = codec.encode(&all)?;
         let (mut at, bytes, dim) = (0, codec.residual_bytes(), self.config.dim);
         Ok(vectors
             .iter()
@@ -87,6 +94,18 @@ impl Shard {
                 tokens
             })
             .collect())
+    }
+}
+
+impl Shard {
+    /// Runs `work` on the encoding pool, below the searches' CPU priority (`background_nice`):
+    /// a write's CPU work (encoding, and copying the runs it changes) then leaves the cores to
+    /// searches. Never for sled calls (see `exact_scores`).
+    pub(super) fn in_background<T: Send>(&self, work: impl FnOnce() -> T + Send) -> T {
+        match encoding_pool(self.config.background_nice) {
+            Some(pool) => pool.install(work),
+            None => work(),
+        }
     }
 }
 

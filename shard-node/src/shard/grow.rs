@@ -146,8 +146,9 @@ impl Shard {
                 tracing::info!(documents = (n + 1) * CHUNK, of = live.len(), generation, "retraining: re-encoding");
             }
         }
-        let limit = old.id_limit();
         // The switch: what was written or deleted since the snapshot, then the new generation.
+        // (No id live in the snapshot went to another document meanwhile: the snapshot is a
+        // view held, `ids.rs`; so a document live in both is the same one.)
         let _writer = locked(&self.writer);
         let now = self.view();
         let State::Ready { index: current, .. } = &*now else { unreachable!("a trained shard stays trained") };
@@ -155,7 +156,7 @@ impl Shard {
         gone.into_iter().for_each(|d| {
             index.delete(d);
         });
-        let since: Vec<u32> = (limit..current.id_limit()).filter(|&d| current.is_live(d)).collect();
+        let since: Vec<u32> = current.live_docs().filter(|&d| !old.is_live(d)).collect();
         for chunk in since.chunks(CHUNK) {
             self.reencode(&mut index, generation, &mut codecs, chunk)?;
         }
@@ -163,8 +164,12 @@ impl Shard {
         self.store.use_codec(generation)?;
         index.shrink_to_fit();
         let documents = index.len();
-        self.publish(State::Ready { index, generation });
-        drop(view);
+        let mut ids = self.ids();
+        let vacant: Vec<u32> = index.vacant_below(ids.limit()).collect();
+        let before = self.publish_anew(State::Ready { index, generation });
+        ids.reset(before, vacant);
+        drop(ids);
+        drop((now, view));
         let done = Retrained {
             generation,
             k,
@@ -202,8 +207,8 @@ impl Shard {
         Ok(out)
     }
 
-    /// Re-encodes documents `ids` (ascending, past every id in `index`) with `index`'s codec
-    /// of `generation` and adds them to it. A document replaced or deleted since it was read
+    /// Re-encodes documents `ids` (none of them in `index`) with `index`'s codec of
+    /// `generation` and adds them to it. A document replaced or deleted since it was read
     /// keeps its write: the swap fails and it is left out.
     pub(super) fn reencode(&self, index: &mut Index, generation: u32, codecs: &mut Codecs, ids: &[u32]) -> Result<()> {
         let mut stored = Vec::with_capacity(ids.len());
@@ -246,10 +251,18 @@ impl Shard {
         let view = self.view();
         let State::Ready { index, generation } = &*view else { return 0 };
         let (started, dead) = (Instant::now(), index.dead_tokens());
-        let next = State::Ready { index: index.compacted(), generation: *generation };
+        let (compacted, freed) = index.compacted();
+        let next = State::Ready { index: compacted, generation: *generation };
         drop(view);
-        self.publish(next);
-        tracing::info!(dead_tokens = dead, elapsed_ms = started.elapsed().as_millis() as u64, "compacted the runs");
+        let documents_freed = freed.len();
+        let before = self.publish_anew(next);
+        self.ids().park(before, freed);
+        tracing::info!(
+            dead_tokens = dead,
+            ids_freed = documents_freed,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "compacted the runs"
+        );
         dead
     }
 }

@@ -9,14 +9,16 @@
 //! Searches never wait for writes: the search layout is published as an immutable snapshot
 //! (`view`), and each write makes a copy-on-write clone of it, changes that, and swaps it in.
 //! Writes, training and codec switches take `writer`, one at a time; a search only takes the
-//! view's lock for as long as it takes to clone an `Arc`.
+//! view's lock for as long as it takes to clone an `Arc`. Internal ids of documents gone are
+//! given to new ones once no view that named the old ones is held (`ids.rs`).
 
 use std::collections::HashSet;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
 
 use crate::codec::Codec;
 use encoding::{originals, without_made_up_originals, Codecs};
+use ids::{Epoch, Ids, View};
 
 use crate::fields::FieldIndex;
 use crate::index::Index;
@@ -43,7 +45,7 @@ pub struct Found {
 /// its runs until a write changes them.
 #[derive(Clone)]
 enum State {
-    /// Raw vectors by internal id, in id order.
+    /// Raw vectors by internal id.
     Buffering(Vec<(u32, Arc<Vec<f32>>)>),
     Ready {
         index: Index,
@@ -55,15 +57,19 @@ pub struct Shard {
     config: ShardConfig,
     store: Store,
     /// The published search layout (see the module docs).
-    view: RwLock<Arc<State>>,
+    view: RwLock<View>,
     /// The documents' metadata fields, for filters; changed with each publish.
     fields: RwLock<FieldIndex>,
     /// One write, training, compaction or codec switch at a time.
     writer: Mutex<()>,
+    /// The internal ids new documents get (under `writer`).
+    ids: Mutex<Ids>,
     /// Salvaged: the documents the check found damaged (left out), and no writes.
     salvaged: Option<HashSet<u32>>,
     /// Set while a retraining runs.
     retraining: AtomicBool,
+    /// Searches that ran again on a newer view (`search.rs`).
+    retried: AtomicU64,
 }
 
 pub use config::ShardConfig;
@@ -121,6 +127,10 @@ impl Shard {
             tracing::info!(path = store.path(), expired, "forgot tombstones past their time to live");
         }
         let manifest = store.manifest();
+        let unused = match salvaged {
+            Some(_) => Vec::new(),
+            None => store.unused_ids()?,
+        };
         let mut fields = FieldIndex::default();
         for entry in store.documents() {
             let (id, doc) = match entry {
@@ -139,11 +149,13 @@ impl Shard {
         let shard = Shard {
             config,
             store,
-            view: RwLock::new(Arc::new(State::Buffering(Vec::new()))),
+            view: RwLock::new(View::new(State::Buffering(Vec::new()))),
             fields: RwLock::new(fields),
             writer: Mutex::new(()),
+            ids: Mutex::new(Ids::new(unused, manifest.next_id)),
             salvaged,
             retraining: AtomicBool::new(false),
+            retried: AtomicU64::new(0),
         };
         if manifest.codec == 0 {
             let mut raw = Vec::new();
@@ -169,12 +181,25 @@ impl Shard {
     }
 
     /// The search layout as of now; it stays as it is however long it is held.
-    fn view(&self) -> Arc<State> {
+    fn view(&self) -> View {
         self.view.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     fn publish(&self, state: State) {
-        *self.view.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(state);
+        let mut view = self.view.write().unwrap_or_else(PoisonError::into_inner);
+        *view = view.then(state);
+    }
+
+    /// Publishes `state` in a new epoch (after ids were freed); the epoch before it.
+    fn publish_anew(&self, state: State) -> Weak<Epoch> {
+        let mut view = self.view.write().unwrap_or_else(PoisonError::into_inner);
+        let (next, before) = view.then_anew(state);
+        *view = next;
+        before
+    }
+
+    fn ids(&self) -> MutexGuard<'_, Ids> {
+        locked(&self.ids)
     }
 
     fn fields(&self) -> std::sync::RwLockReadGuard<'_, FieldIndex> {
@@ -296,7 +321,22 @@ impl Shard {
                 docs.into_iter().map(|d| d.doc).zip(tokens).collect()
             }
         };
-        let written = self.store.upsert_versioned(&batch, &versions)?;
+        let given = self.ids().take(batch.len(), |id| match &*view {
+            State::Ready { index, .. } => index.is_vacant(id),
+            // Before training only ids no document had at start-up are reused.
+            State::Buffering(_) => true,
+        })?;
+        let written = match self.store.upsert_versioned(&batch, &versions, &given, |moves| view.record_moves(moves)) {
+            Ok(written) => written,
+            Err(e) => {
+                // A write that failed after its transaction (a flush) holds its ids still.
+                let held = |id: &u32| !matches!(self.store.external_id(*id), Ok(None));
+                self.ids().give_back(given.into_iter().filter(|id| !held(id)).collect());
+                return Err(e);
+            }
+        };
+        let used: HashSet<u32> = written.iter().flatten().map(|w| w.id).collect();
+        self.ids().give_back(given.into_iter().filter(|id| !used.contains(id)).collect());
         let applied: Vec<(Written, Tokens, _)> = written
             .into_iter()
             .zip(batch)
@@ -306,18 +346,22 @@ impl Shard {
         let written: Vec<Written> = applied.iter().map(|(w, _, _)| *w).collect();
         let mut next = State::clone(&view);
         drop(view);
-        let mut added = Vec::with_capacity(applied.len());
-        for (w, tokens, fields) in applied {
-            forget(&mut next, w.replaced);
-            match (&mut next, tokens) {
-                (State::Buffering(raw), Tokens::Raw(v)) => raw.push((w.id, Arc::new(v))),
-                (State::Ready { index, .. }, Tokens::Encoded { codes, residuals, .. }) => {
-                    index.add(w.id, &codes, &residuals)?
+        // The runs changed are copied (copy-on-write): CPU work a search should not wait for.
+        let added = self.in_background(|| -> Result<Vec<_>> {
+            let mut added = Vec::with_capacity(applied.len());
+            for (w, tokens, fields) in applied {
+                forget(&mut next, w.replaced);
+                match (&mut next, tokens) {
+                    (State::Buffering(raw), Tokens::Raw(v)) => raw.push((w.id, Arc::new(v))),
+                    (State::Ready { index, .. }, Tokens::Encoded { codes, residuals, .. }) => {
+                        index.add(w.id, &codes, &residuals)?
+                    }
+                    _ => unreachable!("tokens were made for this state above"),
                 }
-                _ => unreachable!("tokens were made for this state above"),
+                added.push((w, fields));
             }
-            added.push((w, fields));
-        }
+            Ok(added)
+        })?;
         {
             let mut index = self.fields.write().unwrap_or_else(PoisonError::into_inner);
             for (w, fields) in added {
@@ -334,8 +378,10 @@ impl Shard {
     pub fn delete(&self, ids: &[String], version: u64) -> Result<usize> {
         let _writer = locked(&self.writer);
         self.check_writable()?;
-        let removed = self.store.delete_versioned(ids, version)?;
-        let mut next = State::clone(&self.view());
+        let view = self.view();
+        let removed = self.store.delete_versioned(ids, version, |moves| view.record_moves(moves))?;
+        let mut next = State::clone(&view);
+        drop(view);
         removed.iter().for_each(|&id| forget(&mut next, Some(id)));
         let mut fields = self.fields.write().unwrap_or_else(PoisonError::into_inner);
         removed.iter().for_each(|&id| fields.remove(id));
@@ -427,6 +473,11 @@ impl Shard {
         crate::index::SearchParams::for_index(k, centroids)
     }
 
+    /// Searches so far that had to run again on a newer view (see `search.rs`).
+    pub fn retried_searches(&self) -> u64 {
+        self.retried.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn config(&self) -> &ShardConfig {
         &self.config
     }
@@ -461,6 +512,7 @@ mod encoding;
 mod grow;
 #[cfg(test)]
 mod grow_tests;
+mod ids;
 mod search;
 #[cfg(test)]
 mod tests;

@@ -9,8 +9,11 @@
 //!
 //! "Exactly" means MaxSim against the originals the shard keeps (`keep_originals`), so the
 //! answer equals exhaustive MaxSim over the documents scored; only which documents are
-//! scored is left to the compressed index. A search runs on the view it started with, and
-//! again on a newer one if documents it found were rewritten meanwhile (`consistent`).
+//! scored is left to the compressed index. A search runs on the view it started with; a
+//! document of it replaced since is scored as its newer version, one deleted since is left
+//! out (`follow`), and where the store cannot yet say which (a write between its commit and
+//! its record; or, with a metadata filter, any replacement, whose new fields the view cannot
+//! judge) the search runs again on a newer view (`consistent`).
 
 use std::collections::HashSet;
 
@@ -18,6 +21,7 @@ use proto::v1::Filter;
 use rayon::prelude::*;
 
 use super::encoding::{vectors, Codecs};
+use super::ids::View;
 use super::{Found, Shard, State};
 use crate::fields::Context;
 use crate::index::{top_k, Hit, Index, SearchParams, MAX_NPROBE};
@@ -25,6 +29,40 @@ use crate::{Error, Result};
 
 /// Documents read from the store and scored at a time by exact scoring.
 const CHUNK: usize = 4096;
+
+/// What a search does with a document of its view that was replaced since.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Replaced {
+    /// Scores the newer version.
+    Follow,
+    /// Runs again on a newer view.
+    Retry,
+}
+
+/// What the store holds now for a document of a view.
+enum Followed<T> {
+    /// Under this id: the document's, or its newer version's.
+    At(u32, T),
+    Deleted,
+    /// Gone, and no write has said where yet.
+    Unknown,
+}
+
+/// Reads document `doc` of `view` with `read`, following it through the replacements made
+/// since the view to the version the store has.
+fn follow<T>(view: &View, mut doc: u32, read: impl Fn(u32) -> Result<Option<T>>) -> Result<Followed<T>> {
+    loop {
+        if let Some(found) = read(doc)? {
+            return Ok(Followed::At(doc, found));
+        }
+        // No cycle: an id replaced is not given out again while a view naming it is held.
+        match view.moved(doc) {
+            Some(Some(next)) => doc = next,
+            Some(None) => return Ok(Followed::Deleted),
+            None => return Ok(Followed::Unknown),
+        }
+    }
+}
 
 impl Shard {
     /// The internal ids `filter` allows in `view` (`None`: no filter, every document).
@@ -61,15 +99,16 @@ impl Shard {
         self.consistent(|view| self.search_in(view, query, params, filter))
     }
 
-    /// Runs `f` on the current view until it answers: a view whose documents were replaced or
-    /// deleted since it was taken answers `None` (their tokens or ids are gone from the store),
-    /// and `f` runs again on a newer one. The third try holds the writer lock, so that a search
-    /// among documents rewritten without pause still ends.
-    fn consistent<T>(&self, f: impl Fn(&State) -> Result<Option<T>>) -> Result<T> {
+    /// Runs `f` on the current view until it answers: `None` says a document of the view is
+    /// gone from the store in a way it could not follow (see the module docs), and `f` runs
+    /// again on a newer view. The third try holds the writer lock, so that a search among
+    /// documents rewritten without pause still ends.
+    fn consistent<T>(&self, f: impl Fn(&View) -> Result<Option<T>>) -> Result<T> {
         for _ in 0..2 {
             if let Some(answer) = f(&self.view())? {
                 return Ok(answer);
             }
+            self.retried.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         let _writer = super::locked(&self.writer);
         f(&self.view())?.ok_or_else(|| Error::Corrupt {
@@ -80,7 +119,7 @@ impl Shard {
 
     fn search_in(
         &self,
-        view: &State,
+        view: &View,
         query: &[f32],
         params: &SearchParams,
         filter: Option<&Filter>,
@@ -89,7 +128,9 @@ impl Shard {
         let ok = |d: u32| allowed.as_ref().is_none_or(|s| s.contains(&d));
         let dim = self.config.dim;
         let wanted = params.candidates.max(params.k);
-        let hits = match view {
+        // A filtered search cannot judge a newer version's fields by this view.
+        let replaced = if filter.is_none() { Replaced::Follow } else { Replaced::Retry };
+        let hits = match &**view {
             State::Buffering(raw) => {
                 let hits = raw
                     .iter()
@@ -100,7 +141,7 @@ impl Shard {
             }
             State::Ready { index, generation } if allowed.as_ref().is_some_and(|a| a.len() <= wanted) => {
                 let docs: Vec<u32> = allowed.iter().flatten().copied().filter(|&d| index.is_live(d)).collect();
-                match self.exact_scores(index, *generation, &[query], &docs, params.k)? {
+                match self.exact_scores(view, (index, *generation), &[query], &docs, params.k, replaced)? {
                     Some(mut hits) => hits.remove(0),
                     None => return Ok(None),
                 }
@@ -120,13 +161,13 @@ impl Shard {
                     (Some(allowed), true) => allowed.iter().copied().filter(|&d| index.is_live(d)).collect(),
                     _ => candidates.iter().map(|c| c.doc).collect(),
                 };
-                match self.exact_scores(index, *generation, &[query], &docs, params.k)? {
+                match self.exact_scores(view, (index, *generation), &[query], &docs, params.k, replaced)? {
                     Some(mut hits) => hits.remove(0),
                     None => return Ok(None),
                 }
             }
         };
-        self.found(hits)
+        self.found(view, hits)
     }
 
     /// Exact MaxSim of each query against `docs` (internal ids of `index`'s documents): the
@@ -135,14 +176,15 @@ impl Shard {
     /// are read here, a chunk at a time (sled is used from this thread only: its deferred
     /// frees would otherwise sit in the pool's threads and keep the database locked after the
     /// shard is dropped), then scored on all cores. `None` if a document is gone from the
-    /// store (replaced or deleted since the view was taken).
+    /// store and `follow` cannot say where it went (with `Replaced::Retry`, if it was replaced).
     fn exact_scores(
         &self,
-        index: &Index,
-        generation: u32,
+        view: &View,
+        (index, generation): (&Index, u32),
         queries: &[&[f32]],
         docs: &[u32],
         k: usize,
+        replaced: Replaced,
     ) -> Result<Option<Vec<Vec<Hit>>>> {
         let scorers: Vec<_> =
             queries.iter().map(|q| kernels::cpu::QueryScorer::new(q, self.config.dim)).collect::<Result<_, _>>()?;
@@ -151,7 +193,12 @@ impl Shard {
         for chunk in docs.chunks(CHUNK) {
             let mut stored = Vec::with_capacity(chunk.len());
             for &doc in chunk {
-                let Some(tokens) = self.store.tokens(doc)? else { return Ok(None) };
+                let (doc, tokens) = match follow(view, doc, |d| self.store.tokens(d))? {
+                    Followed::At(now, _) if now != doc && replaced == Replaced::Retry => return Ok(None),
+                    Followed::At(now, tokens) => (now, tokens),
+                    Followed::Deleted => continue,
+                    Followed::Unknown => return Ok(None),
+                };
                 codecs.prepare(&tokens)?;
                 stored.push((doc, tokens));
             }
@@ -182,7 +229,7 @@ impl Shard {
         for q in queries {
             self.check_search(q, k)?;
         }
-        self.consistent(|view| match view {
+        self.consistent(|view| match &**view {
             State::Buffering(_) => {
                 let params = SearchParams::for_k(k);
                 queries.iter().map(|q| self.search_in(view, q, &params, filter)).collect()
@@ -191,21 +238,25 @@ impl Shard {
                 let allowed = self.allowed(view, filter)?;
                 let docs: Vec<u32> =
                     index.live_docs().filter(|d| allowed.as_ref().is_none_or(|s| s.contains(d))).collect();
-                match self.exact_scores(index, *generation, queries, &docs, k)? {
-                    Some(hits) => hits.into_iter().map(|hits| self.found(hits)).collect(),
+                let replaced = if filter.is_none() { Replaced::Follow } else { Replaced::Retry };
+                match self.exact_scores(view, (index, *generation), queries, &docs, k, replaced)? {
+                    Some(hits) => hits.into_iter().map(|hits| self.found(view, hits)).collect(),
                     None => Ok(None),
                 }
             }
         })
     }
 
-    /// The hits with their external ids; `None` if a document has none any more (replaced or
-    /// deleted since the view was taken).
-    fn found(&self, hits: Vec<Hit>) -> Result<Option<Vec<Found>>> {
+    /// The hits with their external ids (a document replaced since keeps its name; one
+    /// deleted since is left out); `None` if the store cannot say where one went.
+    fn found(&self, view: &View, hits: Vec<Hit>) -> Result<Option<Vec<Found>>> {
         let mut found = Vec::with_capacity(hits.len());
         for h in hits {
-            let Some(id) = self.store.external_id(h.doc)? else { return Ok(None) };
-            found.push(Found { id, score: h.score });
+            match follow(view, h.doc, |d| self.store.external_id(d))? {
+                Followed::At(_, id) => found.push(Found { id, score: h.score }),
+                Followed::Deleted => {}
+                Followed::Unknown => return Ok(None),
+            }
         }
         Ok(Some(found))
     }

@@ -116,6 +116,12 @@ fn key(id: u32) -> [u8; 4] {
     id.to_be_bytes()
 }
 
+/// The internal id a key of `ids` or `vectors` names.
+fn id_of(key: &[u8], path: &str) -> Result<u32> {
+    let corrupt = || Error::Corrupt { path: path.to_string(), reason: "a key of ids or vectors is not an id".into() };
+    Ok(u32::from_be_bytes(key.try_into().map_err(|_| corrupt())?))
+}
+
 impl Store {
     /// Opens (or creates) the store at `path` for vectors of `dim` at `nbits`. An existing
     /// store must have a sound manifest of this version and the same dim; its nbits wins.
@@ -223,22 +229,32 @@ impl Store {
         &self.path
     }
 
-    /// Writes documents with their tokens at `versions[i]`: each replaces any document with the
-    /// same id, unless what the store holds for the id is as new or newer (then `None`).
-    pub fn upsert_versioned(&self, batch: &[(Document, Tokens)], versions: &[u64]) -> Result<Vec<Option<Written>>> {
+    /// Writes documents with their tokens at `versions[i]` under internal ids `given[i]` (ids
+    /// no stored document has: the shard hands them out, `shard/ids.rs`): each replaces any
+    /// document with the same external id, unless what the store holds for the id is as new or
+    /// newer (then `None`, and its internal id stays unused). `moved` hears of each internal id
+    /// replaced and by which, as soon as the transaction commits (before it is flushed).
+    pub fn upsert_versioned(
+        &self,
+        batch: &[(Document, Tokens)],
+        versions: &[u64],
+        given: &[u32],
+        moved: impl FnOnce(&[(u32, Option<u32>)]),
+    ) -> Result<Vec<Option<Written>>> {
+        assert_eq!(given.len(), batch.len(), "one internal id per document");
         let mut head = self.head();
-        let start = head.manifest.next_id;
-        if start as usize + batch.len() >= u32::MAX as usize {
-            return Err(Error::BadInput("the shard has run out of internal ids".into()));
-        }
-        let manifest = Manifest { next_id: start + batch.len() as u32, ..head.manifest };
+        let limit = given.iter().map(|&id| id as u64 + 1).max().unwrap_or(0);
+        let next_id = u32::try_from(limit.max(head.manifest.next_id as u64))
+            .map_err(|_| Error::BadInput("the shard has run out of internal ids".into()))?;
+        let manifest = Manifest { next_id, ..head.manifest };
         let (path, before) = (&self.path, head.tally);
         let trees = (&self.docs, &self.ids, &self.vectors, &self.meta, &self.versions);
         let result = trees.transaction(|(docs, ids, vectors, meta, known)| {
             let mut written: Vec<Option<Written>> = Vec::with_capacity(batch.len());
+            let mut moves = Vec::new();
             let mut tally = before.next();
             for (i, ((doc, tokens), &version)) in batch.iter().zip(versions).enumerate() {
-                let id = start + i as u32;
+                let id = given[i];
                 let record = versions::read(known, &doc.id, path)?;
                 // The same id twice in one batch (one version): the later one wins.
                 let again = batch[..i].iter().zip(&written).any(|((d, _), w)| w.is_some() && d.id == doc.id);
@@ -258,8 +274,14 @@ impl Store {
                 if let Some(old) = replaced {
                     ids.remove(&key(old))?;
                     vectors.remove(&key(old))?;
+                    moves.push((old, Some(id)));
                 }
-                ids.insert(&key(id), doc.id.as_bytes())?;
+                if let Some(holder) = ids.insert(&key(id), doc.id.as_bytes())? {
+                    // Never expected: an id in use given again would merge two documents.
+                    let holder = String::from_utf8_lossy(&holder).into_owned();
+                    let reason = format!("internal id {id} given to {:?} belongs to {holder:?}", doc.id);
+                    return Err(ConflictableTransactionError::Abort(Error::Corrupt { path: path.clone(), reason }));
+                }
                 vectors.insert(&key(id), tokens.to_bytes())?;
                 // A document given twice in one batch: the later one wins, the earlier is gone.
                 for w in written.iter_mut() {
@@ -271,9 +293,10 @@ impl Store {
             }
             meta.insert("manifest", manifest.to_bytes())?;
             meta.insert(check::TALLY, tally.to_bytes())?;
-            Ok::<_, ConflictableTransactionError<Error>>((written, tally))
+            Ok::<_, ConflictableTransactionError<Error>>((written, tally, moves))
         });
-        let (written, tally) = result.map_err(transaction_error)?;
+        let (written, tally, moves) = result.map_err(transaction_error)?;
+        moved(&moves);
         self.db.flush()?;
         head.manifest = manifest;
         self.acknowledged(&mut head, tally)?;
@@ -282,8 +305,14 @@ impl Store {
 
     /// Removes documents by external id at `version`, leaving a tombstone at that version
     /// (version 0: none, and what was known of the id is forgotten); an id the store holds a
-    /// write as new or newer of is left as it is. Returns the internal ids that were live.
-    pub fn delete_versioned(&self, external: &[String], version: u64) -> Result<Vec<u32>> {
+    /// write as new or newer of is left as it is. Returns the internal ids that were live;
+    /// `moved` hears of them as soon as the transaction commits.
+    pub fn delete_versioned(
+        &self,
+        external: &[String],
+        version: u64,
+        moved: impl FnOnce(&[(u32, Option<u32>)]),
+    ) -> Result<Vec<u32>> {
         let mut head = self.head();
         let (path, now, before) = (&self.path, versions::now_ms(), head.tally);
         let trees = (&self.docs, &self.ids, &self.vectors, &self.versions, &self.meta);
@@ -307,6 +336,7 @@ impl Store {
             Ok::<_, ConflictableTransactionError<Error>>((removed, tally))
         });
         let (removed, tally) = result.map_err(transaction_error)?;
+        moved(&removed.iter().map(|&id| (id, None)).collect::<Vec<_>>());
         self.db.flush()?;
         self.acknowledged(&mut head, tally)?;
         Ok(removed)
@@ -416,6 +446,19 @@ impl Store {
         Ok(out)
     }
 
+    /// The internal ids below the manifest's `next_id` that no stored document has.
+    pub fn unused_ids(&self) -> Result<Vec<u32>> {
+        let mut unused = Vec::new();
+        let mut expected = 0u32;
+        for k in self.ids.iter().keys() {
+            let id = id_of(&k?, &self.path)?;
+            unused.extend(expected..id);
+            expected = id + 1;
+        }
+        unused.extend(expected..self.manifest().next_id);
+        Ok(unused)
+    }
+
     /// The external id of an internal one.
     pub fn external_id(&self, id: u32) -> Result<Option<String>> {
         Ok(self.ids.get(key(id))?.map(|v| String::from_utf8_lossy(&v).into_owned()))
@@ -440,10 +483,7 @@ impl Store {
     pub fn all_tokens(&self) -> impl Iterator<Item = Result<(u32, Tokens)>> + '_ {
         self.vectors.iter().map(|entry| {
             let (k, v) = entry?;
-            let id = u32::from_be_bytes(k.as_ref().try_into().map_err(|_| Error::Corrupt {
-                path: self.path.clone(),
-                reason: "a vectors key is not an id".into(),
-            })?);
+            let id = id_of(&k, &self.path)?;
             Ok((id, Tokens::from_bytes(&v, &format!("tokens of document {id}"), &self.path)?))
         })
     }

@@ -4,12 +4,19 @@ use crate::codec::Codec;
 /// Unversioned writes, which always apply (what the tests from before versions exercise).
 impl Store {
     fn upsert(&mut self, batch: &[(Document, Tokens)]) -> Result<Vec<Written>> {
-        let written = self.upsert_versioned(batch, &vec![0; batch.len()])?;
+        let written = self.versioned(batch, &vec![0; batch.len()])?;
         Ok(written.into_iter().map(|w| w.expect("unversioned writes always apply")).collect())
     }
 
+    /// A write under fresh internal ids, past every one handed out.
+    fn versioned(&self, batch: &[(Document, Tokens)], versions: &[u64]) -> Result<Vec<Option<Written>>> {
+        let next = self.manifest().next_id;
+        let ids: Vec<u32> = (next..next + batch.len() as u32).collect();
+        self.upsert_versioned(batch, versions, &ids, |_| {})
+    }
+
     fn delete(&mut self, external: &[String]) -> Result<Vec<u32>> {
-        self.delete_versioned(external, 0)
+        self.delete_versioned(external, 0, |_| {})
     }
 }
 
@@ -119,22 +126,22 @@ fn versioned_writes_apply_only_when_newer_and_tombstones_hold_until_purged() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), 4, 2).unwrap();
     let raw = || Tokens::Raw(vec![1.0; 4]);
-    let w = store.upsert_versioned(&[(doc("a", "v5"), raw()), (doc("b", "v5"), raw())], &[5, 5]).unwrap();
+    let w = store.versioned(&[(doc("a", "v5"), raw()), (doc("b", "v5"), raw())], &[5, 5]).unwrap();
     assert!(w.iter().all(Option::is_some));
     // Older and equal versions are refused; a newer one replaces.
-    assert_eq!(store.upsert_versioned(&[(doc("a", "v3"), raw())], &[3]).unwrap(), [None]);
-    assert_eq!(store.upsert_versioned(&[(doc("a", "v5 again"), raw())], &[5]).unwrap(), [None]);
-    assert!(store.upsert_versioned(&[(doc("a", "v7"), raw())], &[7]).unwrap()[0].is_some());
+    assert_eq!(store.versioned(&[(doc("a", "v3"), raw())], &[3]).unwrap(), [None]);
+    assert_eq!(store.versioned(&[(doc("a", "v5 again"), raw())], &[5]).unwrap(), [None]);
+    assert!(store.versioned(&[(doc("a", "v7"), raw())], &[7]).unwrap()[0].is_some());
     assert_eq!(store.get("a").unwrap().unwrap().1.text, "v7");
     // A delete older than the document does nothing; a newer one leaves a tombstone that
     // refuses every older write, and a newer write brings the document back.
-    assert!(store.delete_versioned(&["a".into()], 6).unwrap().is_empty());
-    assert_eq!(store.delete_versioned(&["a".into()], 8).unwrap().len(), 1);
-    assert_eq!(store.upsert_versioned(&[(doc("a", "v7"), raw())], &[7]).unwrap(), [None]);
+    assert!(store.delete_versioned(&["a".into()], 6, |_| {}).unwrap().is_empty());
+    assert_eq!(store.delete_versioned(&["a".into()], 8, |_| {}).unwrap().len(), 1);
+    assert_eq!(store.versioned(&[(doc("a", "v7"), raw())], &[7]).unwrap(), [None]);
     assert_eq!(store.get("a").unwrap(), None);
     assert_eq!(store.record("a").unwrap().map(|r| (r.version, r.deleted_at.is_some())), Some((8, true)));
     // The same id twice in one batch: the later one wins.
-    let w = store.upsert_versioned(&[(doc("c", "first"), raw()), (doc("c", "second"), raw())], &[9, 9]).unwrap();
+    let w = store.versioned(&[(doc("c", "first"), raw()), (doc("c", "second"), raw())], &[9, 9]).unwrap();
     assert_eq!(w.iter().filter(|w| w.is_some()).count(), 1);
     assert_eq!(store.get("c").unwrap().unwrap().1.text, "second");
     // Tombstones outlive a reopen until purged; unversioned writes always apply.
@@ -143,12 +150,12 @@ fn versioned_writes_apply_only_when_newer_and_tombstones_hold_until_purged() {
     assert_eq!(store.purge_tombstones(1).unwrap(), 0, "the tombstone is newer than 1 ms after 1970");
     assert_eq!(store.purge_tombstones(u64::MAX).unwrap(), 1);
     assert_eq!(store.record("a").unwrap(), None);
-    assert!(store.upsert_versioned(&[(doc("b", "unversioned"), raw())], &[0]).unwrap()[0].is_some());
+    assert!(store.versioned(&[(doc("b", "unversioned"), raw())], &[0]).unwrap()[0].is_some());
     assert_eq!(store.record("b").unwrap(), None, "an unversioned write leaves no version");
     // The versions list walks live documents and tombstones together, in id order, a page at
     // a time; the identity made at creation outlives a reopen.
-    store.delete_versioned(&["b".into(), "0-never-written".into()], 10).unwrap();
-    assert!(store.upsert_versioned(&[(doc("e", "unversioned"), raw())], &[0]).unwrap()[0].is_some());
+    store.delete_versioned(&["b".into(), "0-never-written".into()], 10, |_| {}).unwrap();
+    assert!(store.versioned(&[(doc("e", "unversioned"), raw())], &[0]).unwrap()[0].is_some());
     let listed = |store: &Store, after: &str, limit| -> Vec<(String, u64, bool)> {
         let page = store.versions_after(after, limit).unwrap();
         page.into_iter().map(|(id, r)| (id, r.version, r.deleted_at.is_some())).collect()
@@ -189,10 +196,10 @@ proptest::proptest! {
             let store = Store::open(dir.path(), 4, 2).unwrap();
             for (id, version, delete) in order {
                 if *delete {
-                    store.delete_versioned(std::slice::from_ref(id), *version).unwrap();
+                    store.delete_versioned(std::slice::from_ref(id), *version, |_| {}).unwrap();
                 } else {
                     let text = format!("{id} at {version}");
-                    store.upsert_versioned(&[(doc(id, &text), Tokens::Raw(vec![0.0; 4]))], &[*version]).unwrap();
+                    store.versioned(&[(doc(id, &text), Tokens::Raw(vec![0.0; 4]))], &[*version]).unwrap();
                 }
             }
             let held = (0..4).map(|i| {
@@ -253,4 +260,24 @@ fn a_store_that_lost_acknowledged_writes_is_refused() {
         err.to_string().contains("sled recovered an older state: it holds 1 durable writes, 2 were acknowledged"),
         "{err}"
     );
+}
+
+#[test]
+fn ids_no_document_has_are_found_and_one_in_use_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path(), 4, 2).unwrap();
+    let batch: Vec<_> = ["a", "b", "c", "d"].iter().map(|id| (doc(id, "x"), Tokens::Raw(vec![1.0; 4]))).collect();
+    store.upsert(&batch).unwrap();
+    store.delete(&["b".into(), "d".into()]).unwrap();
+    store.upsert(&[(doc("a", "again"), Tokens::Raw(vec![2.0; 4]))]).unwrap();
+    assert_eq!(store.unused_ids().unwrap(), [0, 1, 3], "a was 0 and is 4 now");
+    let err = store.upsert_versioned(&[(doc("e", "x"), Tokens::Raw(vec![0.0; 4]))], &[0], &[2], |_| {}).unwrap_err();
+    assert!(err.to_string().contains("internal id 2 given to \"e\" belongs to \"c\""), "{err}");
+    assert_eq!(store.get("e").unwrap(), None, "the refused write left nothing");
+    let w = store.upsert_versioned(&[(doc("e", "x"), Tokens::Raw(vec![0.0; 4]))], &[0], &[1], |_| {}).unwrap();
+    assert_eq!(w, [Some(Written { id: 1, replaced: None })]);
+    drop(store);
+    let store = Store::open(dir.path(), 4, 2).unwrap();
+    assert_eq!(store.unused_ids().unwrap(), [0, 3]);
+    assert_eq!((store.get("e").unwrap().unwrap().0, store.manifest().next_id), (1, 5));
 }
