@@ -23,7 +23,7 @@ use ids::{Epoch, Ids, View};
 use crate::fields::FieldIndex;
 use crate::index::Index;
 use crate::store::versions::now_ms;
-use crate::store::{Document, Store, Tokens, Written};
+use crate::store::{Document, Store, Tokens};
 use crate::{Error, Result};
 
 /// A document to write: its text and metadata, its token vectors `[n, dim]`, and the write's
@@ -304,91 +304,6 @@ impl Shard {
         self.train_and_load(vectors, std::time::Instant::now()).map(drop)
     }
 
-    /// Writes documents (replacing any with the same id, unless the shard holds a write of the
-    /// id as new or newer); returns the writes that applied, once they are durable.
-    pub fn upsert(&self, docs: Vec<NewDocument>) -> Result<Vec<Written>> {
-        let _writer = locked(&self.writer);
-        self.check_writable()?;
-        docs.iter().try_for_each(|d| self.check_document(d))?;
-        let parsed = self.check_metadata(&docs)?;
-        let versions: Vec<u64> = docs.iter().map(|d| d.version).collect();
-        let view = self.view();
-        let batch: Vec<(Document, Tokens)> = match &*view {
-            State::Buffering(_) => docs.into_iter().map(|d| (d.doc, Tokens::Raw(d.vectors))).collect(),
-            State::Ready { index, generation } => {
-                let given: Vec<_> = docs.iter().map(|d| std::borrow::Cow::Borrowed(d.vectors.as_slice())).collect();
-                let tokens = self.encode(index.codec(), *generation, &given, &vec![None; docs.len()])?;
-                docs.into_iter().map(|d| d.doc).zip(tokens).collect()
-            }
-        };
-        let given = self.ids().take(batch.len(), |id| match &*view {
-            State::Ready { index, .. } => index.is_vacant(id),
-            // Before training only ids no document had at start-up are reused.
-            State::Buffering(_) => true,
-        })?;
-        let written = match self.store.upsert_versioned(&batch, &versions, &given, |moves| view.record_moves(moves)) {
-            Ok(written) => written,
-            Err(e) => {
-                // A write that failed after its transaction (a flush) holds its ids still.
-                let held = |id: &u32| !matches!(self.store.external_id(*id), Ok(None));
-                self.ids().give_back(given.into_iter().filter(|id| !held(id)).collect());
-                return Err(e);
-            }
-        };
-        let used: HashSet<u32> = written.iter().flatten().map(|w| w.id).collect();
-        self.ids().give_back(given.into_iter().filter(|id| !used.contains(id)).collect());
-        let applied: Vec<(Written, Tokens, _)> = written
-            .into_iter()
-            .zip(batch)
-            .zip(parsed)
-            .filter_map(|((w, (_, tokens)), fields)| Some((w?, tokens, fields)))
-            .collect();
-        let written: Vec<Written> = applied.iter().map(|(w, _, _)| *w).collect();
-        let mut next = State::clone(&view);
-        drop(view);
-        // The runs changed are copied (copy-on-write): CPU work a search should not wait for.
-        let added = self.in_background(|| -> Result<Vec<_>> {
-            let mut added = Vec::with_capacity(applied.len());
-            for (w, tokens, fields) in applied {
-                forget(&mut next, w.replaced);
-                match (&mut next, tokens) {
-                    (State::Buffering(raw), Tokens::Raw(v)) => raw.push((w.id, Arc::new(v))),
-                    (State::Ready { index, .. }, Tokens::Encoded { codes, residuals, .. }) => {
-                        index.add(w.id, &codes, &residuals)?
-                    }
-                    _ => unreachable!("tokens were made for this state above"),
-                }
-                added.push((w, fields));
-            }
-            Ok(added)
-        })?;
-        {
-            let mut index = self.fields.write().unwrap_or_else(PoisonError::into_inner);
-            for (w, fields) in added {
-                w.replaced.into_iter().for_each(|old| index.remove(old));
-                index.add(w.id, fields);
-            }
-            self.publish(next);
-        }
-        self.train_if_due()?;
-        Ok(written)
-    }
-
-    /// Deletes documents by id at `version` (0: unversioned); returns how many existed.
-    pub fn delete(&self, ids: &[String], version: u64) -> Result<usize> {
-        let _writer = locked(&self.writer);
-        self.check_writable()?;
-        let view = self.view();
-        let removed = self.store.delete_versioned(ids, version, |moves| view.record_moves(moves))?;
-        let mut next = State::clone(&view);
-        drop(view);
-        removed.iter().for_each(|&id| forget(&mut next, Some(id)));
-        let mut fields = self.fields.write().unwrap_or_else(PoisonError::into_inner);
-        removed.iter().for_each(|&id| fields.remove(id));
-        self.publish(next);
-        Ok(removed.len())
-    }
-
     pub fn get(&self, id: &str) -> Result<Document> {
         self.store.get(id)?.map(|(_, d)| d).ok_or_else(|| Error::NotFound(id.to_string()))
     }
@@ -495,17 +410,6 @@ impl Shard {
     }
 }
 
-/// Takes document `id` (replaced or deleted) out of a state being made.
-fn forget(state: &mut State, id: Option<u32>) {
-    let Some(id) = id else { return };
-    match state {
-        State::Buffering(raw) => raw.retain(|(i, _)| *i != id),
-        State::Ready { index, .. } => {
-            index.delete(id);
-        }
-    }
-}
-
 mod checks;
 mod config;
 mod encoding;
@@ -516,3 +420,4 @@ mod ids;
 mod search;
 #[cfg(test)]
 mod tests;
+mod write;
