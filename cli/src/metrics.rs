@@ -171,10 +171,25 @@ pub fn encoder(metrics: encoder_node::service::Metrics) -> Extra {
         let m = metrics.clone();
         Box::pin(async move {
             [
-                gauge("jacolbert_encoder_queue_depth", "Requests waiting for the model.", m.queued() as u64),
+                gauge("jacolbert_encoder_queue_depth", "Texts waiting for the model or in it.", m.queued() as u64),
                 counter("jacolbert_encoder_batches_total", "Forward-pass batches run.", &m.counters.batches),
                 counter("jacolbert_encoder_batch_texts_total", "Texts in those batches.", &m.counters.batch_texts),
+                counter(
+                    "jacolbert_encoder_document_chunks_total",
+                    "Document forward passes (chunks of a batch, queries served between).",
+                    &m.counters.document_chunks,
+                ),
                 counter("jacolbert_encoder_refused_total", "Requests refused, queue full.", &m.counters.refused),
+                counter(
+                    "jacolbert_encoder_expired_total",
+                    "Requests dropped unrun: deadline passed or caller gone while they waited.",
+                    &m.counters.expired,
+                ),
+                gauge(
+                    "jacolbert_encoder_query_wait_chunks_max",
+                    "Most document chunks started while one query request waited.",
+                    m.counters.query_wait_chunks.load(std::sync::atomic::Ordering::Relaxed),
+                ),
             ]
             .concat()
         })

@@ -39,6 +39,10 @@ pub enum Error {
     #[error(transparent)]
     Kernel(#[from] kernels::Error),
 
+    /// The request's deadline passed, or its caller hung up, while it waited: it was not run.
+    #[error("the deadline passed while the request waited for the encoder; it was not run")]
+    Expired,
+
     /// The model directory's tokenizer files (vocab.txt, tokenizer_config.json, ...) are unusable.
     #[error("tokenizer files in {path} are unusable: {reason}")]
     Vocab { path: PathBuf, reason: String },
@@ -64,6 +68,7 @@ impl From<Error> for tonic::Status {
         let message = e.to_string();
         match e {
             Error::BadInput(_) => tonic::Status::invalid_argument(message),
+            Error::Expired => tonic::Status::deadline_exceeded(message),
             Error::Io { .. }
             | Error::Dictionary { .. }
             | Error::DictionaryNotFound { .. }

@@ -1,5 +1,6 @@
 //! The encoder node: text to token ids (`tokenizer`), and later ids to ColBERT vectors.
 
+mod batcher;
 pub mod error;
 pub mod model;
 pub mod service;

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use encoder_node::model::{ColbertModel, EncodeOptions};
-use encoder_node::service::{BatchConfig, EncoderService};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use encoder_node::service::{BatchConfig, EncoderService, Metrics};
 use proto::v1::encoder_client::EncoderClient;
 use proto::v1::encoder_server::EncoderServer;
 use proto::v1::{Dtype, EncodeRequest, InfoRequest, ScoreRequest};
@@ -18,15 +21,28 @@ fn model() -> Arc<ColbertModel> {
 }
 
 async fn serve(model: Arc<ColbertModel>, config: BatchConfig) -> EncoderClient<tonic::transport::Channel> {
+    serve_watched(model, config).await.0
+}
+
+/// `serve`, with the encoder's counters.
+async fn serve_watched(
+    model: Arc<ColbertModel>,
+    config: BatchConfig,
+) -> (EncoderClient<tonic::transport::Channel>, Metrics) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let service = EncoderServer::new(EncoderService::start(model, config));
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
-    EncoderClient::connect(format!("http://{addr}")).await.unwrap()
+    let service = EncoderService::start(model, config);
+    let metrics = service.metrics();
+    let service = EncoderServer::new(service);
+    tokio::spawn(tonic::transport::Server::builder().add_service(service).serve_with_incoming(
+        tokio_stream::StreamExt::map(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            // As the nodes serve (cli/src/roles.rs): without it each answer waits for a
+            // delayed ACK, some 40 ms.
+            |s| s.inspect(|s| s.set_nodelay(true).unwrap()),
+        ),
+    ));
+    (EncoderClient::connect(format!("http://{addr}")).await.unwrap(), metrics)
 }
 
 fn texts(list: &[&str]) -> Vec<String> {
@@ -82,9 +98,8 @@ async fn encoder_service_returns_the_models_vectors() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_queue_is_resource_exhausted() {
-    // One waiting request at most and one request per batch: while a batch runs, a burst must
-    // overflow the queue.
-    let config = BatchConfig { queue: 1, window_us: 1_000, max_texts: 8, ..Default::default() };
+    // Room for one request's texts: while one runs, a burst must overflow the queue.
+    let config = BatchConfig { queue_texts: 8, window_us: 1_000, max_texts: 8, ..Default::default() };
     let client = serve(model(), config).await;
     let mut calls = Vec::new();
     for _ in 0..64 {
@@ -100,4 +115,99 @@ async fn a_full_queue_is_resource_exhausted() {
     assert!(codes.iter().all(|c| matches!(c, Code::Ok | Code::ResourceExhausted)), "{codes:?}");
     assert!(codes.contains(&Code::ResourceExhausted), "{codes:?}");
     assert!(codes.contains(&Code::Ok), "{codes:?}");
+}
+
+/// A paragraph long enough that a document forward pass takes a while even on the tiny model.
+fn paragraph(i: usize) -> String {
+    format!("{i}番目の段落。東京都は日本の首都であり、人口は約千四百万人である。").repeat(6)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queries_wait_for_at_most_the_document_chunk_running() {
+    let config = BatchConfig { document_chunk: 2, max_texts: 64, ..Default::default() };
+    let (client, metrics) = serve_watched(model(), config).await;
+    let ask = |i: usize| {
+        let mut c = client.clone();
+        async move {
+            let t = Instant::now();
+            let texts = vec![format!("{i}番目の質問：東京都の人口は？")];
+            c.encode_queries(EncodeRequest { texts, dtype: 0 }).await.unwrap();
+            t.elapsed()
+        }
+    };
+    let mut idle = Vec::new();
+    for i in 0..10 {
+        idle.push(ask(i).await);
+    }
+    idle.sort();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Four bulk loaders, each sending 32 long documents at a time without pause.
+    let loaders: Vec<_> = (0..4)
+        .map(|l| {
+            let (mut c, stop) = (client.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut sent = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let texts = (0..32).map(|i| paragraph(l * 1000 + i)).collect();
+                    c.encode_documents(EncodeRequest { texts, dtype: 0 }).await.unwrap();
+                    sent += 1;
+                }
+                sent
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let chunks = || metrics.counters.document_chunks.load(Ordering::SeqCst);
+    let (mut waits, started) = (Vec::new(), chunks());
+    for i in 0..30 {
+        waits.push(ask(i).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Chunks started while a query waited in the encoder: at most the one starting as it
+    // arrived (the client's wait adds the gRPC hops, slow on a loaded machine).
+    let worst = metrics.counters.query_wait_chunks.load(Ordering::SeqCst);
+    stop.store(true, Ordering::SeqCst);
+    let mut batches = 0;
+    for l in loaders {
+        batches += l.await.unwrap();
+    }
+    let ran = chunks() - started;
+    waits.sort();
+    println!(
+        "30 queries beside {batches} document batches ({ran} chunks): at most {worst} chunks started while one \
+         waited; client waits p50 {:?}, max {:?} (idle p50 {:?})",
+        waits[15], waits[29], idle[5]
+    );
+    assert!(ran >= 30, "the loaders kept the encoder busy: {ran} chunks");
+    assert!(worst <= 1, "a query waited while {worst} document chunks started");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_whose_deadline_passes_while_it_waits_is_not_run() {
+    let config = BatchConfig { document_chunk: 8, max_texts: 8, ..Default::default() };
+    let (client, metrics) = serve_watched(model(), config).await;
+    let ahead: Vec<_> = (0..12)
+        .map(|r| {
+            let mut c = client.clone();
+            let texts = (0..8).map(|i| paragraph(r * 10 + i)).collect();
+            tokio::spawn(async move { c.encode_documents(EncodeRequest { texts, dtype: 0 }).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let mut late = tonic::Request::new(EncodeRequest { texts: vec![paragraph(999)], dtype: 0 });
+    late.set_timeout(Duration::from_millis(5));
+    let status = client.clone().encode_documents(late).await.unwrap_err();
+    // The client gives up at its deadline (tonic says Cancelled), or the encoder answers first.
+    assert!(matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled), "{status:?}");
+    for call in ahead {
+        call.await.unwrap().unwrap();
+    }
+    // The batcher reaches the late request after the others and drops it unrun.
+    let until = Instant::now() + Duration::from_secs(10);
+    while metrics.counters.expired.load(Ordering::SeqCst) == 0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(metrics.counters.expired.load(Ordering::SeqCst), 1);
+    assert_eq!(metrics.counters.batch_texts.load(Ordering::SeqCst), 12 * 8, "the late text was never encoded");
+    assert_eq!(metrics.queued(), 0);
 }
