@@ -213,7 +213,7 @@ impl Default for LocalFile {
             data_dir: "data".into(),
             shards: None,
             device: "auto".into(),
-            batching: BatchConfig::default(),
+            batching: BatchConfig { query_cache: 4096, ..Default::default() },
             index: ShardConfig::default(),
             limits: RouterConfig::default(),
         }

@@ -185,10 +185,22 @@ pub fn encoder(metrics: encoder_node::service::Metrics) -> Extra {
                     "Requests dropped unrun: deadline passed or caller gone while they waited.",
                     &m.counters.expired,
                 ),
+                metric(
+                    "counter",
+                    "jacolbert_encoder_query_cache_hits_total",
+                    "Queries answered from the query-embedding cache (0 without one).",
+                    m.cache.as_ref().map_or(0, |c| c.hits.load(Ordering::Relaxed)),
+                ),
+                metric(
+                    "counter",
+                    "jacolbert_encoder_query_cache_misses_total",
+                    "Queries the query-embedding cache did not hold.",
+                    m.cache.as_ref().map_or(0, |c| c.misses.load(Ordering::Relaxed)),
+                ),
                 gauge(
                     "jacolbert_encoder_query_wait_chunks_max",
                     "Most document chunks started while one query request waited.",
-                    m.counters.query_wait_chunks.load(std::sync::atomic::Ordering::Relaxed),
+                    m.counters.query_wait_chunks.load(Ordering::Relaxed),
                 ),
             ]
             .concat()

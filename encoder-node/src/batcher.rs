@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
+use crate::cache::QueryCache;
 use crate::model::ColbertModel;
 use crate::service::BatchConfig;
 use crate::{Error, Result};
@@ -74,8 +75,14 @@ pub(crate) struct Lanes {
     pub documents: mpsc::UnboundedReceiver<Job>,
 }
 
-pub(crate) async fn run(model: Arc<ColbertModel>, mut lanes: Lanes, config: BatchConfig, counters: Arc<Counters>) {
-    let batcher = Batcher { model, config, counters };
+pub(crate) async fn run(
+    model: Arc<ColbertModel>,
+    mut lanes: Lanes,
+    config: BatchConfig,
+    counters: Arc<Counters>,
+    cache: Option<Arc<QueryCache>>,
+) {
+    let batcher = Batcher { model, config, counters, cache };
     loop {
         let first = tokio::select! {
             biased;
@@ -97,6 +104,7 @@ struct Batcher {
     model: Arc<ColbertModel>,
     config: BatchConfig,
     counters: Arc<Counters>,
+    cache: Option<Arc<QueryCache>>,
 }
 
 impl Batcher {
@@ -132,13 +140,18 @@ impl Batcher {
     async fn forward(&self, kind: Kind, texts: Vec<String>, span: tracing::Span) -> Result<Vec<Vec<f32>>, String> {
         self.counters.batches.fetch_add(1, Ordering::Relaxed);
         self.counters.batch_texts.fetch_add(texts.len() as u64, Ordering::Relaxed);
-        let model = self.model.clone();
+        let (model, cache) = (self.model.clone(), self.cache.clone());
         let ran = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
             let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
-            match kind {
-                Kind::Queries => model.encode_queries(&texts).map(|e| e.into_iter().map(|q| q.vectors).collect()),
-                Kind::Documents => model.encode_documents(&texts).map(|e| e.into_iter().map(|d| d.vectors).collect()),
+            match (kind, cache) {
+                (Kind::Queries, Some(cache)) => cached_queries(&model, &cache, &texts),
+                (Kind::Queries, None) => {
+                    model.encode_queries(&texts).map(|e| e.into_iter().map(|q| q.vectors).collect())
+                }
+                (Kind::Documents, _) => {
+                    model.encode_documents(&texts).map(|e| e.into_iter().map(|d| d.vectors).collect())
+                }
             }
             .map_err(|e| format!("forward pass failed: {e}"))
         })
@@ -223,4 +236,20 @@ impl Batcher {
         }
         self.counters.expired.fetch_add(expired, Ordering::Relaxed);
     }
+}
+
+/// Queries' vectors from the cache where it has their input ids, the rest encoded (and cached).
+fn cached_queries(model: &ColbertModel, cache: &QueryCache, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+    let inputs: Vec<(Vec<u32>, Vec<u8>)> =
+        tracing::info_span!("encoder.tokenize").in_scope(|| texts.iter().map(|t| model.query_input(t)).collect());
+    let mut out: Vec<Option<Vec<f32>>> = inputs.iter().map(|(ids, _)| cache.get(ids)).collect();
+    let missing: Vec<usize> = (0..out.len()).filter(|&i| out[i].is_none()).collect();
+    if !missing.is_empty() {
+        let fresh = model.encode_query_inputs(missing.iter().map(|&i| inputs[i].clone()).collect())?;
+        for (&i, q) in missing.iter().zip(fresh) {
+            cache.put(q.ids, q.vectors.clone());
+            out[i] = Some(q.vectors);
+        }
+    }
+    Ok(out.into_iter().map(|v| v.expect("cached or encoded")).collect())
 }

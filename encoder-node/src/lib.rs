@@ -1,6 +1,7 @@
 //! The encoder node: text to token ids (`tokenizer`), and later ids to ColBERT vectors.
 
 mod batcher;
+mod cache;
 pub mod error;
 pub mod model;
 pub mod service;

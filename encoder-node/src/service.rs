@@ -5,7 +5,6 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use proto::v1::encoder_server::Encoder as EncoderRpc;
 use proto::v1::{Dtype, EncodeRequest, EncodeResponse, InfoRequest, InfoResponse, ScoreRequest, ScoreResponse};
@@ -18,6 +17,7 @@ use kernels::cuda::Backend;
 
 pub use crate::batcher::Counters;
 use crate::batcher::{Job, Kind, Lanes};
+pub use crate::cache::QueryCache;
 use crate::model::ColbertModel;
 
 /// Queue and batch limits (the `[batching]` table of the encoder's TOML config; a key left out
@@ -35,6 +35,9 @@ pub struct BatchConfig {
     pub document_chunk: usize,
     /// How long the batcher waits for more requests after the first.
     pub window_us: u64,
+    /// Query embeddings kept, by their exact input ids, least recently used out first (0: no
+    /// cache).
+    pub query_cache: usize,
     /// Texts one request may carry, and bytes per text.
     pub max_request_texts: usize,
     pub max_text_bytes: usize,
@@ -47,6 +50,7 @@ impl Default for BatchConfig {
             max_texts: 64,
             document_chunk: 4,
             window_us: 2_000,
+            query_cache: 0,
             max_request_texts: 256,
             max_text_bytes: 64 * 1024,
         }
@@ -61,12 +65,14 @@ pub struct EncoderService {
     room: Arc<Semaphore>,
     config: BatchConfig,
     counters: Arc<Counters>,
+    cache: Option<Arc<QueryCache>>,
 }
 
 /// A view of a running encoder for its metrics: its counters and its queue.
 #[derive(Clone)]
 pub struct Metrics {
     pub counters: Arc<Counters>,
+    pub cache: Option<Arc<QueryCache>>,
     room: Arc<Semaphore>,
     capacity: usize,
 }
@@ -78,21 +84,9 @@ impl Metrics {
     }
 }
 
-/// The caller's deadline, from its `grpc-timeout` header (an integer, then H, M, S, m, u or n).
+/// The caller's deadline, from its `grpc-timeout` header.
 fn deadline<T>(request: &Request<T>) -> Option<Instant> {
-    let value = request.metadata().get("grpc-timeout")?.to_str().ok()?;
-    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
-    let n: u64 = digits.parse().ok()?;
-    let timeout = match unit {
-        "H" => Duration::from_secs(n.saturating_mul(3600)),
-        "M" => Duration::from_secs(n.saturating_mul(60)),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    };
-    Instant::now().checked_add(timeout)
+    Instant::now().checked_add(proto::grpc_timeout(request.metadata())?)
 }
 
 impl EncoderService {
@@ -102,13 +96,15 @@ impl EncoderService {
         let (documents, document_lane) = mpsc::unbounded_channel();
         let counters = Arc::<Counters>::default();
         let lanes = Lanes { queries: query_lane, documents: document_lane };
-        tokio::spawn(crate::batcher::run(model.clone(), lanes, config, counters.clone()));
+        let cache = QueryCache::new(config.query_cache).map(Arc::new);
+        tokio::spawn(crate::batcher::run(model.clone(), lanes, config, counters.clone(), cache.clone()));
         let room = Arc::new(Semaphore::new(config.queue_texts.max(1)));
-        EncoderService { model, queries, documents, room, config, counters }
+        EncoderService { model, queries, documents, room, config, counters, cache }
     }
 
     pub fn metrics(&self) -> Metrics {
-        Metrics { counters: self.counters.clone(), room: self.room.clone(), capacity: self.config.queue_texts.max(1) }
+        let (counters, cache, room) = (self.counters.clone(), self.cache.clone(), self.room.clone());
+        Metrics { counters, cache, room, capacity: self.config.queue_texts.max(1) }
     }
 
     fn check(&self, texts: &[String]) -> Result<(), Status> {

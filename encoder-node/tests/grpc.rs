@@ -211,3 +211,38 @@ async fn a_request_whose_deadline_passes_while_it_waits_is_not_run() {
     assert_eq!(metrics.counters.batch_texts.load(Ordering::SeqCst), 12 * 8, "the late text was never encoded");
     assert_eq!(metrics.queued(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_query_cache_answers_repeated_queries_with_the_models_vectors() {
+    let model = model();
+    let (mut client, metrics) =
+        serve_watched(model.clone(), BatchConfig { query_cache: 2, ..Default::default() }).await;
+    let cache = metrics.cache.clone().expect("a cache of 2");
+    let ask = |text: &str| {
+        let request = EncodeRequest { texts: texts(&[text]), dtype: 0 };
+        let mut c = client.clone();
+        async move { Matrix::from_tensor(c.encode_queries(request).await.unwrap().into_inner().embeddings.first()).unwrap() }
+    };
+    let (a, b, c) = ("東京都の人口は？", "富士山の高さ", "猫の鳴き声");
+    let first = ask(a).await;
+    let again = ask(a).await;
+    assert_eq!(first.values, model.encode_queries(&[a]).unwrap()[0].vectors);
+    assert_eq!(again.values, first.values, "a hit gives what the model gave");
+    let counts = || (cache.hits.load(Ordering::SeqCst), cache.misses.load(Ordering::SeqCst));
+    assert_eq!(counts(), (1, 1));
+    // The key is the input ids: a text NFKC makes the same (an ASCII "?" for "？") hits.
+    ask("東京都の人口は?").await;
+    assert_eq!(counts(), (2, 1));
+    ask(b).await;
+    ask(c).await;
+    assert_eq!((cache.len(), counts()), (2, (2, 3)));
+    ask(a).await;
+    assert_eq!(counts(), (2, 4), "a was the least recently used and went");
+    // Two texts in one request: a cached, b gone since (c was used later).
+    let both = client.encode_queries(EncodeRequest { texts: texts(&[a, b]), dtype: 0 }).await.unwrap().into_inner();
+    assert_eq!(
+        Matrix::from_tensor(both.embeddings.get(1)).unwrap().values,
+        model.encode_queries(&[b]).unwrap()[0].vectors
+    );
+    assert_eq!(counts(), (3, 5));
+}

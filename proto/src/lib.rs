@@ -13,9 +13,49 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("jaco
 /// read (`ShardStats.store`); a replica holding another answers FAILED_PRECONDITION.
 pub const STORE_HEADER: &str = "jacolbert-store";
 
+/// The timeout a caller set on a request: its `grpc-timeout` header (at most 8 digits, then
+/// H, M, S, m, u or n), if it has a sound one.
+pub fn grpc_timeout(metadata: &tonic::metadata::MetadataMap) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok().filter(|_| digits.len() <= 8)?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
 pub mod filter_json;
 pub mod gate;
 mod tensor;
 pub mod trace;
 
 pub use tensor::{Matrix, TensorError};
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    fn timeout(value: &str) -> Option<Duration> {
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        metadata.insert("grpc-timeout", value.parse().unwrap());
+        super::grpc_timeout(&metadata)
+    }
+
+    #[test]
+    fn grpc_timeouts_parse() {
+        assert_eq!(timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(timeout("3S"), Some(Duration::from_secs(3)));
+        assert_eq!(timeout("1H"), Some(Duration::from_secs(3600)));
+        for bad in ["m", "12", "123456789m", "5x", "-5m"] {
+            assert_eq!(timeout(bad), None, "{bad}");
+        }
+        assert_eq!(super::grpc_timeout(&tonic::metadata::MetadataMap::new()), None);
+    }
+}

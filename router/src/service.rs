@@ -168,7 +168,7 @@ impl Router {
 
     /// The caller's deadline (`grpc-timeout`), or the default.
     fn deadline<T>(&self, request: &Request<T>) -> Instant {
-        let given = request.metadata().get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout);
+        let given = proto::grpc_timeout(request.metadata());
         let default = Duration::from_millis(self.config.default_deadline_ms);
         Instant::now() + given.unwrap_or(default).min(default * 6)
     }
@@ -180,7 +180,9 @@ impl Router {
         deadline: Instant,
     ) -> Result<Vec<proto::v1::Tensor>, Error> {
         let mut encoder = self.encoder();
-        let request = proto::trace::traced(EncodeRequest { texts, dtype: Dtype::F16 as i32 });
+        let mut request = proto::trace::traced(EncodeRequest { texts, dtype: Dtype::F16 as i32 });
+        // The encoder drops what is past this before running it.
+        request.set_timeout(remaining(deadline));
         let call = async {
             match queries {
                 true => encoder.encode_queries(request).await,
@@ -331,21 +333,6 @@ impl Router {
     }
 }
 
-/// `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n).
-fn parse_grpc_timeout(value: &str) -> Option<Duration> {
-    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
-    let n: u64 = digits.parse().ok().filter(|_| digits.len() <= 8)?;
-    Some(match unit {
-        "H" => Duration::from_secs(n * 3600),
-        "M" => Duration::from_secs(n * 60),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
-}
-
 #[tonic::async_trait]
 impl Search for Router {
     async fn search(&self, request: Request<SearchRequest>) -> Result<Response<SearchResponse>, Status> {
@@ -438,19 +425,4 @@ fn member_name() -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "router".into());
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
     format!("{host}-{}-{nanos:08x}", std::process::id())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grpc_timeouts_parse() {
-        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_grpc_timeout("3S"), Some(Duration::from_secs(3)));
-        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
-        for bad in ["", "m", "12", "123456789m", "5x", "-5m"] {
-            assert_eq!(parse_grpc_timeout(bad), None, "{bad}");
-        }
-    }
 }

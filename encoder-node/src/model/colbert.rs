@@ -189,6 +189,11 @@ impl ColbertModel {
     pub fn encode_queries(&self, texts: &[&str]) -> Result<Vec<QueryEmbedding>> {
         let inputs: Vec<(Vec<u32>, Vec<u8>)> =
             tracing::info_span!("encoder.tokenize").in_scope(|| texts.iter().map(|t| self.query_input(t)).collect());
+        self.encode_query_inputs(inputs)
+    }
+
+    /// `encode_queries` from inputs already made (`query_input`).
+    pub fn encode_query_inputs(&self, inputs: Vec<(Vec<u32>, Vec<u8>)>) -> Result<Vec<QueryEmbedding>> {
         let outputs = self.encode(&inputs, self.tokenizer.specials().mask, |_| true)?;
         Ok(inputs
             .into_iter()
