@@ -51,7 +51,17 @@ fn naive(query: &[f32], doc: &[f32]) -> f64 {
 
 /// The top `k` of every document by `naive`, as (id, score).
 fn oracle(data: &Collection, ids: impl Iterator<Item = usize>, query: &[f32], k: usize) -> Vec<(String, f64)> {
-    let mut all: Vec<(String, f64)> = ids.map(|i| (format!("d{i}"), naive(query, data.doc(i)))).collect();
+    oracle_of(data, ids.map(|i| (i, i)), query, k)
+}
+
+/// `oracle`, where document `d{i}` holds the vectors of `data.doc(from)`, for each (i, from).
+fn oracle_of(
+    data: &Collection,
+    docs: impl Iterator<Item = (usize, usize)>,
+    query: &[f32],
+    k: usize,
+) -> Vec<(String, f64)> {
+    let mut all: Vec<(String, f64)> = docs.map(|(i, from)| (format!("d{i}"), naive(query, data.doc(from)))).collect();
     all.sort_by(|a, b| b.1.total_cmp(&a.1));
     all.truncate(k);
     all
@@ -285,10 +295,7 @@ fn ids_of_documents_gone_are_reused_once_no_view_names_them() {
     assert!(limit <= 3 * 300, "9,300 writes took {limit} ids");
     let check = |shard: &Shard, round: usize| {
         for (target, q) in data.queries(8, 16, 0.2, 4) {
-            let ids = (0..300).map(|i| (i, (i + round) % 300));
-            let mut want: Vec<(String, f64)> =
-                ids.map(|(i, from)| (format!("d{i}"), naive(&q, data.doc(from)))).collect();
-            want.sort_by(|a, b| b.1.total_cmp(&a.1));
+            let want = oracle_of(&data, (0..300).map(|i| (i, (i + round) % 300)), &q, 5);
             let found = shard.search_exact(&q, 5, None).unwrap();
             assert_eq!(found[0].id, format!("d{}", (target + 300 - round % 300) % 300));
             for (f, (id, score)) in found.iter().zip(&want) {

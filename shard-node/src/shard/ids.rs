@@ -101,13 +101,8 @@ impl Ids {
     /// when no view is held.
     pub(super) fn new(unused: Vec<u32>, next: u32) -> Ids {
         let mut ids = Ids { free: Vec::new(), parked: Vec::new(), next };
-        ids.add_free(unused);
+        ids.give_back(unused);
         ids
-    }
-
-    fn add_free(&mut self, ids: Vec<u32>) {
-        self.free.extend(ids);
-        self.free.sort_unstable_by(|a, b| b.cmp(a));
     }
 
     /// `n` ids for new documents, each vacant in the layout now (`vacant`): a parked or free
@@ -118,7 +113,7 @@ impl Ids {
             std::mem::take(&mut self.parked).into_iter().partition(|(epoch, _)| epoch.strong_count() == 0);
         self.parked = parked;
         if !released.is_empty() {
-            self.add_free(released.into_iter().flat_map(|(_, ids)| ids).collect());
+            self.give_back(released.into_iter().flat_map(|(_, ids)| ids).collect());
         }
         let mut out = Vec::with_capacity(n);
         while out.len() < n {
@@ -142,9 +137,11 @@ impl Ids {
         Ok(out)
     }
 
-    /// Ids taken but not used (their writes did not apply).
+    /// Makes vacant ids free: taken but not used (their writes did not apply), released from
+    /// parking, or found unused at start-up.
     pub(super) fn give_back(&mut self, ids: Vec<u32>) {
-        self.add_free(ids);
+        self.free.extend(ids);
+        self.free.sort_unstable_by(|a, b| b.cmp(a));
     }
 
     /// Ids a compaction freed: free once `before` (the epoch it ended) is gone.

@@ -39,6 +39,17 @@ enum Replaced {
     Retry,
 }
 
+impl Replaced {
+    /// A filtered search cannot judge a newer version's fields by its view.
+    fn under(filter: Option<&Filter>) -> Replaced {
+        if filter.is_none() {
+            Replaced::Follow
+        } else {
+            Replaced::Retry
+        }
+    }
+}
+
 /// What the store holds now for a document of a view.
 enum Followed<T> {
     /// Under this id: the document's, or its newer version's.
@@ -128,8 +139,7 @@ impl Shard {
         let ok = |d: u32| allowed.as_ref().is_none_or(|s| s.contains(&d));
         let dim = self.config.dim;
         let wanted = params.candidates.max(params.k);
-        // A filtered search cannot judge a newer version's fields by this view.
-        let replaced = if filter.is_none() { Replaced::Follow } else { Replaced::Retry };
+        let replaced = Replaced::under(filter);
         let hits = match &**view {
             State::Buffering(raw) => {
                 let hits = raw
@@ -238,8 +248,7 @@ impl Shard {
                 let allowed = self.allowed(view, filter)?;
                 let docs: Vec<u32> =
                     index.live_docs().filter(|d| allowed.as_ref().is_none_or(|s| s.contains(d))).collect();
-                let replaced = if filter.is_none() { Replaced::Follow } else { Replaced::Retry };
-                match self.exact_scores(view, (index, *generation), queries, &docs, k, replaced)? {
+                match self.exact_scores(view, (index, *generation), queries, &docs, k, Replaced::under(filter))? {
                     Some(hits) => hits.into_iter().map(|hits| self.found(view, hits)).collect(),
                     None => Ok(None),
                 }

@@ -140,7 +140,7 @@ impl Store {
         }
         for entry in self.ids.iter().chain(self.vectors.iter()) {
             let (k, _) = entry?;
-            let id = k.as_ref().try_into().map(u32::from_be_bytes).unwrap_or(u32::MAX);
+            let id = super::id_of(&k, &self.path).unwrap_or(u32::MAX);
             if !internal.contains(&id) {
                 damage.note(format!("an id or vectors entry (internal {id}) of no document"));
             }

@@ -342,42 +342,6 @@ impl Store {
         Ok(removed)
     }
 
-    /// What the store knows of `external`'s last write (`None`: nothing, or unversioned).
-    pub fn record(&self, external: &str) -> Result<Option<Record>> {
-        match self.versions.get(external.as_bytes())? {
-            Some(bytes) => Ok(Some(Record::from_bytes(&bytes, external.as_bytes(), &self.path)?)),
-            None => Ok(None),
-        }
-    }
-
-    /// Forgets tombstones written before `before_ms` (Unix milliseconds); returns how many.
-    pub fn purge_tombstones(&self, before_ms: u64) -> Result<usize> {
-        let mut expired = Vec::new();
-        for entry in self.versions.iter() {
-            let (id, bytes) = entry?;
-            if Record::from_bytes(&bytes, &id, &self.path)?.deleted_at.is_some_and(|t| t < before_ms) {
-                expired.push(id);
-            }
-        }
-        if expired.is_empty() {
-            return Ok(0);
-        }
-        let mut head = self.head();
-        let before = head.tally;
-        let result = (&self.versions, &self.meta).transaction(|(known, meta)| {
-            let mut tally = before.next();
-            for id in &expired {
-                tally.versions -= known.remove(id)?.is_some() as i64;
-            }
-            meta.insert(check::TALLY, tally.to_bytes())?;
-            Ok::<_, ConflictableTransactionError<Error>>(tally)
-        });
-        let tally = result.map_err(transaction_error)?;
-        self.db.flush()?;
-        self.acknowledged(&mut head, tally)?;
-        Ok(expired.len())
-    }
-
     /// A document and its internal id, by external id.
     pub fn get(&self, external: &str) -> Result<Option<(u32, Document)>> {
         let Some(bytes) = self.docs.get(external.as_bytes())? else { return Ok(None) };
@@ -410,40 +374,6 @@ impl Store {
             .take(limit)
             .map(|k| Ok(String::from_utf8_lossy(&k?).into_owned()))
             .collect()
-    }
-
-    /// Up to `limit` ids after `after` (exclusive), in id order, with what the store knows of
-    /// each: the ids of live documents and of tombstones, with their versions (0: a document
-    /// written unversioned). What a repair compares between two replicas.
-    pub fn versions_after(&self, after: &str, limit: usize) -> Result<Vec<(String, Record)>> {
-        let start = || (std::ops::Bound::Excluded(after.as_bytes()), std::ops::Bound::Unbounded);
-        let mut live = self.docs.range::<&[u8], _>(start()).keys().peekable();
-        let mut known = self.versions.range::<&[u8], _>(start()).peekable();
-        let mut out = Vec::with_capacity(limit.min(4096));
-        while out.len() < limit {
-            // The smaller id of the two walks comes next; an id in both is one entry.
-            let next_live = live.peek().map(|k| k.as_ref().map(|k| k.to_vec()).map_err(|e| e.clone()));
-            let next_known = known.peek().map(|k| k.as_ref().map(|(k, _)| k.to_vec()).map_err(|e| e.clone()));
-            let (live_id, known_id) = (next_live.transpose()?, next_known.transpose()?);
-            let id = match (&live_id, &known_id) {
-                (None, None) => break,
-                (Some(l), Some(k)) => l.min(k).clone(),
-                (Some(l), None) => l.clone(),
-                (None, Some(k)) => k.clone(),
-            };
-            let record = match known_id.as_ref() == Some(&id) {
-                true => {
-                    let (_, bytes) = known.next().expect("peeked")?;
-                    Record::from_bytes(&bytes, &id, &self.path)?
-                }
-                false => Record { version: 0, deleted_at: None },
-            };
-            if live_id.as_ref() == Some(&id) {
-                live.next();
-            }
-            out.push((String::from_utf8_lossy(&id).into_owned(), record));
-        }
-        Ok(out)
     }
 
     /// The internal ids below the manifest's `next_id` that no stored document has.
