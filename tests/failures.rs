@@ -1,6 +1,6 @@
 //! Failures across separate processes (`jacolbert encoder|shard|router` on 127.0.0.1): a shard
 //! killed with SIGKILL under load, a replica killed, a shard that stalls (SIGSTOP) past the
-//! caller's deadline; and restarts.
+//! caller's deadline; one of two encoders killed; and restarts.
 
 mod common;
 
@@ -134,4 +134,58 @@ async fn a_stalled_shard_times_out_within_the_callers_deadline() {
     stalled.signal("CONT");
     let answer = client.search(request("桜と沖縄", 10, None)).await.unwrap().into_inner();
     assert_eq!((answer.timed_out, answer.shards_ok), (false, 3));
+}
+
+/// Polls the router's metrics until `series` reads `want`, for at most 10 s; its last value.
+fn wait_for_sample(c: &Cluster, series: &str, want: f64) -> f64 {
+    let start = Instant::now();
+    loop {
+        let value = common::sample(&common::scrape(&c.metrics["router"]), series);
+        if value == want || start.elapsed() > Duration::from_secs(10) {
+            return value;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_encoder_is_skipped_and_takes_load_again_once_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Cluster::start_with_encoders(dir.path(), 2);
+    let mut client = c.client().await;
+    load_documents(&mut client, 40).await;
+    let want = client.search(request("桜と沖縄", 10, None)).await.unwrap().into_inner();
+
+    // SIGKILL encoder 1 under search load: every search still answers, with the same hits.
+    let during = load(&client, "桜と沖縄", 60);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    drop(c.encoders[1].take());
+    let answers = during.await.unwrap();
+    for answer in &answers {
+        let answer = answer.as_ref().unwrap();
+        assert_eq!(ids(&answer.hits), ids(&want.hits));
+    }
+    assert_eq!(wait_for_sample(&c, "jacolbert_router_encoders_down", 1.0), 1.0, "the dead encoder is marked down");
+    let failures = common::sample(&common::scrape(&c.metrics["router"]), "jacolbert_router_encoder_failures_total");
+    // Once it is marked down no call goes to it: more searches add no failure.
+    for _ in 0..10 {
+        client.search(request("桜と沖縄", 10, None)).await.unwrap();
+    }
+    let text = common::scrape(&c.metrics["router"]);
+    assert_eq!(common::sample(&text, "jacolbert_router_encoder_failures_total"), failures);
+    println!(
+        "{} searches under the kill, all answered; encoder failures {failures}, retries {}",
+        answers.len(),
+        common::sample(&text, "jacolbert_router_encoder_retries_total")
+    );
+
+    // Restarted on its address, it is found serving and takes searches again.
+    c.encoders[1] = Some(c.start_encoder(1));
+    assert_eq!(wait_for_sample(&c, "jacolbert_router_encoders_down", 0.0), 0.0, "the restarted encoder is up");
+    for _ in 0..20 {
+        let answer = client.search(request("桜と沖縄", 10, None)).await.unwrap().into_inner();
+        assert_eq!(ids(&answer.hits), ids(&want.hits));
+    }
+    let batches = common::sample(&common::scrape(&c.metrics["encoder-1"]), "jacolbert_encoder_batches_total");
+    assert!(batches >= 5.0, "the restarted encoder ran {batches} batches of 20 searches");
 }

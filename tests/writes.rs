@@ -140,7 +140,7 @@ async fn index_resumes_after_the_lines_the_router_acknowledged() {
     std::fs::write(&file, lines.concat()).unwrap();
     let index = || {
         jacolbert()
-            .args(["index", file.to_str().unwrap(), "--batch", "20", "--router", &c.router])
+            .args(["index", file.to_str().unwrap(), "--batch", "20", "--ack-target-ms", "0", "--router", &c.router])
             .stdout(Stdio::piped())
             .output()
             .unwrap()
@@ -157,7 +157,66 @@ async fn index_resumes_after_the_lines_the_router_acknowledged() {
     let resumed = index();
     assert!(resumed.status.success(), "{resumed:?}");
     let said = String::from_utf8_lossy(&resumed.stdout);
-    assert!(said.contains("indexed 40 documents, skipped 60 lines"), "{said}");
+    assert!(said.contains("indexed 40 documents in 2 batches") && said.contains("skipped 60 lines"), "{said}");
     assert_eq!(client.stats(ClusterStatsRequest {}).await.unwrap().into_inner().documents, 100);
     assert!(!dir.path().join("docs.jsonl.progress").exists());
+}
+
+/// `jacolbert index FILE --router ROUTER` with `args` after; its output.
+fn run_index(file: &std::path::Path, router: &str, args: &[&str]) -> std::process::Output {
+    let mut index = jacolbert();
+    index.args(["index", file.to_str().unwrap(), "--router", router]).args(args);
+    index.stdout(Stdio::piped()).output().unwrap()
+}
+
+/// How many batches `jacolbert index` said it sent.
+fn batches_sent(out: &std::process::Output) -> usize {
+    let said = String::from_utf8_lossy(&out.stdout);
+    let batches = said.split(" batches").next().and_then(|s| s.rsplit(' ').next()).and_then(|n| n.parse().ok());
+    batches.unwrap_or_else(|| panic!("no batch count in {said:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn index_sizes_its_batches_from_the_acknowledgement_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cluster::start(dir.path(), 2, 1, "");
+    let file = dir.path().join("docs.jsonl");
+    let lines: Vec<String> =
+        documents(120).iter().map(|d| serde_json::json!({"id": d.id, "text": d.text}).to_string() + "\n").collect();
+    std::fs::write(&file, lines.concat()).unwrap();
+    let fixed = run_index(&file, &c.router, &["--ack-target-ms", "0"]);
+    assert!(fixed.status.success(), "{fixed:?}");
+    assert_eq!(batches_sent(&fixed), 2, "fixed batches of 64");
+    // No acknowledgement comes within 1 ms: batches shrink towards one document.
+    let sized = run_index(&file, &c.router, &["--ack-target-ms", "1", "--restart"]);
+    assert!(sized.status.success(), "{sized:?}");
+    let batches = batches_sent(&sized);
+    assert!(batches >= 40, "{batches} batches for 120 documents with a 1 ms target");
+    let mut client = c.client().await;
+    assert_eq!(client.stats(ClusterStatsRequest {}).await.unwrap().into_inner().documents, 120);
+    println!("120 documents: 2 batches fixed, {batches} sized for 1 ms");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_past_the_routers_write_deadline_is_halved_then_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cluster::start_with(dir.path(), 2, 1, "", "[limits]\nwrite_deadline_ms = 300\n", "");
+    let file = dir.path().join("docs.jsonl");
+    let lines: Vec<String> =
+        documents(20).iter().map(|d| serde_json::json!({"id": d.id, "text": d.text}).to_string() + "\n").collect();
+    std::fs::write(&file, lines.concat()).unwrap();
+    // An encoder that does not answer: every write passes the router's write deadline.
+    let encoder = c.encoders[0].as_ref().unwrap();
+    encoder.signal("STOP");
+    let out = run_index(&file, &c.router, &[]);
+    encoder.signal("CONT");
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    // The probe of 8 halved to 1 document, which is still refused.
+    assert!(said.contains("lines 1-1: DeadlineExceeded"), "{said}");
+    assert!(said.contains("raise the router's [limits] write_deadline_ms"), "{said}");
+    // Nothing was written, and the encoder serves again under a search's own deadline.
+    let mut client = c.client().await;
+    assert_eq!(client.stats(ClusterStatsRequest {}).await.unwrap().into_inner().documents, 0);
+    client.search(request("富士山", 5, None)).await.unwrap();
 }

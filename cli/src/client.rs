@@ -15,8 +15,15 @@ pub struct IndexArgs {
     file: PathBuf,
     #[command(flatten)]
     to: Connection,
+    /// The most documents in one Upsert. Batches are sized so that each is acknowledged in
+    /// about --ack-target-ms: a slow encoder gets smaller ones, and a batch refused as past its
+    /// deadline or over the encoder's queue is sent again in halves.
     #[arg(long, default_value_t = 64)]
     batch: usize,
+    /// The acknowledgement time batches are sized for, in milliseconds; 0 sends every batch
+    /// with --batch documents.
+    #[arg(long, default_value_t = 2000)]
+    ack_target_ms: u64,
     /// Send every line, ignoring how far an earlier, interrupted run got (FILE.progress).
     #[arg(long)]
     restart: bool,
@@ -117,13 +124,29 @@ pub fn index(args: IndexArgs) -> anyhow::Result<()> {
         let mut hashed = text.split_inclusive('\n').take(skip).map(str::len).sum::<usize>();
         let mut prefix = crc32fast::Hasher::new();
         prefix.update(&text.as_bytes()[..hashed]);
-        for batch in docs.chunks(args.batch.max(1)) {
+        let mut size = Sizing::new(args.batch, args.ack_target_ms);
+        let mut batches = 0;
+        while done < docs.len() {
+            let batch = &docs[done..(done + size.next).min(docs.len())];
             let documents = batch.iter().map(|(_, _, d)| d.clone()).collect();
             let (first, last) = (batch[0].0, batch[batch.len() - 1].0);
-            client
-                .upsert(UpsertRequest { documents })
-                .await
-                .map_err(|s| anyhow::anyhow!("lines {first}-{last}: {:?}: {}", s.code(), s.message()))?;
+            let sent = std::time::Instant::now();
+            match client.upsert(UpsertRequest { documents }).await {
+                Ok(_) => size.acknowledged(batch.len(), sent.elapsed()),
+                // Upserts are idempotent: the same documents again, fewer at a time.
+                Err(s) if too_big(&s) && size.next > 1 => {
+                    size.refused();
+                    continue;
+                }
+                Err(s) => {
+                    let hint = match too_big(&s) {
+                        true => " (one document at a time was too slow: raise the router's [limits] write_deadline_ms)",
+                        false => "",
+                    };
+                    anyhow::bail!("lines {first}-{last}: {:?}: {}{hint}", s.code(), s.message());
+                }
+            }
+            batches += 1;
             let (lines, bytes) = (last, batch[batch.len() - 1].1);
             prefix.update(&text.as_bytes()[hashed..bytes]);
             hashed = bytes;
@@ -134,16 +157,57 @@ pub fn index(args: IndexArgs) -> anyhow::Result<()> {
             std::fs::rename(&aside, &progress_file)?;
             done += batch.len();
             eprint!(
-                "\rindexed {done}/{} documents ({:.0}/s)",
+                "\rindexed {done}/{} documents ({:.1} documents/s, batches of {})",
                 docs.len(),
-                done as f64 / started.elapsed().as_secs_f64()
+                done as f64 / started.elapsed().as_secs_f64(),
+                batch.len()
             );
         }
         eprintln!();
         let _ = std::fs::remove_file(&progress_file);
-        println!("indexed {done} documents, skipped {skip} lines already acknowledged");
+        println!(
+            "indexed {done} documents in {batches} batches ({:.1} documents/s), skipped {skip} lines already acknowledged",
+            done as f64 / started.elapsed().as_secs_f64()
+        );
         Ok(())
     })
+}
+
+/// A refusal that a smaller batch may not get: past the deadline, or over the encoder's queue.
+fn too_big(status: &tonic::Status) -> bool {
+    matches!(status.code(), tonic::Code::DeadlineExceeded | tonic::Code::ResourceExhausted)
+}
+
+/// How many documents the next Upsert of `index` carries: sized from the acknowledgement times
+/// seen so that one takes about `target`, at most `most`, growing at most 2× a batch (a short
+/// batch's time says little), halved on a refusal.
+struct Sizing {
+    next: usize,
+    most: usize,
+    /// None: every batch `most`.
+    target: Option<std::time::Duration>,
+}
+
+impl Sizing {
+    fn new(most: usize, target_ms: u64) -> Sizing {
+        // The first batch is a probe: small enough for any encoder, big enough to time.
+        let most = most.max(1);
+        match target_ms {
+            0 => Sizing { next: most, most, target: None },
+            ms => Sizing { next: most.min(8), most, target: Some(std::time::Duration::from_millis(ms)) },
+        }
+    }
+
+    fn acknowledged(&mut self, documents: usize, took: std::time::Duration) {
+        if let Some(target) = self.target {
+            let fits = documents as f64 * target.as_secs_f64() / took.as_secs_f64().max(1e-6);
+            self.next = (fits as usize).clamp(1, (documents * 2).min(self.most));
+        }
+    }
+
+    fn refused(&mut self) {
+        self.next = (self.next / 2).max(1);
+    }
 }
 
 pub fn search(args: SearchArgs) -> anyhow::Result<()> {
@@ -333,5 +397,31 @@ mod tests {
         // An acknowledged line changed, or the file shrank: start over.
         assert_eq!(resume_point("{\"id\":\"A\"}\n{\"id\":\"b\"}\n{\"id\":\"c\"}\n", Some(after(text, 2)), "r"), 0);
         assert_eq!(resume_point("{\"id\":\"a\"}\n", Some(after(text, 2)), "r"), 0);
+    }
+
+    #[test]
+    fn batches_are_sized_by_acknowledgement_times() {
+        let ms = std::time::Duration::from_millis;
+        let mut size = Sizing::new(64, 2000);
+        assert_eq!(size.next, 8, "the first batch is a probe");
+        size.acknowledged(8, ms(100));
+        assert_eq!(size.next, 16, "fast answers grow it at most 2× a batch");
+        size.acknowledged(16, ms(100));
+        size.acknowledged(32, ms(200));
+        assert_eq!(size.next, 64, "never past --batch");
+        size.acknowledged(64, ms(8000));
+        assert_eq!(size.next, 16, "a slow answer shrinks it to what fits the target");
+        size.acknowledged(16, ms(60_000));
+        assert_eq!(size.next, 1, "never below one");
+        let mut size = Sizing::new(64, 2000);
+        size.refused();
+        size.refused();
+        size.refused();
+        size.refused();
+        assert_eq!(size.next, 1, "refusals halve it");
+        let mut fixed = Sizing::new(20, 0);
+        fixed.acknowledged(20, ms(60_000));
+        assert_eq!(fixed.next, 20, "--ack-target-ms 0 keeps --batch");
+        assert_eq!(Sizing::new(0, 2000).next, 1);
     }
 }

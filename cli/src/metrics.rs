@@ -1,8 +1,8 @@
 //! Prometheus metrics, one text endpoint per node (`--metrics-addr`, `GET /metrics`):
 //! - every gRPC request, counted and timed by RPC and status code (a tower layer in front of
 //!   the services);
-//! - what each role adds: the router's shard failures, timeouts and retries, the encoder's
-//!   queue depth and batch sizes, the shard's documents, tokens and bytes;
+//! - what each role adds: the router's shard and encoder failures, timeouts and retries, the
+//!   encoder's queue depth and batch sizes, the shard's documents, tokens and bytes;
 //! - spans dropped because the trace collector could not take them.
 
 use std::collections::BTreeMap;
@@ -143,6 +143,21 @@ pub fn router(counters: Arc<router::Counters>) -> Extra {
                 counter("jacolbert_router_shard_timeouts_total", "Shard calls past the deadline.", &c.shard_timeouts),
                 counter("jacolbert_router_retries_total", "Reads retried on another replica.", &c.retries),
                 counter("jacolbert_router_refused_total", "Searches refused at the concurrency limit.", &c.refused),
+                counter(
+                    "jacolbert_router_encoder_failures_total",
+                    "Encoder calls that failed as unavailable or full.",
+                    &c.encoder_failures,
+                ),
+                counter(
+                    "jacolbert_router_encoder_retries_total",
+                    "Encoder calls tried again on another encoder.",
+                    &c.encoder_retries,
+                ),
+                gauge(
+                    "jacolbert_router_encoders_down",
+                    "Encoders skipped as unavailable, as of the last health check.",
+                    c.encoders_down.load(Ordering::Relaxed),
+                ),
                 counter(
                     "jacolbert_router_marked_stale_total",
                     "Replicas marked stale after a failed write.",

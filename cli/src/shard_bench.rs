@@ -61,9 +61,21 @@ pub struct Args {
     /// With `--grow`: the shard's `retrain_growth` (0: never retrain, the first codec stays).
     #[arg(long, default_value_t = 4.0)]
     retrain_growth: f64,
-    /// The shard's `background_nice`: the CPU priority of encoding writes, below the searches'.
+    /// The shard's `background_nice`: the CPU priority of encoding writes and retraining.
     #[arg(long, default_value_t = 10)]
     background_nice: i32,
+    /// The shard's `background_idle`: that work under SCHED_IDLE (`--background-idle false`:
+    /// niced only).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    background_idle: bool,
+    /// The shard's `give_way_ms`: how long background work waits at each step for running
+    /// searches (0: never).
+    #[arg(long, default_value_t = 50)]
+    give_way_ms: u64,
+    /// With `--under-writes`: each latency is over this many passes of the queries (p99 of a
+    /// few hundred searches is their third slowest: noise).
+    #[arg(long, default_value_t = 10)]
+    passes: usize,
     /// Then search latency three ways in one run: alone, beside a writer upserting without
     /// pause, and beside the writer while a retraining runs (one JSON line).
     #[arg(long)]
@@ -122,6 +134,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         train: TrainParams { nbits: args.nbits, seed: args.seed, ..Default::default() },
         retrain_growth: if args.grow { args.retrain_growth } else { 0.0 },
         background_nice: args.background_nice,
+        background_idle: args.background_idle,
+        give_way_ms: args.give_way_ms,
         ..Default::default()
     };
     let started = Instant::now();
@@ -244,7 +258,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         print(&filtered(&shard, &refs, settings[0], share)?, args.json)?;
     }
     if args.under_writes {
-        print(&under_writes(&shard, &data, &refs, settings[0])?, args.json)?;
+        print(&under_writes(&shard, &data, &refs, settings[0], args.passes)?, args.json)?;
     }
     Ok(())
 }
@@ -267,6 +281,7 @@ fn under_writes(
     data: &Collection,
     queries: &[&[f32]],
     params: SearchParams,
+    passes: usize,
 ) -> anyhow::Result<serde_json::Value> {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let pass = |until: &dyn Fn(usize) -> bool| -> anyhow::Result<Vec<f64>> {
@@ -282,7 +297,7 @@ fn under_writes(
         Ok(latencies)
     };
     let pct = |l: &[f64], p: f64| l[((l.len() - 1) as f64 * p).round() as usize];
-    let rounds = 3 * queries.len();
+    let rounds = passes.max(1) * queries.len();
     let alone = pass(&|n| n >= rounds)?;
     let (stop, written) = (AtomicBool::new(false), AtomicUsize::new(0));
     let (beside, retraining, retrained) = std::thread::scope(|s| -> anyhow::Result<_> {
@@ -296,20 +311,26 @@ fn under_writes(
             }
             Ok(())
         });
+        let started = Instant::now();
         let beside = pass(&|n| n >= rounds);
+        let rate = written.load(Ordering::SeqCst) as f64 / started.elapsed().as_secs_f64();
         let retrain = s.spawn(|| shard.retrain());
         let during = pass(&|n| n >= queries.len() && retrain.is_finished());
         let retrained = retrain.join().map_err(|_| anyhow::anyhow!("the retraining panicked"))?;
         stop.store(true, Ordering::SeqCst);
         writer.join().map_err(|_| anyhow::anyhow!("the writer panicked"))??;
-        Ok((beside?, during?, retrained?))
+        Ok(((beside?, rate), during?, retrained?))
     })?;
+    let (beside, writes_per_s) = beside;
     Ok(serde_json::json!({
         "under_writes": true, "documents_written": written.load(Ordering::SeqCst),
         "searches_run_again": shard.retried_searches(),
         "retraining_s": retrained.map(|r| r.elapsed_ms as f64 / 1e3),
         "alone": {"searches": alone.len(), "p50_ms": pct(&alone, 0.5), "p99_ms": pct(&alone, 0.99)},
-        "beside_writer": {"searches": beside.len(), "p50_ms": pct(&beside, 0.5), "p99_ms": pct(&beside, 0.99)},
+        "beside_writer": {
+            "searches": beside.len(), "p50_ms": pct(&beside, 0.5), "p99_ms": pct(&beside, 0.99),
+            "documents_written_per_s": writes_per_s,
+        },
         "beside_writer_and_retraining": {"searches": retraining.len(), "p50_ms": pct(&retraining, 0.5), "p99_ms": pct(&retraining, 0.99)},
         "p99_ratio_writer": pct(&beside, 0.99) / pct(&alone, 0.99),
         "p99_ratio_writer_and_retraining": pct(&retraining, 0.99) / pct(&alone, 0.99),

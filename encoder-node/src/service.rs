@@ -159,7 +159,9 @@ impl EncoderService {
         tracing::Span::current().record("tokens", rows.iter().map(|r| (r.len() / dim) as i64).sum::<i64>());
         let embeddings =
             rows.into_iter().map(|values| Matrix { rows: values.len() / dim, dim, values }.to_tensor(dtype)).collect();
-        Ok(Response::new(EncodeResponse { embeddings }))
+        let mut response = Response::new(EncodeResponse { embeddings });
+        response.metadata_mut().insert(proto::QUEUED_HEADER, self.metrics().queued().into());
+        Ok(response)
     }
 }
 

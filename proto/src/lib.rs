@@ -13,6 +13,10 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("jaco
 /// read (`ShardStats.store`); a replica holding another answers FAILED_PRECONDITION.
 pub const STORE_HEADER: &str = "jacolbert-store";
 
+/// The gRPC header in which an encoder's answer says how many texts were queued (or being
+/// encoded) as it was sent: routers send the next call to the least loaded encoder.
+pub const QUEUED_HEADER: &str = "jacolbert-queued-texts";
+
 /// The timeout a caller set on a request: its `grpc-timeout` header (at most 8 digits, then
 /// H, M, S, m, u or n), if it has a sound one.
 pub fn grpc_timeout(metadata: &tonic::metadata::MetadataMap) -> Option<std::time::Duration> {

@@ -8,6 +8,9 @@
 pub struct RouterConfig {
     /// Deadline of a request that sets none; a caller's own deadline is capped at 6× this.
     pub default_deadline_ms: u64,
+    /// The same for Upsert and Delete: a batch of long documents on a CPU encoder takes
+    /// seconds, and a bulk load must not fail because a CPU is slower than a search's deadline.
+    pub write_deadline_ms: u64,
     pub max_query_bytes: usize,
     pub max_k: usize,
     pub max_batch: usize,
@@ -30,6 +33,7 @@ impl Default for RouterConfig {
     fn default() -> Self {
         RouterConfig {
             default_deadline_ms: 10_000,
+            write_deadline_ms: 120_000,
             max_query_bytes: 4096,
             max_k: 1000,
             max_batch: 256,

@@ -7,6 +7,7 @@ pub mod auth;
 mod checks;
 mod config;
 mod documents;
+mod encoders;
 mod error;
 mod merge;
 pub mod placement;

@@ -94,8 +94,15 @@ pub(crate) fn remaining(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now())
 }
 
+/// Whether a call failed because its node could not be reached or went away mid-call: refused
+/// connections are UNAVAILABLE, a connection that breaks under a call comes back as UNKNOWN
+/// ("transport error"). Reads and encodes change nothing, so either is worth another node.
+pub(crate) fn unreachable(status: &Status) -> bool {
+    matches!(status.code(), Code::Unavailable | Code::Unknown)
+}
+
 /// A read on the `in_sync` replica `first` (modulo their number), tried once more on the next
-/// one when it is UNAVAILABLE or holds another store than the one known, and never past
+/// one when it is `unreachable` or holds another store than the one known, and never past
 /// `deadline`. `call` gets the client and the replica's position (for `Replicas::request`).
 /// A failure names the replica that failed last and its status (`None`: the deadline passed
 /// first).
@@ -136,7 +143,7 @@ where
             Ok(Ok(response)) => return Ok(response.into_inner()),
             // FAILED_PRECONDITION from a shard's read: it holds another store than the one
             // named (it was recreated); the repairer's check marks it stale.
-            Ok(Err(status)) if matches!(status.code(), Code::Unavailable | Code::FailedPrecondition) => {
+            Ok(Err(status)) if unreachable(&status) || status.code() == Code::FailedPrecondition => {
                 last = Some((address, Some(status)))
             }
             Ok(Err(status)) => return Err((address, Some(status))),

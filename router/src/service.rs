@@ -1,6 +1,6 @@
 //! `Router`: the Search service over encoder and shard clients.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,7 +27,6 @@ use crate::writes::Writer;
 use crate::{merge, Error, RouterConfig};
 
 pub struct Router {
-    next_encoder: AtomicUsize,
     /// The cluster as of the current epoch; every read and write holds the epoch it began
     /// under (state/gate.rs).
     pub(crate) gate: Arc<EpochGate<View>>,
@@ -62,6 +61,12 @@ pub struct Counters {
     pub shard_timeouts: AtomicU64,
     /// Reads retried on another replica after an UNAVAILABLE one.
     pub retries: AtomicU64,
+    /// Encoder calls that failed as unavailable or full, and those tried again on another
+    /// encoder.
+    pub encoder_failures: AtomicU64,
+    pub encoder_retries: AtomicU64,
+    /// Encoders being skipped as unavailable, as of the last health check.
+    pub encoders_down: AtomicU64,
     /// Searches refused at the concurrency limit.
     pub refused: AtomicU64,
     /// Replicas marked stale after a write failed on them.
@@ -139,11 +144,11 @@ impl Router {
             tokio::spawn(acknowledge(gate.clone(), store.clone(), member.clone())),
             tokio::spawn(crate::rebalance::resume_moves(gate.clone(), store.clone(), member.clone(), tls.clone())),
             tokio::spawn(repairer.run()),
+            tokio::spawn(check_encoders(gate.clone(), counters.clone())),
         ];
         tracing::info!(store = %store.describe(), epoch, member = %member, "router follows the cluster state");
         let writer = Writer { gate: gate.clone(), store: store.clone(), clock: Clock::new(&member), acks };
         Ok(Router {
-            next_encoder: AtomicUsize::new(0),
             gate,
             store,
             writer: Arc::new(writer),
@@ -161,16 +166,14 @@ impl Router {
         self.counters.clone()
     }
 
-    fn encoder(&self) -> EncoderClient<Channel> {
-        let (_, view) = self.gate.current();
-        view.encoders[self.next_encoder.fetch_add(1, Ordering::Relaxed) % view.encoders.len()].clone()
-    }
-
     /// The caller's deadline (`grpc-timeout`), or the default.
     fn deadline<T>(&self, request: &Request<T>) -> Instant {
-        let given = proto::grpc_timeout(request.metadata());
-        let default = Duration::from_millis(self.config.default_deadline_ms);
-        Instant::now() + given.unwrap_or(default).min(default * 6)
+        deadline(request, self.config.default_deadline_ms)
+    }
+
+    /// The same for a write, whose default is `write_deadline_ms`.
+    fn write_deadline<T>(&self, request: &Request<T>) -> Instant {
+        deadline(request, self.config.write_deadline_ms)
     }
 
     async fn encode(
@@ -179,20 +182,20 @@ impl Router {
         queries: bool,
         deadline: Instant,
     ) -> Result<Vec<proto::v1::Tensor>, Error> {
-        let mut encoder = self.encoder();
-        let mut request = proto::trace::traced(EncodeRequest { texts, dtype: Dtype::F16 as i32 });
-        // The encoder drops what is past this before running it.
-        request.set_timeout(remaining(deadline));
-        let call = async {
-            match queries {
-                true => encoder.encode_queries(request).await,
-                false => encoder.encode_documents(request).await,
+        let (_, view) = self.gate.current();
+        let n = texts.len();
+        let call = |mut encoder: EncoderClient<Channel>, time| {
+            let mut request = proto::trace::traced(EncodeRequest { texts: texts.clone(), dtype: Dtype::F16 as i32 });
+            // The encoder drops what is past this before running it.
+            request.set_timeout(time);
+            async move {
+                match queries {
+                    true => encoder.encode_queries(request).await,
+                    false => encoder.encode_documents(request).await,
+                }
             }
         };
-        let response = tokio::time::timeout(remaining(deadline), call)
-            .await
-            .map_err(|_| Error::Deadline("while encoding".into()))??;
-        Ok(response.into_inner().embeddings)
+        Ok(view.encoders.call("while encoding", n, deadline, &self.counters, call).await?.embeddings)
     }
 
     /// Shard `s`'s answer: one replica, then (when it is unavailable and time remains) another.
@@ -363,14 +366,14 @@ impl Search for Router {
             let limit = self.config.max_batch;
             return Err(Error::BadInput(format!("a rerank needs a query and 1 to {limit} texts")).into());
         }
-        let mut encoder = self.encoder();
-        let scores = tokio::time::timeout(
-            remaining(deadline),
-            encoder.score(proto::trace::traced(ScoreRequest { query, texts })),
-        )
-        .await
-        .map_err(|_| Error::Deadline("while scoring".into()))??;
-        Ok(Response::new(RerankResponse { scores: scores.into_inner().scores }))
+        let (_, view) = self.gate.current();
+        let call = |mut encoder: EncoderClient<Channel>, time| {
+            let mut request = proto::trace::traced(ScoreRequest { query: query.clone(), texts: texts.clone() });
+            request.set_timeout(time);
+            async move { encoder.score(request).await }
+        };
+        let scores = view.encoders.call("while scoring", texts.len(), deadline, &self.counters, call).await?;
+        Ok(Response::new(RerankResponse { scores: scores.scores }))
     }
 
     async fn stats(&self, request: Request<ClusterStatsRequest>) -> Result<Response<ClusterStats>, Status> {
@@ -395,7 +398,7 @@ impl Search for Router {
     }
 
     async fn upsert(&self, request: Request<UpsertRequest>) -> Result<Response<UpsertResponse>, Status> {
-        let deadline = self.deadline(&request);
+        let deadline = self.write_deadline(&request);
         let docs = request.into_inner().documents;
         self.config.check_documents(&docs)?;
         let vectors = self.encode(docs.iter().map(|d| d.text.clone()).collect(), false, deadline).await?;
@@ -403,7 +406,7 @@ impl Search for Router {
     }
 
     async fn delete(&self, request: Request<DeleteRequest>) -> Result<Response<DeleteResponse>, Status> {
-        let deadline = self.deadline(&request);
+        let deadline = self.write_deadline(&request);
         let DeleteRequest { ids, filter, .. } = request.into_inner();
         if ids.len() > self.config.max_batch {
             return Err(Error::BadInput(format!("a delete names at most {} ids", self.config.max_batch)).into());
@@ -420,9 +423,27 @@ impl Search for Router {
     }
 }
 
+/// The caller's deadline (`grpc-timeout`), capped at 6× `default_ms`, else `default_ms`.
+fn deadline<T>(request: &Request<T>, default_ms: u64) -> Instant {
+    let default = Duration::from_millis(default_ms);
+    Instant::now() + proto::grpc_timeout(request.metadata()).unwrap_or(default).min(default * 6)
+}
+
 /// A name for this router in the store, unique to the process.
 fn member_name() -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "router".into());
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
     format!("{host}-{}-{nanos:08x}", std::process::id())
+}
+
+/// Checks the encoders' health every `HEALTH_EVERY`, for as long as the router lives.
+async fn check_encoders(gate: Arc<EpochGate<View>>, counters: Arc<Counters>) {
+    let mut every = tokio::time::interval(crate::encoders::HEALTH_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let (_, view) = gate.current();
+        view.encoders.check_health().await;
+        counters.encoders_down.store(view.encoders.down() as u64, Ordering::Relaxed);
+    }
 }

@@ -6,6 +6,7 @@ pub mod codec;
 mod error;
 mod failpoint;
 pub mod fields;
+pub mod give_way;
 pub mod index;
 pub mod refused;
 mod rng;

@@ -117,13 +117,20 @@ struct RouterSetup<'a> {
     keys: &'a str,
     tables: &'a str,
     store: Option<&'a str>,
+    /// How many encoders the cluster has (0 reads as 1).
+    encoders: usize,
 }
 
 pub struct Cluster {
     pub dir: PathBuf,
     pub router: String,
-    /// Each node's metrics endpoint, by name: "encoder", "router", "shard-S-R".
+    /// Each node's metrics endpoint, by name: "encoder" (then "encoder-1", …), "router",
+    /// "shard-S-R".
     pub metrics: HashMap<String, String>,
+    /// Encoders' addresses and processes (None once killed).
+    pub encoder_addresses: Vec<String>,
+    pub encoders: Vec<Option<Node>>,
+    encoder_config: String,
     /// `[shard][replica]` addresses and processes (None once killed).
     pub shard_addresses: Vec<Vec<String>>,
     pub shards: Vec<Vec<Option<Node>>>,
@@ -151,6 +158,11 @@ impl Cluster {
         Cluster::start_inner(dir, shards, replicas, index, RouterSetup { tables: router, ..Default::default() }, every)
     }
 
+    /// Two shards and `encoders` encoders.
+    pub fn start_with_encoders(dir: &Path, encoders: usize) -> Cluster {
+        Cluster::start_inner(dir, 2, 1, "", RouterSetup { encoders, ..Default::default() }, "")
+    }
+
     /// `shards` shards of `replicas` replicas and a router whose cluster state is in `store` (a
     /// `--cluster-store` URL), written there first by `jacolbert cluster init`.
     pub fn start_on_store(dir: &Path, shards: usize, replicas: usize, store: &str) -> Cluster {
@@ -166,20 +178,20 @@ impl Cluster {
         every: &str,
     ) -> Cluster {
         let model = fixtures().join("models/tiny-lexical");
-        let encoder_address = free_address();
+        let encoder_addresses: Vec<String> = (0..router.encoders.max(1)).map(|_| free_address()).collect();
         let mut metrics: HashMap<String, String> = HashMap::new();
         for s in 0..shards {
             for r in 0..replicas {
                 metrics.insert(format!("shard-{s}-{r}"), free_address());
             }
         }
-        metrics.insert("encoder".into(), free_address());
+        for e in 0..encoder_addresses.len() {
+            metrics.insert(encoder_name(e), free_address());
+        }
         metrics.insert("router".into(), free_address());
-        let model = format!("model = {:?}\n{every}", model.to_str().unwrap());
-        let encoder = start(dir, "encoder", "encoder", &model, &encoder_address, &metrics["encoder"]);
         let shard_addresses: Vec<Vec<String>> =
             (0..shards).map(|_| (0..replicas).map(|_| free_address()).collect()).collect();
-        let mut router_config = format!("{}encoders = [{encoder_address:?}]\n", router.keys);
+        let mut router_config = format!("{}encoders = {encoder_addresses:?}\n", router.keys);
         if let Some(store) = router.store {
             router_config = format!("cluster_store = {store:?}\n{router_config}");
         }
@@ -192,17 +204,24 @@ impl Cluster {
             dir: dir.to_path_buf(),
             router: free_address(),
             metrics,
+            encoder_addresses,
+            encoders: Vec::new(),
+            encoder_config: format!("model = {:?}\n{every}", model.to_str().unwrap()),
             shard_addresses,
             shards: Vec::new(),
             shard_config: format!("[index]\ndim = 128\n{index}\n{every}"),
             router_config: String::new(),
-            _others: vec![encoder],
+            _others: Vec::new(),
         };
+        cluster.encoders = (0..cluster.encoder_addresses.len()).map(|e| Some(cluster.start_encoder(e))).collect();
         cluster.shards =
             (0..shards).map(|s| (0..replicas).map(|r| Some(cluster.start_shard(s, r))).collect()).collect();
         if let Some(store) = router.store {
             let mut init = jacolbert();
-            init.args(["cluster", "init", "--cluster-store", store, "--encoder", &encoder_address]);
+            init.args(["cluster", "init", "--cluster-store", store]);
+            for encoder in &cluster.encoder_addresses {
+                init.args(["--encoder", encoder]);
+            }
             for replicas in &cluster.shard_addresses {
                 init.args(["--shard", &replicas.join(",")]);
             }
@@ -224,6 +243,12 @@ impl Cluster {
         self.metrics.insert(name, metrics);
         self._others.push(router);
         address
+    }
+
+    /// Starts (or restarts) encoder `e` on its address.
+    pub fn start_encoder(&self, e: usize) -> Node {
+        let name = encoder_name(e);
+        start(&self.dir, "encoder", &name, &self.encoder_config, &self.encoder_addresses[e], &self.metrics[&name])
     }
 
     /// Starts (or restarts, on its data) replica `replica` of shard `shard`.
@@ -258,6 +283,14 @@ impl Cluster {
 
     pub async fn client(&self) -> SearchClient<Channel> {
         SearchClient::connect(format!("http://{}", self.router)).await.unwrap()
+    }
+}
+
+/// Encoder `e`'s name, for its config file and its metrics: "encoder", then "encoder-1", ….
+fn encoder_name(e: usize) -> String {
+    match e {
+        0 => "encoder".into(),
+        e => format!("encoder-{e}"),
     }
 }
 

@@ -6,12 +6,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use proto::v1::encoder_client::EncoderClient;
-use tonic::transport::{Channel, ClientTlsConfig};
+use tonic::transport::ClientTlsConfig;
 
 use super::gate::EpochGate;
 use super::{ClusterState, ClusterStore};
-use crate::replicas::{channel, Replicas, NODE_MESSAGE};
+use crate::encoders::Encoders;
+use crate::replicas::Replicas;
 use crate::Error;
 
 /// What one epoch of the cluster looks like to a router.
@@ -19,7 +19,7 @@ pub(crate) struct View {
     pub state: ClusterState,
     /// Every shard a read must ask (`ClusterState::all_shards`), by id, in that order.
     pub shards: Vec<(u64, Arc<Replicas>)>,
-    pub encoders: Vec<EncoderClient<Channel>>,
+    pub encoders: Arc<Encoders>,
     encoder_addresses: Vec<String>,
 }
 
@@ -38,14 +38,7 @@ impl View {
         }
         let encoders = match before {
             Some(v) if v.encoder_addresses == state.encoders => v.encoders.clone(),
-            _ => {
-                let client = |c| {
-                    EncoderClient::new(c)
-                        .max_decoding_message_size(NODE_MESSAGE)
-                        .max_encoding_message_size(NODE_MESSAGE)
-                };
-                state.encoders.iter().map(|a| channel(a, tls).map(client)).collect::<Result<_, _>>()?
-            }
+            _ => Arc::new(Encoders::connect(&state.encoders, tls, before.map(|v| &*v.encoders))?),
         };
         Ok(View { encoder_addresses: state.encoders.clone(), state, shards, encoders })
     }

@@ -31,6 +31,8 @@ pub fn assign(vectors: &[f32], centroids: &[f32], dim: usize) -> Result<Vec<u32>
     let chunks: Vec<Vec<u32>> = vectors
         .par_chunks(CHUNK_ROWS * dim)
         .map_init(Vec::new, |scores, chunk| {
+            // Assignment is the bulk of a write's or a retraining's CPU work: searches first.
+            crate::give_way::step();
             let n = chunk.len() / dim;
             let mut best = vec![(f32::NEG_INFINITY, 0u32); n];
             for (b, dense) in blocks.iter().enumerate() {

@@ -36,6 +36,16 @@ pub struct ShardConfig {
     /// below the searches' 0: higher keeps search latency steadier beside a busy writer or a
     /// retraining, and slows writes and retraining more when searches saturate the cores.
     pub background_nice: i32,
+    /// Runs that work under Linux's SCHED_IDLE instead: it gets only the CPU time no search
+    /// wants, and a search waking up takes its core at once, where a niced thread keeps the
+    /// core for the rest of its time slice. `background_nice` still applies where SCHED_IDLE is
+    /// refused.
+    pub background_idle: bool,
+    /// How long background work waits, at each of its steps, for running searches to finish
+    /// (`give_way.rs`): searches then run with nothing beside them, and a write still makes a
+    /// step of progress at least this often while searches never stop (one setting per
+    /// process, the first shard's). 0: background work never waits.
+    pub give_way_ms: u64,
 }
 
 impl Default for ShardConfig {
@@ -52,11 +62,18 @@ impl Default for ShardConfig {
             retrain_growth: 4.0,
             compact_dead_share: 0.25,
             background_nice: 10,
+            background_idle: true,
+            give_way_ms: crate::give_way::DEFAULT_MS,
         }
     }
 }
 
 impl ShardConfig {
+    /// The CPU priority of encoding writes and of retraining.
+    pub(super) fn background(&self) -> super::encoding::Background {
+        super::encoding::Background { nice: self.background_nice, idle: self.background_idle }
+    }
+
     /// Refuses settings the codec cannot work with, naming the setting.
     pub fn check(&self) -> Result<()> {
         let bad = |what: String| Err(Error::BadInput(what));

@@ -98,11 +98,11 @@ impl Shard {
 }
 
 impl Shard {
-    /// Runs `work` on the encoding pool, below the searches' CPU priority (`background_nice`):
+    /// Runs `work` on the encoding pool, below the searches' CPU priority (`background_nice`, `background_idle`):
     /// a write's CPU work (encoding, and copying the runs it changes) then leaves the cores to
     /// searches. Never for sled calls (see `exact_scores`).
     pub(super) fn in_background<T: Send>(&self, work: impl FnOnce() -> T + Send) -> T {
-        match encoding_pool(self.config.background_nice) {
+        match encoding_pool(self.config.background()) {
             Some(pool) => pool.install(work),
             None => work(),
         }
@@ -143,36 +143,53 @@ pub(super) fn decode_all(codec: &Codec, codes: &[u32], residuals: &[u8]) -> Vec<
 }
 
 /// The pool that encodes writes: as many threads as the search pool, below its CPU priority
-/// (`nice`, the first shard's `background_nice`: one pool per process), so that a writer encoding
+/// (`priority`, the first shard's: one pool per process), so that a writer encoding
 /// without pause takes the cores searches leave idle rather than theirs. Only pure computation
 /// runs on it: sled is never used from its threads (they live as long as the process, and
 /// would keep sled's deferred frees, and its lock). `None` if it cannot be built (encoding
 /// then shares the search pool).
-fn encoding_pool(nice: i32) -> Option<&'static rayon::ThreadPool> {
+fn encoding_pool(priority: Background) -> Option<&'static rayon::ThreadPool> {
     static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
     POOL.get_or_init(|| {
-        let built = background_pool("encode", nice);
+        let built = background_pool("encode", priority);
         built.map_err(|e| tracing::warn!(error = %e, "no encoding pool: writes share the search pool")).ok()
     })
     .as_ref()
 }
 
-/// A pool of as many threads as the search pool, named `name-i`, each at CPU priority `nice`.
-pub(super) fn background_pool(name: &'static str, nice: i32) -> Result<rayon::ThreadPool, rayon::ThreadPoolBuildError> {
+/// The CPU priority of background work (`ShardConfig::background`).
+#[derive(Clone, Copy)]
+pub(super) struct Background {
+    pub nice: i32,
+    pub idle: bool,
+}
+
+/// A pool of as many threads as the search pool, named `name-i`, each at `priority`.
+pub(super) fn background_pool(
+    name: &'static str,
+    priority: Background,
+) -> Result<rayon::ThreadPool, rayon::ThreadPoolBuildError> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(rayon::current_num_threads())
         .thread_name(move |i| format!("{name}-{i}"))
-        .start_handler(move |_| lower_priority(nice))
+        .start_handler(move |_| lower_priority(priority))
         .build()
 }
 
-/// Lowers the calling thread's CPU priority to `nice` (on Linux, `setpriority` with who = 0
-/// applies to the calling thread alone).
-fn lower_priority(nice: i32) {
-    // SAFETY: a plain system call on the calling thread, its result only logged.
+/// Lowers the calling thread's CPU priority to `priority.nice`, then (if `idle`) puts it under
+/// SCHED_IDLE. On Linux both calls with who/pid 0 apply to the calling thread alone.
+fn lower_priority(priority: Background) {
+    let Background { nice, idle } = priority;
+    // SAFETY: plain system calls on the calling thread, their results only logged.
     if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } != 0 {
         tracing::debug!(error = %std::io::Error::last_os_error(), nice, "cannot lower a background thread's priority");
     }
+    #[cfg(target_os = "linux")]
+    if idle && unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &libc::sched_param { sched_priority: 0 }) } != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "SCHED_IDLE refused: background threads stay niced");
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = idle;
 }
 
 /// `encoded` made from `source`: without originals if `source` was encoded without them (its

@@ -107,11 +107,11 @@ impl Shard {
     }
 
     /// `retrain` once claimed. The work runs on a pool of its own below the searches' CPU
-    /// priority (`background_nice`), so that searches on the shared pool keep their cores.
+    /// priority (`background_nice`, `background_idle`), so that searches on the shared pool keep their cores.
     pub fn retrain_claimed(&self) -> Result<Option<Retrained>> {
         let _running = Running(&self.retraining);
         self.check_writable()?;
-        match background_pool("retrain", self.config.background_nice) {
+        match background_pool("retrain", self.config.background()) {
             Ok(pool) => pool.install(|| self.retrain_here()),
             Err(e) => {
                 tracing::warn!(error = %e, "no pool of its own for the retraining: it shares the search pool");
@@ -196,9 +196,12 @@ impl Shard {
         let wanted = k * self.config.train.sample_per_centroid + 50_000;
         let mut rng = Rng::new(self.config.train.seed ^ tokens as u64);
         let (mut out, dim) = (Vec::with_capacity(wanted.min(tokens) * self.config.dim), self.config.dim);
-        for i in rng.sample(live.len(), live.len()) {
+        for (n, i) in rng.sample(live.len(), live.len()).into_iter().enumerate() {
             if out.len() / dim >= wanted {
                 break;
+            }
+            if n % 64 == 0 {
+                crate::give_way::step();
             }
             if let Some(tokens) = self.store.tokens(live[i])? {
                 out.extend_from_slice(&codecs.vectors(&tokens)?);

@@ -118,6 +118,7 @@ impl Shard {
     }
 
     fn with_store(store: Store, config: ShardConfig, salvaged: Option<HashSet<u32>>) -> Result<Shard> {
+        crate::give_way::configure(config.give_way_ms);
         let skip = |id: u32| salvaged.as_ref().is_some_and(|s| s.contains(&id));
         let expired = match salvaged {
             Some(_) => 0,

@@ -107,6 +107,7 @@ impl Shard {
     /// vectors before training.
     pub fn search(&self, query: &[f32], params: &SearchParams, filter: Option<&Filter>) -> Result<Vec<Found>> {
         self.check_search(query, params.k)?;
+        let _searching = crate::give_way::searching();
         self.consistent(|view| self.search_in(view, query, params, filter))
     }
 
@@ -239,6 +240,7 @@ impl Shard {
         for q in queries {
             self.check_search(q, k)?;
         }
+        let _searching = crate::give_way::searching();
         self.consistent(|view| match &**view {
             State::Buffering(_) => {
                 let params = SearchParams::for_k(k);

@@ -34,6 +34,9 @@ impl Shard {
             // Before training only ids no document had at start-up are reused.
             State::Buffering(_) => true,
         })?;
+        // The store's write holds a lock every sled read waits for (store/mod.rs): best begun
+        // between searches.
+        crate::give_way::step();
         let written = match self.store.upsert_versioned(&batch, &versions, &given, |moves| view.record_moves(moves)) {
             Ok(written) => written,
             Err(e) => {

@@ -180,6 +180,26 @@ impl Store {
         open(&bytes, "watermark", &self.path).ok()?.try_into().ok().map(u64::from_le_bytes)
     }
 
+    /// Removes the tokens of writes a crash stopped between their tokens and their transaction
+    /// (mod.rs: tokens with no id entry, never acknowledged); how many.
+    pub(super) fn unfinished_writes(&self) -> Result<usize> {
+        let mut unfinished = Vec::new();
+        for k in self.vectors.iter().keys() {
+            let k = k?;
+            if super::id_of(&k, &self.path).is_ok() && !self.ids.contains_key(&k)? {
+                unfinished.push(k);
+            }
+        }
+        for k in &unfinished {
+            self.vectors.remove(k)?;
+        }
+        if !unfinished.is_empty() {
+            self.db.flush()?;
+            tracing::info!(path = %self.path, documents = unfinished.len(), "removed the tokens of unfinished writes");
+        }
+        Ok(unfinished.len())
+    }
+
     /// Records that the write of `tally` is durable: in memory, and its sequence in the
     /// watermark file, synced.
     pub(super) fn acknowledged(&self, head: &mut super::Head, tally: Tally) -> Result<()> {
@@ -190,5 +210,24 @@ impl Store {
         let mut file = std::fs::File::create(self.watermark_path()).map_err(failed)?;
         file.write_all(&bytes).map_err(failed)?;
         file.sync_data().map_err(failed)
+    }
+}
+
+/// Opens the sled database at `path`. sled lets go of a database's file lock only once the
+/// frees it deferred have run (epoch-based reclamation, done as threads go on using sled), so a
+/// store dropped a moment ago in this process can hold it a little longer: the lock is asked
+/// for again for up to `LOCK_WAIT`. Another process holding it fails the same way after that.
+pub(super) fn open_db(path: &std::path::Path) -> sled::Result<sled::Db> {
+    const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+    let started = std::time::Instant::now();
+    loop {
+        match sled::Config::new().path(path).open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock") && started.elapsed() < LOCK_WAIT =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            opened => return opened,
+        }
     }
 }

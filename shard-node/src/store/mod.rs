@@ -2,9 +2,13 @@
 //! (external id → internal id, text, metadata), `ids` (internal id → external id) and
 //! `vectors` (internal id → the document's tokens: raw f32 before the codec is trained, codes
 //! and residuals after; one value per document, as sled inflates many small ones). A write
-//! changes all trees in one transaction and returns only after sled has flushed it.
-//! Replacing a document removes the old version in the same transaction. `versions`
-//! (versions.rs) keeps each id's last write's version, and a versioned delete's tombstone.
+//! changes all trees in one transaction and returns only after sled has flushed it, except for
+//! its new documents' tokens, written under their (unused) ids just before it: a sled
+//! transaction holds a lock every read in the process waits for, and searches read tokens, so
+//! the big values stay out of it. A crash between the two leaves tokens of no id entry, removed
+//! at open (`unfinished_writes`). Replacing a document removes the old version in the same
+//! transaction. `versions` (versions.rs) keeps each id's last write's version, and a versioned
+//! delete's tombstone.
 
 mod check;
 mod codec_bytes;
@@ -164,7 +168,7 @@ impl Store {
 
     fn open_trees(path: &std::path::Path, dim: u32, nbits: u32) -> Result<Store> {
         let shown = path.display().to_string();
-        let db = sled::Config::new().path(path).open()?;
+        let db = check::open_db(path)?;
         let tree = |name: &str| db.open_tree(name);
         let (meta, docs, ids, vectors) = (tree("meta")?, tree("docs")?, tree("ids")?, tree("vectors")?);
         let versions = tree("versions")?;
@@ -193,6 +197,7 @@ impl Store {
         let tally = check::Tally::stored(&meta, docs.len(), versions.len(), &shown)?;
         let head = std::sync::Mutex::new(Head { manifest, tally });
         let store = Store { db, meta, docs, ids, vectors, versions, path: shown, head, identity };
+        store.unfinished_writes()?;
         if manifest.codec > 0 {
             store.codec(manifest.codec)?;
         }
@@ -248,12 +253,54 @@ impl Store {
             .map_err(|_| Error::BadInput("the shard has run out of internal ids".into()))?;
         let manifest = Manifest { next_id, ..head.manifest };
         let (path, before) = (&self.path, head.tally);
+        for (&id, (doc, _)) in given.iter().zip(batch) {
+            if let Some(holder) = self.ids.get(key(id))? {
+                // Never expected: an id in use given again would merge two documents.
+                let holder = String::from_utf8_lossy(&holder).into_owned();
+                let reason = format!("internal id {id} given to {:?} belongs to {holder:?}", doc.id);
+                return Err(Error::Corrupt { path: path.clone(), reason });
+            }
+        }
+        for (&id, (_, tokens)) in given.iter().zip(batch) {
+            self.vectors.insert(key(id), tokens.to_bytes())?;
+        }
+        let result = self.upsert_transaction(batch, versions, given, manifest, before);
+        let unused = |written: &[Option<Written>]| {
+            let used: std::collections::HashSet<u32> = written.iter().flatten().map(|w| w.id).collect();
+            given.iter().filter(move |id| !used.contains(id)).try_for_each(|&id| self.vectors.remove(key(id)).map(drop))
+        };
+        let (written, tally, moves) = match result {
+            Ok(done) => done,
+            Err(e) => {
+                unused(&[])?;
+                return Err(e);
+            }
+        };
+        unused(&written)?;
+        moved(&moves);
+        self.db.flush()?;
+        head.manifest = manifest;
+        self.acknowledged(&mut head, tally)?;
+        Ok(written)
+    }
+
+    /// `upsert_versioned`'s transaction: every tree but the new documents' tokens.
+    #[allow(clippy::type_complexity)]
+    fn upsert_transaction(
+        &self,
+        batch: &[(Document, Tokens)],
+        versions: &[u64],
+        given: &[u32],
+        manifest: Manifest,
+        before: check::Tally,
+    ) -> Result<(Vec<Option<Written>>, check::Tally, Vec<(u32, Option<u32>)>)> {
+        let path = &self.path;
         let trees = (&self.docs, &self.ids, &self.vectors, &self.meta, &self.versions);
         let result = trees.transaction(|(docs, ids, vectors, meta, known)| {
             let mut written: Vec<Option<Written>> = Vec::with_capacity(batch.len());
             let mut moves = Vec::new();
             let mut tally = before.next();
-            for (i, ((doc, tokens), &version)) in batch.iter().zip(versions).enumerate() {
+            for (i, ((doc, _), &version)) in batch.iter().zip(versions).enumerate() {
                 let id = given[i];
                 let record = versions::read(known, &doc.id, path)?;
                 // The same id twice in one batch (one version): the later one wins.
@@ -276,13 +323,7 @@ impl Store {
                     vectors.remove(&key(old))?;
                     moves.push((old, Some(id)));
                 }
-                if let Some(holder) = ids.insert(&key(id), doc.id.as_bytes())? {
-                    // Never expected: an id in use given again would merge two documents.
-                    let holder = String::from_utf8_lossy(&holder).into_owned();
-                    let reason = format!("internal id {id} given to {:?} belongs to {holder:?}", doc.id);
-                    return Err(ConflictableTransactionError::Abort(Error::Corrupt { path: path.clone(), reason }));
-                }
-                vectors.insert(&key(id), tokens.to_bytes())?;
+                ids.insert(&key(id), doc.id.as_bytes())?;
                 // A document given twice in one batch: the later one wins, the earlier is gone.
                 for w in written.iter_mut() {
                     if w.is_some_and(|w| Some(w.id) == replaced) {
@@ -295,12 +336,7 @@ impl Store {
             meta.insert(check::TALLY, tally.to_bytes())?;
             Ok::<_, ConflictableTransactionError<Error>>((written, tally, moves))
         });
-        let (written, tally, moves) = result.map_err(transaction_error)?;
-        moved(&moves);
-        self.db.flush()?;
-        head.manifest = manifest;
-        self.acknowledged(&mut head, tally)?;
-        Ok(written)
+        result.map_err(transaction_error)
     }
 
     /// Removes documents by external id at `version`, leaving a tombstone at that version

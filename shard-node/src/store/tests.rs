@@ -274,10 +274,32 @@ fn ids_no_document_has_are_found_and_one_in_use_is_refused() {
     let err = store.upsert_versioned(&[(doc("e", "x"), Tokens::Raw(vec![0.0; 4]))], &[0], &[2], |_| {}).unwrap_err();
     assert!(err.to_string().contains("internal id 2 given to \"e\" belongs to \"c\""), "{err}");
     assert_eq!(store.get("e").unwrap(), None, "the refused write left nothing");
+    assert_eq!(store.tokens(2).unwrap(), Some(Tokens::Raw(vec![1.0; 4])), "and c's tokens are c's");
     let w = store.upsert_versioned(&[(doc("e", "x"), Tokens::Raw(vec![0.0; 4]))], &[0], &[1], |_| {}).unwrap();
     assert_eq!(w, [Some(Written { id: 1, replaced: None })]);
     drop(store);
     let store = Store::open(dir.path(), 4, 2).unwrap();
     assert_eq!(store.unused_ids().unwrap(), [0, 3]);
     assert_eq!((store.get("e").unwrap().unwrap().0, store.manifest().next_id), (1, 5));
+}
+
+#[test]
+fn tokens_of_a_write_that_did_not_finish_or_apply_are_not_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 4, 2).unwrap();
+    store.versioned(&[(doc("a", "x"), Tokens::Raw(vec![1.0; 4]))], &[5]).unwrap();
+    // An older version of a does not apply: its id is left unused, tokens and all.
+    let w = store.versioned(&[(doc("a", "old"), Tokens::Raw(vec![9.0; 4]))], &[4]).unwrap();
+    assert_eq!(w, [None]);
+    assert_eq!((store.tokens(1).unwrap(), store.tokens(0).unwrap()), (None, Some(Tokens::Raw(vec![1.0; 4]))));
+    // A crash between a write's tokens and its transaction: tokens under an id no document has.
+    store.vectors.insert(key(7), Tokens::Raw(vec![2.0; 4]).to_bytes()).unwrap();
+    store.db.flush().unwrap();
+    drop(store);
+    let mut store = Store::open(dir.path(), 4, 2).unwrap();
+    let all: Vec<u32> = store.all_tokens().map(|t| t.unwrap().0).collect();
+    assert_eq!(all, [0], "the unfinished write's tokens are gone, a's stay");
+    assert_eq!(store.get("a").unwrap(), Some((0, doc("a", "x"))));
+    store.upsert(&[(doc("b", "y"), Tokens::Raw(vec![3.0; 4]))]).unwrap();
+    assert_eq!(store.damage().unwrap().first, None);
 }
