@@ -13,19 +13,7 @@ cargo build --release --bin jacolbert
 bin=./target/release/jacolbert
 data="${DATA_DIR:-$(mktemp -d)}"
 work="$(mktemp -d)"
-python3 - "$work" <<'PY'
-import json, sys
-data = json.load(open("tests/fixtures/jsquad/jsquad-valid-v1.1.json", encoding="utf-8"))
-with open(f"{sys.argv[1]}/paragraphs.jsonl", "w", encoding="utf-8") as out:
-    for article in data["data"]:
-        for i, p in enumerate(article["paragraphs"]):
-            text = p["context"].split(" [SEP] ", 1)[-1]  # drop the "title [SEP] " headline
-            out.write(json.dumps({"id": f"{article['title']}-{i}", "text": text,
-                                  "metadata": {"title": article["title"]}}, ensure_ascii=False) + "\n")
-questions = [q["question"] for a in data["data"] for p in a["paragraphs"] for q in p["qas"]]
-with open(f"{sys.argv[1]}/questions.txt", "w", encoding="utf-8") as out:
-    out.write("\n".join(questions[:: len(questions) // 4][:4]) + "\n")
-PY
+scripts/jsquad_paragraphs.py "$work"
 # Free ports unless PORT is set; the router's address is what this cluster itself prints, so the
 # script never talks to (or indexes into) another cluster that holds a port.
 RUST_LOG="${RUST_LOG:-warn}" "$bin" local --model tests/fixtures/models/tiny-lexical --data-dir "$data" \

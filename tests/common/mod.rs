@@ -238,7 +238,8 @@ impl Cluster {
     /// are under "router-N" in `metrics`).
     pub fn start_router(&mut self) -> String {
         let (address, metrics) = (free_address(), free_address());
-        let name = format!("router-{}", self._others.len());
+        // `_others` holds the routers: the first is "router", the next "router-2".
+        let name = format!("router-{}", self._others.len() + 1);
         let router = start(&self.dir, "router", &name, &self.router_config, &address, &metrics);
         self.metrics.insert(name, metrics);
         self._others.push(router);
