@@ -1,7 +1,8 @@
-//! Searches first: background work (encoding a write, copying the runs it changes, k-means
-//! and re-encoding in a retraining) waits at each of its steps while a search runs anywhere in
-//! the process, for at most `give_way_ms` (`ShardConfig`) each time, so that writes still make
-//! a step of progress at least that often when searches never stop.
+//! Searches first: background work (encoding a write, k-means and re-encoding in a retraining)
+//! waits, once per `SLICE` of CPU time it has used, while a search runs anywhere in the
+//! process, for at most `give_way_ms` (`ShardConfig`) each time: a bulk write or a retraining
+//! then leaves running searches alone but for one slice at a time, still progresses when
+//! searches never stop, and a small write (under a slice of work) never waits.
 //!
 //! CPU priority alone (SCHED_IDLE, nice) is not enough: a background thread on the core beside
 //! a search's still shares its caches and memory bandwidth (and, on a host whose virtual cores
@@ -14,6 +15,22 @@ use std::time::Duration;
 
 /// `give_way_ms` where no shard set it (the codec used on its own).
 pub const DEFAULT_MS: u64 = 50;
+
+/// The CPU time a thread's background work runs between two chances to give way.
+const SLICE: Duration = Duration::from_millis(2);
+
+thread_local! {
+    /// This thread's CPU time when it last gave way (or was first asked to).
+    static LAST: std::cell::Cell<Option<Duration>> = const { std::cell::Cell::new(None) };
+}
+
+/// The calling thread's CPU time (None where the clock is not there).
+fn thread_cpu_time() -> Option<Duration> {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a plain system call writing into the timespec above.
+    let ok = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) } == 0;
+    ok.then(|| Duration::new(t.tv_sec as u64, t.tv_nsec as u32))
+}
 
 /// The process's searches, which its background work waits for.
 static PROCESS: Searches = Searches::new();
@@ -28,7 +45,8 @@ pub fn searching() -> Searching<'static> {
     PROCESS.searching()
 }
 
-/// One step of background work: waits while searches run, at most `give_way_ms`. Never call
+/// One step of background work: once this thread has used a `SLICE` of CPU time since it last
+/// gave way, waits while searches run, at most `give_way_ms`. Never call
 /// it holding anything a search waits for (a search's third try takes the writer lock,
 /// `Shard::consistent`, which writes hold: that rare search waits at most one bound).
 pub fn step() {
@@ -66,6 +84,21 @@ impl Searches {
         if self.running.load(Ordering::SeqCst) == 0 {
             return;
         }
+        if let Some(now) = thread_cpu_time() {
+            let last = LAST.get().unwrap_or_else(|| {
+                LAST.set(Some(now));
+                now
+            });
+            if now.saturating_sub(last) < SLICE {
+                return;
+            }
+        }
+        self.wait();
+        LAST.set(thread_cpu_time());
+    }
+
+    /// Waits while searches run, at most the configured bound.
+    fn wait(&self) {
         let most = match self.most_ms.load(Ordering::Relaxed) {
             0 => return,
             u64::MAX => DEFAULT_MS,
@@ -101,6 +134,12 @@ mod tests {
         SEARCHES.step();
         assert!(started.elapsed() < Duration::from_millis(100), "no search: no wait");
         let search = SEARCHES.searching();
+        SEARCHES.step();
+        let started = Instant::now();
+        SEARCHES.step();
+        assert!(started.elapsed() < Duration::from_millis(100), "less than a slice of work: no wait");
+        let spun = thread_cpu_time().unwrap();
+        while thread_cpu_time().unwrap() < spun + SLICE {}
         let started = Instant::now();
         SEARCHES.step();
         let waited = started.elapsed();
@@ -110,7 +149,7 @@ mod tests {
             drop(search);
         });
         let started = Instant::now();
-        SEARCHES.step();
+        SEARCHES.wait();
         let waited = started.elapsed();
         ends.join().unwrap();
         assert!(
