@@ -2,21 +2,12 @@
 # Search beside bulk indexing, in one run on one `jacolbert local` cluster (2 shards) serving the
 # bert-base-sized model of make_bench_model.py: `jacolbert bench` alone, `jacolbert index` of the
 # 1,145 JSQuAD paragraphs alone (its defaults; once to fill the cluster, which it prints too, and
-# once more replacing every document), then both at once (every document replaced again). Prints one JSON line: each phase's figures and the two ratios issue
-# 20 asks about (search p99 beside indexing / alone, indexing rate beside searches / alone).
+# once more replacing every document), then both at once (every document replaced again).
+# Prints one JSON line: each phase's figures and the two ratios issue 20 asks about (search p99
+# beside indexing / alone, indexing rate beside searches / alone).
 # Usage: scripts/bench_indexing.sh [CONCURRENCY (1)]
-set -euo pipefail
-cd "$(dirname "$0")/.."
 concurrency="${1:-1}"
-JACOLBERT_MECAB_DIC="$(scripts/fetch-unidic.sh)"
-export JACOLBERT_MECAB_DIC RUST_LOG=warn
-python3 -c 'import numpy, safetensors' 2>/dev/null ||
-    python3 -m pip install --quiet --disable-pip-version-check --target .deps/python numpy safetensors >&2
-model="$(PYTHONPATH=.deps/python${PYTHONPATH:+:$PYTHONPATH} python3 scripts/make_bench_model.py)"
-cargo build --release --bin jacolbert >&2
-bin=./target/release/jacolbert
-work="$(mktemp -d)"
-trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+source "$(dirname "$0")/bench_setup.sh"
 scripts/jsquad_paragraphs.py "$work"
 "$bin" local --model "$model" --data-dir "$work/data" --listen 127.0.0.1:0 >"$work/local.out" 2>"$work/local.err" &
 router=""
