@@ -59,13 +59,13 @@ pub struct Counters {
     pub shard_failures: AtomicU64,
     /// Of those, the ones that ran out of time.
     pub shard_timeouts: AtomicU64,
-    /// Reads retried on another replica after an UNAVAILABLE one.
+    /// Reads retried on another replica after an unreachable one (`replicas::unreachable`).
     pub retries: AtomicU64,
-    /// Encoder calls that failed as unavailable or full, and those tried again on another
+    /// Encoder calls that failed as unreachable or full, and those tried again on another
     /// encoder.
     pub encoder_failures: AtomicU64,
     pub encoder_retries: AtomicU64,
-    /// Encoders being skipped as unavailable, as of the last health check.
+    /// Encoders being skipped as unreachable, as of the last health check.
     pub encoders_down: AtomicU64,
     /// Searches refused at the concurrency limit.
     pub refused: AtomicU64,

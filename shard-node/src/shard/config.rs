@@ -41,10 +41,10 @@ pub struct ShardConfig {
     /// core for the rest of its time slice. `background_nice` still applies where SCHED_IDLE is
     /// refused.
     pub background_idle: bool,
-    /// How long background work waits, at each of its steps, for running searches to finish
-    /// (`give_way.rs`): searches then run with nothing beside them, and a write still makes a
-    /// step of progress at least this often while searches never stop (one setting per
-    /// process, the first shard's). 0: background work never waits.
+    /// How long background work waits, once per 2 ms of CPU time it has used, for running
+    /// searches to finish (`give_way.rs`): searches then run with nothing beside them, and a
+    /// write still makes progress at least this often while searches never stop (one setting
+    /// per process, the first shard's). 0: background work never waits.
     pub give_way_ms: u64,
 }
 

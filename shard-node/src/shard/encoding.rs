@@ -98,8 +98,8 @@ impl Shard {
 }
 
 impl Shard {
-    /// Runs `work` on the encoding pool, below the searches' CPU priority (`background_nice`, `background_idle`):
-    /// a write's CPU work (encoding, and copying the runs it changes) then leaves the cores to
+    /// Runs `work` on the encoding pool, below the searches' CPU priority (`background_nice`,
+    /// `background_idle`): a write's CPU work (encoding, and copying the runs it changes) then leaves the cores to
     /// searches. Never for sled calls (see `exact_scores`).
     pub(super) fn in_background<T: Send>(&self, work: impl FnOnce() -> T + Send) -> T {
         match encoding_pool(self.config.background()) {

@@ -107,7 +107,8 @@ impl Shard {
     }
 
     /// `retrain` once claimed. The work runs on a pool of its own below the searches' CPU
-    /// priority (`background_nice`, `background_idle`), so that searches on the shared pool keep their cores.
+    /// priority (`background_nice`, `background_idle`), so that searches on the shared pool keep
+    /// their cores.
     pub fn retrain_claimed(&self) -> Result<Option<Retrained>> {
         let _running = Running(&self.retraining);
         self.check_writable()?;
