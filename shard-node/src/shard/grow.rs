@@ -197,13 +197,11 @@ impl Shard {
         let wanted = k * self.config.train.sample_per_centroid + 50_000;
         let mut rng = Rng::new(self.config.train.seed ^ tokens as u64);
         let (mut out, dim) = (Vec::with_capacity(wanted.min(tokens) * self.config.dim), self.config.dim);
-        for (n, i) in rng.sample(live.len(), live.len()).into_iter().enumerate() {
+        for i in rng.sample(live.len(), live.len()) {
             if out.len() / dim >= wanted {
                 break;
             }
-            if n % 64 == 0 {
-                crate::give_way::step();
-            }
+            crate::give_way::step();
             if let Some(tokens) = self.store.tokens(live[i])? {
                 out.extend_from_slice(&codecs.vectors(&tokens)?);
             }

@@ -181,14 +181,18 @@ impl Store {
     }
 
     /// Removes the tokens of writes a crash stopped between their tokens and their transaction
-    /// (mod.rs: tokens with no id entry, never acknowledged); how many.
+    /// (mod.rs: tokens with no id entry, never acknowledged); how many. A write's tokens go under
+    /// ids it takes from the unused ones or from `next_id` on, so only those are looked at: the
+    /// documents' own tokens (most of the store) are not read.
     pub(super) fn unfinished_writes(&self) -> Result<usize> {
         let mut unfinished = Vec::new();
-        for k in self.vectors.iter().keys() {
-            let k = k?;
-            if super::id_of(&k, &self.path).is_ok() && !self.ids.contains_key(&k)? {
-                unfinished.push(k);
+        for id in self.unused_ids()? {
+            if self.vectors.contains_key(super::key(id))? {
+                unfinished.push(super::key(id).to_vec());
             }
+        }
+        for k in self.vectors.range(super::key(self.manifest().next_id)..).keys() {
+            unfinished.push(k?.to_vec());
         }
         for k in &unfinished {
             self.vectors.remove(k)?;

@@ -292,8 +292,10 @@ fn tokens_of_a_write_that_did_not_finish_or_apply_are_not_kept() {
     let w = store.versioned(&[(doc("a", "old"), Tokens::Raw(vec![9.0; 4]))], &[4]).unwrap();
     assert_eq!(w, [None]);
     assert_eq!((store.tokens(1).unwrap(), store.tokens(0).unwrap()), (None, Some(Tokens::Raw(vec![1.0; 4]))));
-    // A crash between a write's tokens and its transaction: tokens under an id no document has.
+    // A crash between a write's tokens and its transaction: tokens under an id no document has,
+    // past `next_id` (2) and among the unused ones (1).
     store.vectors.insert(key(7), Tokens::Raw(vec![2.0; 4]).to_bytes()).unwrap();
+    store.vectors.insert(key(1), Tokens::Raw(vec![2.0; 4]).to_bytes()).unwrap();
     store.db.flush().unwrap();
     drop(store);
     let mut store = Store::open(dir.path(), 4, 2).unwrap();
