@@ -5,8 +5,13 @@
 # once more replacing every document), then both at once (every document replaced again).
 # Prints one JSON line: each phase's figures and the two ratios issue 20 asks about (search p99
 # beside indexing / alone, indexing rate beside searches / alone).
-# Usage: scripts/bench_indexing.sh [CONCURRENCY (1)]
-concurrency="${1:-1}"
+# Searches come at a fixed RATE per second (an open loop: the same offered load in both phases,
+# latency counted from each search's scheduled time) from CONCURRENCY workers; RATE 0 sends
+# each worker's next search as soon as the last is answered, which on 2 cores leaves indexing
+# only what searches leave over.
+# Usage: scripts/bench_indexing.sh [RATE (5)] [CONCURRENCY (4)]
+rate="${1:-5}"
+concurrency="${2:-4}"
 source "$(dirname "$0")/bench_setup.sh"
 scripts/jsquad_paragraphs.py "$work"
 "$bin" local --model "$model" --data-dir "$work/data" --listen 127.0.0.1:0 >"$work/local.out" 2>"$work/local.err" &
@@ -30,10 +35,10 @@ index() {
 first_index_s=$(index)
 "$bin" bench --router "$router" --duration 5 --concurrency 1 --json >/dev/null
 alone_index_s=$(index)
-"$bin" bench --router "$router" --duration 30 --concurrency "$concurrency" --json >"$work/alone.json"
+"$bin" bench --router "$router" --duration 30 --concurrency "$concurrency" --rate "$rate" --json >"$work/alone.json"
 # Searches for 90% of the time indexing took alone: all of it beside the indexing below.
 seconds=$(python3 -c "print(max(5, int($alone_index_s * 0.9)))")
-"$bin" bench --router "$router" --duration "$seconds" --concurrency "$concurrency" --json >"$work/beside.json" &
+"$bin" bench --router "$router" --duration "$seconds" --concurrency "$concurrency" --rate "$rate" --json >"$work/beside.json" &
 bench=$!
 beside_index_s=$(index)
 wait $bench

@@ -295,6 +295,11 @@ pub struct BenchArgs {
     nprobe: u32,
     #[arg(long, default_value_t = 0)]
     candidates: u32,
+    /// Searches per second in all, sent on a fixed schedule whatever the answers take (an open
+    /// loop: the load another job adds shows as latency, counted from each search's scheduled
+    /// time). 0: each worker sends its next search as soon as the last is answered.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
     #[arg(long)]
     json: bool,
 }
@@ -311,13 +316,18 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         let end = std::time::Instant::now() + std::time::Duration::from_secs(args.duration);
         let started = std::time::Instant::now();
         let mut workers = tokio::task::JoinSet::new();
-        for w in 0..args.concurrency.max(1) {
-            let (mut client, questions, k) = (client.clone(), questions.clone(), args.k);
+        let concurrency = args.concurrency.max(1);
+        for w in 0..concurrency {
+            let (mut client, questions, k, rate) = (client.clone(), questions.clone(), args.k, args.rate);
             let params = proto::v1::SearchParams { nprobe: args.nprobe, candidates: args.candidates, exact: false };
             workers.spawn(async move {
                 let (mut latencies, mut errors, mut partial, mut refused) = (Vec::new(), 0usize, 0usize, 0usize);
                 let mut i = w;
-                while std::time::Instant::now() < end {
+                // With a rate, worker w of c sends at started + (w + n·c) / rate.
+                let every = (rate > 0.0).then(|| std::time::Duration::from_secs_f64(concurrency as f64 / rate));
+                let mut due =
+                    started + every.map_or(std::time::Duration::ZERO, |e| e.mul_f64(w as f64 / concurrency as f64));
+                while std::time::Instant::now().max(due) < end {
                     let request = SearchRequest {
                         query: questions[i % questions.len()].clone(),
                         k,
@@ -327,7 +337,15 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
                         include: None,
                         filter: None,
                     };
-                    let t = std::time::Instant::now();
+                    let t = match every {
+                        Some(every) => {
+                            tokio::time::sleep_until(due.into()).await;
+                            let scheduled = due;
+                            due += every;
+                            scheduled
+                        }
+                        None => std::time::Instant::now(),
+                    };
                     match client.search(request).await {
                         Ok(r) => {
                             latencies.push(t.elapsed().as_secs_f64() * 1e3);
@@ -361,7 +379,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         };
         let report = serde_json::json!({
             "searches": latencies.len(), "errors": errors, "partial": partial, "refused": refused,
-            "concurrency": args.concurrency,
+            "concurrency": args.concurrency, "rate": args.rate,
             "seconds": elapsed, "qps": latencies.len() as f64 / elapsed,
             "p50_ms": pct(0.5), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
         });

@@ -191,8 +191,13 @@ pub fn encoder(metrics: encoder_node::service::Metrics) -> Extra {
                 counter("jacolbert_encoder_batch_texts_total", "Texts in those batches.", &m.counters.batch_texts),
                 counter(
                     "jacolbert_encoder_document_chunks_total",
-                    "Document forward passes (chunks of a batch, queries served between).",
+                    "Document forward passes (chunks of a batch).",
                     &m.counters.document_chunks,
+                ),
+                counter(
+                    "jacolbert_encoder_document_steps_total",
+                    "Steps of document passes (ops of a layer), each followed by a pause while a query pass runs.",
+                    &m.counters.document_steps,
                 ),
                 counter("jacolbert_encoder_refused_total", "Requests refused, queue full.", &m.counters.refused),
                 counter(
@@ -213,9 +218,9 @@ pub fn encoder(metrics: encoder_node::service::Metrics) -> Extra {
                     m.cache.as_ref().map_or(0, |c| c.misses.load(Ordering::Relaxed)),
                 ),
                 gauge(
-                    "jacolbert_encoder_query_wait_chunks_max",
-                    "Most document chunks started while one query request waited.",
-                    m.counters.query_wait_chunks.load(Ordering::Relaxed),
+                    "jacolbert_encoder_query_overlap_steps_max",
+                    "Most steps of document passes (ops of a layer) run while one query pass was gathered and ran.",
+                    m.counters.query_overlap_steps.load(Ordering::Relaxed),
                 ),
             ]
             .concat()

@@ -1,12 +1,12 @@
 //! The batcher behind the Encoder service: two lanes, so that a search's query never waits
 //! behind a bulk load's documents.
 //!
-//! Queries and documents queue apart. The batcher serves queries first: whatever queries arrive
-//! within a short window (up to the text budget) form one forward pass. Documents are batched
-//! the same way but run `document_chunk` texts at a time, and before each chunk every query
-//! waiting is served: a query waits for at most the chunk running when it arrived. A job whose
-//! deadline (the caller's `grpc-timeout`) has passed, or whose caller has gone, is dropped
-//! before it runs, and counted.
+//! Queries and documents queue apart, and each lane has its own loop. Whatever queries arrive
+//! within a short window (up to the text budget) form one forward pass; while it is gathered
+//! and runs it holds the [`Gate`], and a document pass pauses at its next step (one op of one
+//! layer) until the query pass is done. Documents are batched the same way and run
+//! `document_chunk` texts at a time. A job whose deadline (the caller's `grpc-timeout`) has
+//! passed, or whose caller has gone, is dropped before it runs, and counted.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
 use crate::cache::QueryCache;
+use crate::gate::Gate;
 use crate::model::ColbertModel;
 use crate::service::BatchConfig;
 use crate::{Error, Result};
@@ -27,7 +28,6 @@ pub(crate) enum Kind {
 }
 
 pub(crate) struct Job {
-    pub kind: Kind,
     pub texts: Vec<String>,
     /// When the caller stops waiting (`None`: it set no deadline).
     pub deadline: Option<Instant>,
@@ -36,8 +36,6 @@ pub(crate) struct Job {
     pub reply: oneshot::Sender<Result<Vec<Vec<f32>>>>,
     /// Its texts' share of the queue's bound, given back when the job is done or dropped.
     pub _permit: OwnedSemaphorePermit,
-    /// `Counters::document_chunks` when it was queued.
-    pub chunks_before: u64,
 }
 
 impl Job {
@@ -60,13 +58,15 @@ pub struct Counters {
     pub batch_texts: AtomicU64,
     /// Document chunks run (a document batch runs as one or more).
     pub document_chunks: AtomicU64,
+    /// Steps of document passes run (ops of a layer: `gate.rs` pauses between them).
+    pub document_steps: AtomicU64,
     /// Requests refused because the queue was full.
     pub refused: AtomicU64,
     /// Requests dropped unrun: their deadline passed or their caller hung up while they waited.
     pub expired: AtomicU64,
-    /// The most document chunks that started while one query request waited (by design at
-    /// most one: the chunk that was starting as it arrived).
-    pub query_wait_chunks: AtomicU64,
+    /// The most steps of document passes (ops of a layer) that ran while one query pass was
+    /// gathered and ran: by design at most one, the step running as it arrived.
+    pub query_overlap_steps: AtomicU64,
 }
 
 /// The two lanes' receiving ends.
@@ -77,27 +77,26 @@ pub(crate) struct Lanes {
 
 pub(crate) async fn run(
     model: Arc<ColbertModel>,
-    mut lanes: Lanes,
+    lanes: Lanes,
     config: BatchConfig,
     counters: Arc<Counters>,
     cache: Option<Arc<QueryCache>>,
 ) {
-    let batcher = Batcher { model, config, counters, cache };
-    loop {
-        let first = tokio::select! {
-            biased;
-            Some(job) = lanes.queries.recv() => job,
-            Some(job) = lanes.documents.recv() => job,
-            else => return,
-        };
-        match first.kind {
-            Kind::Queries => batcher.queries(first, &mut lanes.queries).await,
-            Kind::Documents => {
-                let jobs = batcher.gather(first, &mut lanes.documents).await;
-                batcher.documents(jobs, &mut lanes.queries).await;
-            }
+    let gate = Arc::new(Gate::new(counters.clone()));
+    let batcher = Arc::new(Batcher { model, config, counters, cache, gate });
+    let Lanes { mut queries, mut documents } = lanes;
+    let for_documents = batcher.clone();
+    let documents = tokio::spawn(async move {
+        while let Some(first) = documents.recv().await {
+            let jobs = for_documents.gather(first, &mut documents).await;
+            for_documents.documents(jobs).await;
         }
+    });
+    while let Some(first) = queries.recv().await {
+        batcher.queries(first, &mut queries).await;
     }
+    // The service is gone: the document lane closes with it.
+    let _ = documents.await;
 }
 
 struct Batcher {
@@ -105,6 +104,7 @@ struct Batcher {
     config: BatchConfig,
     counters: Arc<Counters>,
     cache: Option<Arc<QueryCache>>,
+    gate: Arc<Gate>,
 }
 
 impl Batcher {
@@ -140,7 +140,7 @@ impl Batcher {
     async fn forward(&self, kind: Kind, texts: Vec<String>, span: tracing::Span) -> Result<Vec<Vec<f32>>, String> {
         self.counters.batches.fetch_add(1, Ordering::Relaxed);
         self.counters.batch_texts.fetch_add(texts.len() as u64, Ordering::Relaxed);
-        let (model, cache) = (self.model.clone(), self.cache.clone());
+        let (model, cache, gate) = (self.model.clone(), self.cache.clone(), self.gate.clone());
         let ran = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
             let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -149,9 +149,9 @@ impl Batcher {
                 (Kind::Queries, None) => {
                     model.encode_queries(&texts).map(|e| e.into_iter().map(|q| q.vectors).collect())
                 }
-                (Kind::Documents, _) => {
-                    model.encode_documents(&texts).map(|e| e.into_iter().map(|d| d.vectors).collect())
-                }
+                (Kind::Documents, _) => model
+                    .encode_documents_pausing(&texts, &|| gate.pause())
+                    .map(|e| e.into_iter().map(|d| d.vectors).collect()),
             }
             .map_err(|e| format!("forward pass failed: {e}"))
         })
@@ -173,15 +173,12 @@ impl Batcher {
         span
     }
 
-    /// Serves `first` and the queries that join it, in one forward pass.
+    /// Serves `first` and the queries that join it, in one forward pass, holding the gate.
     async fn queries(&self, first: Job, lane: &mut mpsc::UnboundedReceiver<Job>) {
+        let _held = self.gate.hold();
         let jobs = self.wanted(self.gather(first, lane).await);
         if jobs.is_empty() {
             return;
-        }
-        let chunks = self.counters.document_chunks.load(Ordering::Relaxed);
-        for job in &jobs {
-            self.counters.query_wait_chunks.fetch_max(chunks - job.chunks_before, Ordering::Relaxed);
         }
         let texts: Vec<String> = jobs.iter().flat_map(|j| j.texts.iter().cloned()).collect();
         let span = Batcher::span(&jobs.iter().collect::<Vec<_>>(), texts.len());
@@ -197,17 +194,14 @@ impl Batcher {
         }
     }
 
-    /// Runs document jobs `document_chunk` texts at a time, serving every waiting query before
-    /// each chunk; a job abandoned meanwhile has the rest of its texts skipped.
-    async fn documents(&self, jobs: Vec<Job>, queries: &mut mpsc::UnboundedReceiver<Job>) {
+    /// Runs document jobs `document_chunk` texts at a time; a job abandoned meanwhile has the
+    /// rest of its texts skipped.
+    async fn documents(&self, jobs: Vec<Job>) {
         let mut jobs: Vec<(Job, Vec<Vec<f32>>)> = self.wanted(jobs).into_iter().map(|j| (j, Vec::new())).collect();
         let order: Vec<(usize, usize)> =
             jobs.iter().enumerate().flat_map(|(j, (job, _))| (0..job.texts.len()).map(move |t| (j, t))).collect();
         let mut failed: Vec<Option<String>> = vec![None; jobs.len()];
         for chunk in order.chunks(self.config.document_chunk.max(1)) {
-            while let Ok(query) = queries.try_recv() {
-                self.queries(query, queries).await;
-            }
             let live: Vec<(usize, usize)> =
                 chunk.iter().copied().filter(|&(j, _)| failed[j].is_none() && !jobs[j].0.abandoned()).collect();
             if live.is_empty() {

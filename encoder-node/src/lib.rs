@@ -3,6 +3,7 @@
 mod batcher;
 mod cache;
 pub mod error;
+mod gate;
 pub mod model;
 pub mod service;
 pub mod tokenizer;

@@ -30,8 +30,9 @@ pub struct BatchConfig {
     pub queue_texts: usize,
     /// Texts per forward pass at most.
     pub max_texts: usize,
-    /// Documents run this many texts at a time, waiting queries served between: the longest a
-    /// query waits behind a bulk load is one such chunk.
+    /// Documents run this many texts at a time (a job whose caller gave up is dropped between
+    /// chunks); queries do not wait for a chunk to end: a document pass pauses between its steps
+    /// while they run.
     pub document_chunk: usize,
     /// How long the batcher waits for more requests after the first.
     pub window_us: u64,
@@ -137,8 +138,7 @@ impl EncoderService {
             ))
         })?;
         let (reply, answer) = oneshot::channel();
-        let chunks_before = self.counters.document_chunks.load(Ordering::Relaxed);
-        let job = Job { kind, texts, deadline, reply, span: tracing::Span::current(), _permit: permit, chunks_before };
+        let job = Job { texts, deadline, reply, span: tracing::Span::current(), _permit: permit };
         let lane = match kind {
             Kind::Queries => &self.queries,
             Kind::Documents => &self.documents,

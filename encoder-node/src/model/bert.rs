@@ -100,7 +100,9 @@ impl<O: Ops> Bert<O> {
 
     /// Last hidden states `[batch·seq, hidden]`. Ids past the vocabulary read its last row
     /// (the tokenizer never produces them; this only keeps a bad id from reading out of bounds).
-    pub fn forward(&self, ops: &O, input: &Batch) -> Result<O::Tensor> {
+    /// `pause` is called after every step (each of a layer's five ops): a document pass waits
+    /// there while queries run, so a query shares the cores with at most one step of it.
+    pub fn forward(&self, ops: &O, input: &Batch, pause: &dyn Fn()) -> Result<O::Tensor> {
         let h = self.config.hidden_size;
         let rows = input.batch * input.seq;
         if input.ids.len() != rows || input.mask.len() != rows {
@@ -129,12 +131,17 @@ impl<O: Ops> Bert<O> {
         let (mut attn, mut inter) = (ops.zeros(rows * h)?, ops.zeros(rows * self.config.intermediate_size)?);
         for layer in &self.layers {
             ops.dense_into(&x, rows, &layer.qkv, false, &mut qkv)?;
+            pause();
             ops.attention_into(&qkv, input.mask, input.batch, heads, &mut ctx)?;
+            pause();
             ops.dense_residual_norm_into(&ctx, rows, &layer.attn_out, &x, &layer.attn_norm, &mut attn)?;
+            pause();
             ops.dense_into(&attn, rows, &layer.intermediate, true, &mut inter)?;
+            pause();
             // The layer's input is spent once `attn` holds it as a residual: the output
             // overwrites it.
             ops.dense_residual_norm_into(&inter, rows, &layer.output, &attn, &layer.out_norm, &mut x)?;
+            pause();
         }
         Ok(x)
     }

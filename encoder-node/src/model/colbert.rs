@@ -194,7 +194,7 @@ impl ColbertModel {
 
     /// `encode_queries` from inputs already made (`query_input`).
     pub fn encode_query_inputs(&self, inputs: Vec<(Vec<u32>, Vec<u8>)>) -> Result<Vec<QueryEmbedding>> {
-        let outputs = self.encode(&inputs, self.tokenizer.specials().mask, |_| true)?;
+        let outputs = self.encode(&inputs, self.tokenizer.specials().mask, |_| true, &|| {})?;
         Ok(inputs
             .into_iter()
             .zip(outputs)
@@ -203,6 +203,12 @@ impl ColbertModel {
     }
 
     pub fn encode_documents(&self, texts: &[&str]) -> Result<Vec<DocEmbedding>> {
+        self.encode_documents_pausing(texts, &|| {})
+    }
+
+    /// [`ColbertModel::encode_documents`] calling `pause` between steps of the forward pass, where
+    /// the batcher holds it while queries run.
+    pub fn encode_documents_pausing(&self, texts: &[&str], pause: &dyn Fn()) -> Result<Vec<DocEmbedding>> {
         let inputs: Vec<(Vec<u32>, Vec<u8>)> = tracing::info_span!("encoder.tokenize").in_scope(|| {
             texts
                 .iter()
@@ -213,7 +219,7 @@ impl ColbertModel {
                 })
                 .collect()
         });
-        let outputs = self.encode(&inputs, self.tokenizer.specials().pad, |id| !self.is_skipped(id))?;
+        let outputs = self.encode(&inputs, self.tokenizer.specials().pad, |id| !self.is_skipped(id), pause)?;
         Ok(inputs
             .into_iter()
             .zip(outputs)
@@ -232,7 +238,13 @@ impl ColbertModel {
     /// Runs the encoder over inputs grouped by length, padding each group with `pad`
     /// (attention 0). Returns, for each input, the unit vectors of its tokens that `kept`
     /// accepts, `[kept, dim]`.
-    fn encode(&self, inputs: &[(Vec<u32>, Vec<u8>)], pad: u32, kept: impl Fn(u32) -> bool) -> Result<Vec<Vec<f32>>> {
+    fn encode(
+        &self,
+        inputs: &[(Vec<u32>, Vec<u8>)],
+        pad: u32,
+        kept: impl Fn(u32) -> bool,
+        pause: &dyn Fn(),
+    ) -> Result<Vec<Vec<f32>>> {
         let tokens: i64 = inputs.iter().map(|(ids, _)| ids.len() as i64).sum();
         let _span = tracing::info_span!("encoder.forward", texts = inputs.len() as i64, tokens).entered();
         let mut order: Vec<usize> = (0..inputs.len()).collect();
@@ -255,7 +267,11 @@ impl ColbertModel {
                 keep.extend(rows.map(|(t, _)| (slot * seq + t) as u32));
                 counts.push(keep.len() - before);
             }
-            let vectors = self.encoder.encode(&Batch { ids: &ids, mask: &mask, batch: group.len(), seq }, &keep)?;
+            let vectors = self.encoder.encode_pausing(
+                &Batch { ids: &ids, mask: &mask, batch: group.len(), seq },
+                &keep,
+                pause,
+            )?;
             let mut rest = vectors.as_slice();
             for (&i, n) in group.iter().zip(counts) {
                 let (mine, after) = rest.split_at(n * dim);

@@ -16,7 +16,7 @@ use super::weights::Weights;
 use crate::error::{Error, Result};
 
 trait Encode: Send + Sync {
-    fn encode(&self, batch: &Batch, keep: &[u32]) -> Result<Vec<f32>>;
+    fn encode(&self, batch: &Batch, keep: &[u32], pause: &dyn Fn()) -> Result<Vec<f32>>;
 }
 
 struct OnBackend<O: Ops> {
@@ -88,7 +88,13 @@ impl Encoder {
     /// vectors of rows `keep` (indices into `batch·seq`), `[keep.len(), dim]`, on the host.
     /// Dropping rows before the download is the compaction of padding and punctuation.
     pub fn encode(&self, batch: &Batch, keep: &[u32]) -> Result<Vec<f32>> {
-        self.inner.encode(batch, keep)
+        self.inner.encode(batch, keep, &|| {})
+    }
+
+    /// [`Encoder::encode`] calling `pause` between steps of the forward pass
+    /// ([`Bert::forward`]).
+    pub fn encode_pausing(&self, batch: &Batch, keep: &[u32], pause: &dyn Fn()) -> Result<Vec<f32>> {
+        self.inner.encode(batch, keep, pause)
     }
 
     /// [`Encoder::encode`] keeping every row: `[batch·seq, dim]`.
@@ -118,8 +124,8 @@ impl<O: Ops + 'static> OnBackend<O> {
 }
 
 impl<O: Ops> Encode for OnBackend<O> {
-    fn encode(&self, batch: &Batch, keep: &[u32]) -> Result<Vec<f32>> {
-        let hidden = self.bert.forward(&self.ops, batch)?;
+    fn encode(&self, batch: &Batch, keep: &[u32], pause: &dyn Fn()) -> Result<Vec<f32>> {
+        let hidden = self.bert.forward(&self.ops, batch, pause)?;
         if keep.is_empty() {
             return Ok(Vec::new());
         }
