@@ -58,6 +58,12 @@ pub struct Args {
     /// With `--grow`: tokens buffered before the first training (the shard's `train_tokens`).
     #[arg(long, default_value_t = 100_000)]
     train_tokens: usize,
+    /// With `--grow`: also measure on the way, when the shard reaches each of these sizes
+    /// (tokens, comma-separated; e.g. 1000000 with `--docs 100000`): one JSON line per size,
+    /// on the data and queries a run of that size would use, so the sizes compare in one run.
+    /// Each size's `build_s` counts all building up to it, not the measuring before it.
+    #[arg(long, value_delimiter = ',')]
+    report_at: Vec<usize>,
     /// With `--grow`: the shard's `retrain_growth` (0: never retrain, the first codec stays).
     #[arg(long, default_value_t = 4.0)]
     retrain_growth: f64,
@@ -114,6 +120,7 @@ fn write_vectors(dir: &std::path::Path, data: &Collection, queries: &[(usize, Ve
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(args.docs > 0 && args.queries > 0, "--docs and --queries must be positive");
+    anyhow::ensure!(args.grow || args.report_at.is_empty(), "--report-at measures a growing shard: add --grow");
     let spec = Spec {
         docs: args.docs,
         tokens_per_doc: args.tokens_per_doc,
@@ -123,10 +130,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ..Default::default()
     };
     let data = Collection::generate(&spec);
-    let queries = data.queries(args.queries, QUERY_TOKENS, 0.3, args.seed);
     if let Some(dir) = &args.write_vectors {
-        write_vectors(dir, &data, &queries)?;
+        write_vectors(dir, &data, &data.queries(args.queries, QUERY_TOKENS, 0.3, args.seed))?;
     }
+    // The document counts to measure at: the first that reach each `--report-at` size, then all.
+    let mut stops = Vec::new();
+    for &size in &args.report_at {
+        let docs = data.offsets.partition_point(|&tokens| tokens < size);
+        anyhow::ensure!(docs < data.len(), "--report-at {size}: the collection has only {} tokens", data.tokens());
+        stops.push(docs.max(1));
+    }
+    stops.push(data.len());
+    stops.sort_unstable();
+    stops.dedup();
     let dir = tempfile::tempdir()?;
     let config = ShardConfig {
         dim: DIM,
@@ -143,10 +159,41 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !args.grow {
         shard.train_on(&data.vectors)?;
     }
-    // As in service: a maintenance thread retrains in the background while documents arrive;
-    // the build ends when the last retraining due has finished.
+    let (mut build_s, mut built, mut retrainings) = (started.elapsed().as_secs_f64(), 0, Vec::new());
+    let mut last = None;
+    for &stop in &stops {
+        let started = Instant::now();
+        retrainings.extend(grow(&shard, &data, built..stop)?);
+        shard.shrink_to_fit();
+        build_s += started.elapsed().as_secs_f64();
+        built = stop;
+        let prefix;
+        let view = match stop == data.len() {
+            true => &data,
+            false => {
+                prefix = data.prefix(stop);
+                &prefix
+            }
+        };
+        let so_far = Built { shard: &shard, build_s, retrainings: &retrainings };
+        last = Some(measure(&args, &so_far, view, stop == data.len())?);
+    }
+    let (queries, params) = last.context("the full size is always measured")?;
+    let refs: Vec<&[f32]> = queries.iter().map(|(_, q)| q.as_slice()).collect();
+    for &share in &args.filter_selectivity {
+        print(&filtered(&shard, &refs, params, share)?, args.json)?;
+    }
+    if args.under_writes {
+        print(&under_writes(&shard, &data, &refs, params, args.passes)?, args.json)?;
+    }
+    Ok(())
+}
+
+/// Upserts documents `range` in batches of 500 while a maintenance thread retrains in the
+/// background, as in service; returns when the last retraining due has finished.
+fn grow(shard: &Shard, data: &Collection, range: std::ops::Range<usize>) -> anyhow::Result<Vec<Retrained>> {
     let indexing = std::sync::atomic::AtomicBool::new(true);
-    let retrainings = std::thread::scope(|s| -> anyhow::Result<Vec<Retrained>> {
+    std::thread::scope(|s| -> anyhow::Result<Vec<Retrained>> {
         let maintenance = s.spawn(|| -> anyhow::Result<Vec<Retrained>> {
             let mut done = Vec::new();
             loop {
@@ -160,18 +207,37 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
         });
         let written = (|| -> anyhow::Result<()> {
-            for first in (0..data.len()).step_by(500) {
-                shard.upsert(documents(&data, first..(first + 500).min(data.len()), ""))?;
-                tracing::info!(documents = (first + 500).min(data.len()), of = data.len(), "indexing");
+            for first in range.clone().step_by(500) {
+                let end = (first + 500).min(range.end);
+                shard.upsert(documents(data, first..end, ""))?;
+                tracing::info!(documents = end, of = data.len(), "indexing");
             }
             Ok(())
         })();
         indexing.store(false, std::sync::atomic::Ordering::SeqCst);
         let done = maintenance.join().map_err(|_| anyhow::anyhow!("the maintenance thread panicked"))?;
         written.and(done)
-    })?;
-    shard.shrink_to_fit();
-    let build_s = started.elapsed().as_secs_f64();
+    })
+}
+
+/// A shard as built so far.
+struct Built<'a> {
+    shard: &'a Shard,
+    build_s: f64,
+    retrainings: &'a [Retrained],
+}
+
+/// Searches the shard holding exactly `data` with each setting and prints one JSON line each:
+/// recall against the exact mode and against exhaustive MaxSim over the raw vectors, memory,
+/// disk, build time and latency. Returns the queries and the first setting.
+fn measure(
+    args: &Args,
+    built: &Built,
+    data: &Collection,
+    last: bool,
+) -> anyhow::Result<(Vec<(usize, Vec<f32>)>, SearchParams)> {
+    let shard = built.shard;
+    let queries = data.queries(args.queries, QUERY_TOKENS, 0.3, args.seed);
     let mut settings = Vec::new();
     match &args.sweep {
         Some(list) => {
@@ -223,7 +289,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 results.iter().zip(truth).map(|(got, want)| got.iter().filter(|f| want.contains(&f.id)).count()).sum();
             found as f64 / (args.k * queries.len()) as f64
         };
-        if let Some(dir) = &args.write_vectors {
+        if let (Some(dir), true) = (&args.write_vectors, last) {
             // Our top-k per query (document numbers), so the peer script can score both
             // engines against the same ground truth.
             let ids: Vec<Vec<usize>> =
@@ -237,7 +303,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let report = serde_json::json!({
             "docs": data.len(), "tokens": tokens, "k": args.k, "nbits": args.nbits,
             "trained_on": if args.grow { format!("the first {} tokens", args.train_tokens) } else { "all".into() },
-            "retrainings": retrainings.iter().map(|r| serde_json::json!({
+            "retrainings": built.retrainings.iter().map(|r| serde_json::json!({
                 "at_tokens": r.tokens, "k": r.k, "sample": r.sample, "s": r.elapsed_ms as f64 / 1e3,
             })).collect::<Vec<_>>(),
             "nprobe": params.nprobe, "candidates": params.candidates,
@@ -250,17 +316,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 "centroids": memory.centroids as f64 / tokens, "doc_table": memory.docs as f64 / tokens,
             },
             "disk_bytes_per_token": shard.disk_bytes()? as f64 / tokens,
-            "build_s": build_s, "p50_ms": pct(0.5), "p99_ms": pct(0.99), "qps": qps,
+            "build_s": built.build_s, "p50_ms": pct(0.5), "p99_ms": pct(0.99), "qps": qps,
         });
         print(&report, args.json)?;
     }
-    for &share in &args.filter_selectivity {
-        print(&filtered(&shard, &refs, settings[0], share)?, args.json)?;
-    }
-    if args.under_writes {
-        print(&under_writes(&shard, &data, &refs, settings[0], args.passes)?, args.json)?;
-    }
-    Ok(())
+    Ok((queries, settings[0]))
 }
 
 /// Documents `range` of `data` as upserts, ids suffixed with `suffix`.

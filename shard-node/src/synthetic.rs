@@ -61,6 +61,18 @@ impl Collection {
         Collection { dim, vectors, offsets }
     }
 
+    /// The first `docs` documents: the very collection `generate` makes with `docs` documents
+    /// (they are drawn one after another from one stream), so `shard-bench` can measure a
+    /// growing shard at a smaller size on the data and queries a run of that size would use.
+    pub fn prefix(&self, docs: usize) -> Collection {
+        let docs = docs.min(self.len());
+        Collection {
+            dim: self.dim,
+            vectors: self.vectors[..self.offsets[docs] * self.dim].to_vec(),
+            offsets: self.offsets[..=docs].to_vec(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.offsets.len() - 1
     }
@@ -95,5 +107,21 @@ impl Collection {
                 (target, q)
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefix_is_the_smaller_collection_and_draws_its_queries() {
+        let spec = Spec { docs: 40, tokens_per_doc: 12, centres: 16, dim: 8, ..Default::default() };
+        let (whole, small) = (Collection::generate(&spec), Collection::generate(&Spec { docs: 15, ..spec }));
+        let prefix = whole.prefix(15);
+        assert_eq!(prefix.offsets, small.offsets);
+        assert_eq!(prefix.vectors, small.vectors);
+        assert_eq!(prefix.queries(6, 4, 0.3, 2), small.queries(6, 4, 0.3, 2));
+        assert!(prefix.len() < whole.len() && whole.prefix(1000).len() == whole.len());
     }
 }
