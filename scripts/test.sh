@@ -11,15 +11,24 @@ command -v etcd >/dev/null || { echo "test.sh: etcd not found: apt-get install e
 # required, a missing library fails the kernel test instead of skipping it.
 LD_LIBRARY_PATH="$(scripts/fetch-nvrtc.sh)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export LD_LIBRARY_PATH JACOLBERT_REQUIRE_NVRTC=1
+# Every test binary runs whatever fails before it (--no-fail-fast), and every check below runs
+# whatever failed before it; the closing line counts the tests and the exit status says whether
+# anything failed.
+status=0
+# The Kubernetes manifests against the API schemas (offline).
+scripts/validate-k8s.sh --quiet || status=1
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+run() {
+    "$@" --no-fail-fast 2>&1 | tee -a "$log" || status=1
+}
 # First the PyLate parity tests on the portable kernels (the path of CPUs without AVX-512) and
 # on the AVX-512 kernels (the path of CPUs without AMX); where a CPU lacks one, its run repeats
 # a path. Then everything on the fastest kernels this CPU has.
-# The Kubernetes manifests against the API schemas (offline).
-scripts/validate-k8s.sh --quiet
-log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
-JACOLBERT_KERNELS=portable cargo test --workspace --release pylate 2>&1 | tee "$log"
-JACOLBERT_KERNELS=avx512 cargo test --workspace --release pylate 2>&1 | tee -a "$log"
-cargo test --workspace --release 2>&1 | tee -a "$log"
-# One closing line for both runs (cargo's own last line is a doc-test run with no tests).
+JACOLBERT_KERNELS=portable run cargo test --workspace --release pylate
+JACOLBERT_KERNELS=avx512 run cargo test --workspace --release pylate
+run cargo test --workspace --release
+# One closing line for all runs (cargo's own last line is a doc-test run with no tests).
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "%d passed, %d failed\n", passed, failed }' "$log"
+[ "$status" = 0 ] || echo "test.sh: some tests failed or did not build: search the output above for FAILED or error" >&2
+exit "$status"
