@@ -148,19 +148,38 @@ impl Shard {
             }
         }
         // The switch: what was written or deleted since the snapshot, then the new generation.
-        // (No id live in the snapshot went to another document meanwhile: the snapshot is a
-        // view held, `ids.rs`; so a document live in both is the same one.)
-        let _writer = locked(&self.writer);
-        let now = self.view();
-        let State::Ready { index: current, .. } = &*now else { unreachable!("a trained shard stays trained") };
-        let gone: Vec<u32> = index.live_docs().filter(|&d| !current.is_live(d)).collect();
-        gone.into_iter().for_each(|d| {
-            index.delete(d);
-        });
-        let since: Vec<u32> = current.live_docs().filter(|&d| !old.is_live(d)).collect();
-        for chunk in since.chunks(CHUNK) {
-            self.reencode(&mut index, generation, &mut codecs, chunk)?;
-        }
+        // (No id went to another document since the snapshot: it is a view held, and ids freed
+        // after it stay parked while it is, `ids.rs`; so a document live in both is the same
+        // one.) What was written meanwhile is re-encoded in turns under the writer lock, writes
+        // going in between: each turn takes twice what was written during the last one (at
+        // least CHUNK), so a write waits for one turn at most and the backlog shrinks by half a
+        // turn or more each time, however long it was (a whole retraining's worth of writes).
+        let (mut turn, mut backlog, mut since_total) = (CHUNK, None, 0);
+        let (_writer, now) = loop {
+            let writer = locked(&self.writer);
+            let now = self.view();
+            let State::Ready { index: current, .. } = &*now else { unreachable!("a trained shard stays trained") };
+            let gone: Vec<u32> = index.live_docs().filter(|&d| !current.is_live(d)).collect();
+            gone.into_iter().for_each(|d| {
+                index.delete(d);
+            });
+            let since: Vec<u32> = current.live_docs().filter(|&d| !index.is_live(d)).collect();
+            if let Some(left) = backlog {
+                turn = (2 * since.len().saturating_sub(left)).max(CHUNK);
+            }
+            let this_turn = &since[..since.len().min(turn)];
+            for chunk in this_turn.chunks(CHUNK) {
+                self.reencode(&mut index, generation, &mut codecs, chunk)?;
+            }
+            since_total += this_turn.len();
+            if this_turn.len() == since.len() {
+                break (writer, now);
+            }
+            backlog = Some(since.len() - this_turn.len());
+            drop((now, writer));
+            // A write waiting for the lock takes it now, before the next turn does.
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        };
         self.store.flush()?;
         self.store.use_codec(generation)?;
         index.shrink_to_fit();
@@ -184,7 +203,7 @@ impl Shard {
             replaced,
             k,
             documents,
-            written_meanwhile = since.len(),
+            written_meanwhile = since_total,
             elapsed_ms = done.elapsed_ms,
             "retraining done: switched codec"
         );
