@@ -17,6 +17,13 @@ export LD_LIBRARY_PATH JACOLBERT_REQUIRE_NVRTC=1
 status=0
 # The Kubernetes manifests against the API schemas (offline).
 scripts/validate-k8s.sh --quiet || status=1
+# The Python client's venv: the package from clients/python (tests/python_client.rs runs its
+# test), grpcio-reflection for that test, and grpcio-tools to check the committed stubs.
+venv=.deps/pyclient
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/pip" install -q --disable-pip-version-check ./clients/python grpcio-reflection==1.85.1 grpcio-tools==1.85.1
+PYTHON="$venv/bin/python" clients/python/generate.sh --check || status=1
+export JACOLBERT_PYTHON="$PWD/$venv/bin/python"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 run() {

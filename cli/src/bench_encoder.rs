@@ -29,6 +29,7 @@ pub struct Args {
     /// Only the shapes whose names contain this (e.g. `query_b1`).
     #[arg(long)]
     only: Option<String>,
+    /// One JSON object instead of a table.
     #[arg(long)]
     json: bool,
 }

@@ -14,6 +14,7 @@ use rcgen::{
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// Directory to write the CA and node certificates and keys into (PEM files; made if missing).
     #[arg(long)]
     out: PathBuf,
     /// Names and addresses the certificate is valid for, comma-separated.

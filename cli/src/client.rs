@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use proto::v1::{Document, SearchRequest, UpsertRequest};
 
-use crate::connection::Connection;
+use crate::connection::{refused, Connection};
 
 #[derive(clap::Args)]
 pub struct IndexArgs {
@@ -31,7 +31,9 @@ pub struct IndexArgs {
 
 #[derive(clap::Args)]
 pub struct SearchArgs {
+    /// The question or keywords to search for, in Japanese (quote it as one argument).
     query: String,
+    /// How many hits to return (1 to the router's `max_k`).
     #[arg(short, default_value_t = 10)]
     k: u32,
     #[command(flatten)]
@@ -84,10 +86,19 @@ fn resume_point(text: &str, progress: Option<Progress>, router: &str) -> usize {
 }
 
 fn parse_line(n: usize, line: &str) -> anyhow::Result<Document> {
-    let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("line {n}"))?;
-    let field = |name: &str| v.get(name).and_then(|x| x.as_str()).map(str::to_string);
-    let id = field("id").with_context(|| format!("line {n}: no \"id\""))?;
-    let text = field("text").with_context(|| format!("line {n}: no \"text\""))?;
+    const SHAPE: &str = r#"each line is one JSON object: {"id": "doc-1", "text": "…", "metadata": {…}}"#;
+    let v: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| anyhow::anyhow!("line {n} is not JSON ({e}); {SHAPE}"))?;
+    anyhow::ensure!(v.is_object(), "line {n} is not a JSON object; {SHAPE}");
+    let field = |name: &str| match v.get(name) {
+        Some(serde_json::Value::String(s)) => Ok(s.clone()),
+        None | Some(serde_json::Value::Null) => Err(anyhow::anyhow!("line {n} has no \"{name}\"; {SHAPE}")),
+        Some(other) => {
+            Err(anyhow::anyhow!("line {n}: \"{name}\" must be a string, not {other} (write \"{name}\": \"{other}\")"))
+        }
+    };
+    let id = field("id")?;
+    let text = field("text")?;
     // An object is kept as it is (compact JSON); a string is taken to hold the JSON already.
     let metadata = match v.get("metadata") {
         None | Some(serde_json::Value::Null) => String::new(),
@@ -125,7 +136,7 @@ pub fn index(args: IndexArgs) -> anyhow::Result<()> {
         let mut prefix = crc32fast::Hasher::new();
         prefix.update(&text.as_bytes()[..hashed]);
         let mut size = Sizing::new(args.batch, args.ack_target_ms);
-        let mut batches = 0;
+        let (mut batches, mut progress_line) = (0, ProgressLine::new());
         while done < docs.len() {
             let batch = &docs[done..(done + size.next).min(docs.len())];
             let documents = batch.iter().map(|(_, _, d)| d.clone()).collect();
@@ -156,14 +167,14 @@ pub fn index(args: IndexArgs) -> anyhow::Result<()> {
             std::fs::write(&aside, serde_json::to_vec(&progress)?)?;
             std::fs::rename(&aside, &progress_file)?;
             done += batch.len();
-            eprint!(
-                "\rindexed {done}/{} documents ({:.1} documents/s, batches of {})",
+            let line = format!(
+                "indexed {done}/{} documents ({:.1} documents/s, batches of {})",
                 docs.len(),
                 done as f64 / started.elapsed().as_secs_f64(),
                 batch.len()
             );
+            progress_line.show(&line, done == docs.len());
         }
-        eprintln!();
         let _ = std::fs::remove_file(&progress_file);
         println!(
             "indexed {done} documents in {batches} batches ({:.1} documents/s), skipped {skip} lines already acknowledged",
@@ -171,6 +182,32 @@ pub fn index(args: IndexArgs) -> anyhow::Result<()> {
         );
         Ok(())
     })
+}
+
+/// `index`'s progress on stderr: one line rewritten in place on a terminal; in a log file a line
+/// every 10 seconds and the last one, so the file stays readable.
+struct ProgressLine {
+    terminal: bool,
+    shown: Option<std::time::Instant>,
+}
+
+impl ProgressLine {
+    fn new() -> ProgressLine {
+        use std::io::IsTerminal;
+        ProgressLine { terminal: std::io::stderr().is_terminal(), shown: None }
+    }
+
+    fn show(&mut self, line: &str, last: bool) {
+        if self.terminal {
+            eprint!("\r{line}");
+            if last {
+                eprintln!();
+            }
+        } else if last || self.shown.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(10)) {
+            eprintln!("{line}");
+            self.shown = Some(std::time::Instant::now());
+        }
+    }
 }
 
 /// A refusal that a smaller batch may not get: past the deadline, or over the encoder's queue.
@@ -232,7 +269,17 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
             include: Some(include),
             filter,
         };
-        let answer = client.search(request).await?.into_inner();
+        let answer = client.search(request).await.map_err(refused)?.into_inner();
+        if answer.hits.is_empty() && !args.json {
+            // Nothing found in an empty cluster is the first thing a new user meets.
+            let stats = client.stats(proto::v1::ClusterStatsRequest::default()).await;
+            if stats.is_ok_and(|s| s.get_ref().documents == 0) {
+                eprintln!(
+                    "the cluster holds no documents yet: index some with `jacolbert index FILE.jsonl` (one \
+                     {{\"id\": …, \"text\": …}} per line)"
+                );
+            }
+        }
         let hits: Vec<serde_json::Value> = answer
             .hits
             .iter()
@@ -284,6 +331,7 @@ pub struct BenchArgs {
     /// Searches in flight.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// Hits per search.
     #[arg(short, default_value_t = 10)]
     k: u32,
     /// Questions to send, round robin (a JSQuAD file).
@@ -293,6 +341,7 @@ pub struct BenchArgs {
     /// defaults for k), to see what search costs where.
     #[arg(long, default_value_t = 0)]
     nprobe: u32,
+    /// Documents re-scored exactly per shard (0: the shards' default for k).
     #[arg(long, default_value_t = 0)]
     candidates: u32,
     /// Searches per second in all, sent on a fixed schedule whatever the answers take (an open
@@ -300,6 +349,7 @@ pub struct BenchArgs {
     /// time). 0: each worker sends its next search as soon as the last is answered.
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
+    /// One JSON object instead of a summary.
     #[arg(long)]
     json: bool,
 }

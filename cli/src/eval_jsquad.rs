@@ -15,11 +15,13 @@ use crate::model_args::ModelArgs;
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
+    /// The JSQuAD file whose questions and paragraphs are evaluated.
     #[arg(long, default_value = "tests/fixtures/jsquad/jsquad-valid-v1.1.json")]
     jsquad: PathBuf,
     /// Keep the "title [SEP] " headline on paragraphs.
     #[arg(long)]
     keep_headline: bool,
+    /// One JSON object instead of a table.
     #[arg(long)]
     json: bool,
     /// Evaluate through a running cluster instead: index the paragraphs there (ids `p<n>`),
@@ -31,6 +33,7 @@ pub struct Args {
     /// temporary directory, the router on `--listen`), as `--router` does.
     #[arg(long)]
     shards: Option<usize>,
+    /// With --shards: the router's address for that cluster (its nodes take the ports after it).
     #[arg(long, default_value = "127.0.0.1:53051")]
     listen: String,
     /// The local cluster's config (as `jacolbert local --config` takes; its data_dir, shards
@@ -41,6 +44,7 @@ pub struct Args {
     /// (0: the shards' defaults for k = 10).
     #[arg(long, default_value_t = 0)]
     nprobe: u32,
+    /// Through a cluster: documents re-scored exactly per shard (0: the shards' default).
     #[arg(long, default_value_t = 0)]
     candidates: u32,
 }

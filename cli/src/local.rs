@@ -16,10 +16,14 @@ use crate::metrics;
 use crate::model_args::ModelArgs;
 use crate::roles::{
     encoder_routes, open_shard, override_with, router_routes, serve, serve_metrics, shard_routes, Common, ENCODER,
-    SEARCH, SHARD,
+    ROUTER, SHARD,
 };
 
 #[derive(clap::Args)]
+#[command(mut_arg("listen", |a| a.help(
+    "The router's address [default: 127.0.0.1:50051]; the encoder and the shards listen on the ports \
+     after it (port 0: any free ports)"
+)))]
 pub struct Args {
     #[command(flatten)]
     common: Common,
@@ -29,7 +33,8 @@ pub struct Args {
     /// MeCab dictionary directory (unidic-lite's `dicdir`).
     #[arg(long, env = "JACOLBERT_MECAB_DIC")]
     mecab_dic: Option<PathBuf>,
-    /// Where the shards keep their data (one sub-directory each).
+    /// Where the cluster keeps its state and the shards their data (one sub-directory each)
+    /// [default: data, in the working directory].
     #[arg(long, env = "JACOLBERT_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Shards of a new data directory [default: 2]; a data directory keeps the count it was
@@ -60,15 +65,30 @@ pub async fn start(model: Arc<ColbertModel>, config: &LocalFile) -> anyhow::Resu
     anyhow::ensure!(room, "listen port {} leaves no room for the {nodes} nodes after it", listen.port());
     let next =
         |i: u16| SocketAddr::new(listen.ip(), if listen.port() == 0 { 0 } else { listen.port() + i }).to_string();
+    // The router's port is the one the user chose: a taken one is named before the nodes after
+    // it try theirs.
+    drop(std::net::TcpListener::bind(listen).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on {listen} (--listen): {e}. Is another `jacolbert local` or router running there? Stop \
+             it, or choose another --listen"
+        )
+    })?);
+    let taken = || {
+        format!(
+            "a local cluster's nodes listen on the {nodes} ports after --listen {listen}: choose another --listen, \
+             or port 0 for any free ports"
+        )
+    };
     let dim = model.dim();
     let (routes, encoder_metrics) = encoder_routes(model, config.batching, NODE_MESSAGE);
-    let encoder = serve(routes, ENCODER, &next(1), None, 0, None).await?;
+    let encoder = serve(routes, ENCODER, &next(1), None, 0, None).await.with_context(taken)?;
     let (mut addresses, mut shards) = (Vec::new(), Vec::new());
     for s in 0..count {
         let index = shard_node::shard::ShardConfig { dim, ..config.index.clone() };
         let shard = open_shard(config.data_dir.join(format!("shard-{s}")), index).await?;
         let (routes, service) = shard_routes(shard, s as u32, dim, NODE_MESSAGE);
-        addresses.push(vec![serve(routes, SHARD, &next(2 + s as u16), None, 0, Some(service.health())).await?]);
+        let address = serve(routes, SHARD, &next(2 + s as u16), None, 0, Some(service.health())).await;
+        addresses.push(vec![address.with_context(taken)?]);
         shards.push((s as u32, service));
     }
     // The nodes' addresses change from one start to the next (ports may be any free ones).
@@ -80,7 +100,7 @@ pub async fn start(model: Arc<ColbertModel>, config: &LocalFile) -> anyhow::Resu
     anyhow::ensure!(store.replace(stored.as_ref(), &next, None).await?, "the cluster state changed while starting");
     let router = Router::start(Arc::new(store), config.limits.clone(), None).await?;
     let (routes, router_metrics) = router_routes(router, Default::default(), ROUTER_MESSAGE);
-    let address = serve(routes, SEARCH, &config.listen, None, 0, None).await?;
+    let address = serve(routes, ROUTER, &config.listen, None, 0, None).await?;
     let extra = vec![router_metrics, encoder_metrics, metrics::shards(shards)];
     serve_metrics(config.metrics_addr.as_deref(), extra).await?;
     tracing::info!(router = %address, encoder = %encoder, shards = ?addresses, data = %config.data_dir.display(), "local cluster is up");

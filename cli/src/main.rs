@@ -78,8 +78,37 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+/// Errors print as what went wrong, then each cause on its own line; a backtrace only with
+/// `JACOLBERT_BACKTRACE=1` (not with `RUST_BACKTRACE`, which users set for other programs).
+fn main() -> std::process::ExitCode {
+    let backtrace = std::env::var_os("JACOLBERT_BACKTRACE").is_some_and(|v| v != "0");
+    if backtrace {
+        // Before any thread or error exists: anyhow reads this when it makes an error.
+        std::env::set_var("RUST_LIB_BACKTRACE", "1");
+    } else {
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{}", report(&e, backtrace));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn report(e: &anyhow::Error, backtrace: bool) -> String {
+    let mut text = format!("error: {e}");
+    for cause in e.chain().skip(1) {
+        text.push_str(&format!("\n  because: {cause}"));
+    }
+    if backtrace {
+        text.push_str(&format!("\n\n{}", e.backtrace()));
+    }
+    text
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let role = match &cli.command {
         Command::Local(_) => "local",
         Command::Encoder(_) => "encoder",
@@ -107,5 +136,35 @@ fn main() -> anyhow::Result<()> {
         Command::Cluster { command } => cluster::run(command),
         Command::Replica { command } => cluster::replica(command),
         Command::Certs(args) => certs::run(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// `--help` describes every flag and argument of every command.
+    #[test]
+    fn every_flag_is_described() {
+        fn walk(command: &clap::Command, path: &str, undescribed: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    undescribed.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), undescribed);
+            }
+        }
+        let mut undescribed = Vec::new();
+        walk(&super::Cli::command(), "jacolbert", &mut undescribed);
+        assert!(undescribed.is_empty(), "no help text: {undescribed:?}");
+    }
+
+    #[test]
+    fn an_error_reads_as_what_then_why_with_no_backtrace_unless_asked() {
+        let e = anyhow::anyhow!("disk on fire").context("cannot open the store");
+        assert_eq!(super::report(&e, false), "error: cannot open the store\n  because: disk on fire");
     }
 }

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use encoder_node::model::{resolve_model, ColbertModel, EncodeOptions, Encoder};
-use kernels::cuda::Backend;
 
 #[derive(clap::Args)]
 pub struct ModelArgs {
@@ -22,18 +21,20 @@ pub struct ModelArgs {
 impl ModelArgs {
     /// Loads the model onto the chosen device; `options.backend` is replaced by it.
     pub fn load(&self, options: EncodeOptions) -> anyhow::Result<ColbertModel> {
-        let options = EncodeOptions { backend: self.backend()?, ..options };
-        Ok(ColbertModel::load(&resolve_model(&self.model)?, self.mecab_dic.as_deref(), options)?)
+        let dir = resolve_model(&self.model)?;
+        let (backend, chosen) = kernels::cuda::select(&self.device)?;
+        let model = ColbertModel::load(&dir, self.mecab_dic.as_deref(), EncodeOptions { backend, ..options })?;
+        // Logged once the model is in, so that a start-up error is not preceded by it.
+        tracing::info!(model = %dir.display(), device = %chosen, "model loaded");
+        Ok(model)
     }
 
     /// Only BERT and the projection (no tokenizer, so no MeCab dictionary), for benchmarks.
     pub fn load_encoder(&self) -> anyhow::Result<Encoder> {
-        Ok(Encoder::load(&resolve_model(&self.model)?, &self.backend()?)?)
-    }
-
-    fn backend(&self) -> anyhow::Result<Backend> {
+        let dir = resolve_model(&self.model)?;
         let (backend, chosen) = kernels::cuda::select(&self.device)?;
-        tracing::info!(device = %chosen, "encoder device");
-        Ok(backend)
+        let encoder = Encoder::load(&dir, &backend)?;
+        tracing::info!(model = %dir.display(), device = %chosen, "model loaded");
+        Ok(encoder)
     }
 }

@@ -22,46 +22,72 @@ use crate::config::{self, EncoderFile, RouterFile, ShardFile};
 use crate::metrics;
 use crate::model_args::ModelArgs;
 
-/// The gRPC service names the health service reports.
-pub const ENCODER: &str = "jacolbert.v1.Encoder";
-pub const SHARD: &str = "jacolbert.v1.Shard";
-pub const SEARCH: &str = "jacolbert.v1.Search";
+/// The gRPC services each kind of node serves: its health service reports them and its
+/// reflection lists them (with the health and reflection services), and nothing else.
+pub const ENCODER: &[&str] = &["jacolbert.v1.Encoder"];
+pub const SHARD: &[&str] = &["jacolbert.v1.Shard"];
+pub const ROUTER: &[&str] = &["jacolbert.v1.Search", "jacolbert.v1.Admin"];
+const HEALTH: &str = "grpc.health.v1.Health";
+const REFLECTION: [&str; 2] = ["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
 
 /// Serves `routes` on `address` in the background (over TLS when `tls` is given), with the
-/// standard gRPC health service (reporting `service` as serving, or as `healthy` says when
-/// given) and server reflection; returns the address.
+/// standard gRPC health service (reporting `services` as serving, or as `healthy` says when
+/// given) and server reflection (v1, and v1alpha for the tools still on it); returns the address.
 pub async fn serve(
     routes: Routes,
-    service: &str,
+    services: &'static [&'static str],
     address: &str,
     tls: Option<ServerTlsConfig>,
     max_requests_per_second: u32,
     healthy: Option<tokio::sync::watch::Receiver<bool>>,
 ) -> anyhow::Result<String> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_service_status(service, tonic_health::ServingStatus::Serving).await;
-    health.set_service_status("", tonic_health::ServingStatus::Serving).await;
+    let report = move |status| {
+        let health = health.clone();
+        async move {
+            for service in services.iter().chain([&""]) {
+                health.set_service_status(*service, status).await;
+            }
+        }
+    };
+    report(tonic_health::ServingStatus::Serving).await;
     if let Some(mut healthy) = healthy {
-        let service = service.to_string();
         tokio::spawn(async move {
             loop {
                 let status = match *healthy.borrow_and_update() {
                     true => tonic_health::ServingStatus::Serving,
                     false => tonic_health::ServingStatus::NotServing,
                 };
-                health.set_service_status(&service, status).await;
-                health.set_service_status("", status).await;
+                report(status).await;
                 if healthy.changed().await.is_err() {
                     return;
                 }
             }
         });
     }
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let routes = routes.add_service(health_service).add_service(reflection);
-    let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("binding {address}"))?;
+    let listed = || {
+        let builder = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        services.iter().copied().chain([HEALTH]).chain(REFLECTION).fold(builder, |b, name| b.with_service_name(name))
+    };
+    let mut routes =
+        routes.add_service(health_service).add_service(listed().build_v1()?).add_service(listed().build_v1alpha()?);
+    // A call to a service served elsewhere (Search on an encoder's port, say) says so.
+    let serves = services.join(" and ");
+    let elsewhere = move |uri: tonic::codegen::http::Uri| {
+        let method = uri.path().trim_start_matches('/').to_string();
+        let status = tonic::Status::unimplemented(format!(
+            "{method} is not served here: this node serves {serves} (searches and writes go to the router)"
+        ));
+        async move {
+            let (parts, ()) = status.into_http::<()>().into_parts();
+            tonic::codegen::http::Response::from_parts(parts, tonic::body::Body::empty())
+        }
+    };
+    let routes = Routes::from(std::mem::take(routes.axum_router_mut()).fallback(elsewhere));
+    let listener =
+        tokio::net::TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address}"))?;
     let address = listener.local_addr()?.to_string();
     // Small request/response messages: without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms.
     let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |s| {
@@ -199,6 +225,7 @@ pub fn encoder(args: EncoderArgs) -> anyhow::Result<()> {
 pub struct ShardArgs {
     #[command(flatten)]
     common: Common,
+    /// Where this shard keeps its store (overriding the config's `data_dir`); one process at a time.
     #[arg(long, env = "JACOLBERT_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// This shard's number, reported in hits.
@@ -282,7 +309,7 @@ pub fn router(args: RouterArgs) -> anyhow::Result<()> {
             None => Router::connect(&file.encoders, &shards, file.limits, client_tls).await?,
         };
         let (routes, extra) = router_routes(router, file.auth, file.max_message_bytes);
-        let address = serve(routes, SEARCH, &file.listen, server_tls, file.max_requests_per_second, None).await?;
+        let address = serve(routes, ROUTER, &file.listen, server_tls, file.max_requests_per_second, None).await?;
         serve_metrics(file.metrics_addr.as_deref(), vec![extra]).await?;
         until_ctrl_c("router", &address).await
     })

@@ -19,16 +19,22 @@ use shard_node::synthetic::{Collection, Spec};
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// Documents in the synthetic collection.
     #[arg(long, default_value_t = 20_000)]
     docs: usize,
+    /// Mean tokens per document (each varies ±50%).
     #[arg(long, default_value_t = 100)]
     tokens_per_doc: usize,
+    /// Queries (32 tokens each, drawn from random documents).
     #[arg(long, default_value_t = 100)]
     queries: usize,
+    /// Hits per query.
     #[arg(long, default_value_t = 10)]
     k: usize,
+    /// Seed of the collection, the queries and the training.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Bits per residual dimension of the codec.
     #[arg(long, default_value_t = 2)]
     nbits: usize,
     /// Random centres the token vectors are drawn around.
@@ -89,6 +95,7 @@ pub struct Args {
     /// Also write vectors.f32, doc_lens.u32, queries.f32 and meta.json here.
     #[arg(long)]
     write_vectors: Option<PathBuf>,
+    /// One JSON line per report instead of pretty-printed JSON.
     #[arg(long)]
     json: bool,
 }

@@ -20,10 +20,10 @@ pub enum Error {
 
     /// No dictionary directory was found anywhere we looked.
     #[error(
-        "MeCab dictionary (unidic-lite 1.0.8) not found; looked in: {searched}. \
-         Fetch it with `scripts/fetch-unidic.sh` (installs the PyPI package unidic-lite into \
-         .deps/python), or `pip install unidic-lite==1.0.8`, then pass `--mecab-dic DIR` or set \
-         JACOLBERT_MECAB_DIC to its `unidic_lite/dicdir`"
+        "MeCab dictionary (unidic-lite 1.0.8) not found. Fetch it with `scripts/fetch-unidic.sh` \
+         in a checkout (installs the PyPI package unidic-lite into .deps/python), or \
+         `pip install unidic-lite==1.0.8`, then pass `--mecab-dic DIR` or set JACOLBERT_MECAB_DIC \
+         to its `unidic_lite/dicdir`. Looked in: {searched}"
     )]
     DictionaryNotFound { searched: String },
 

@@ -12,6 +12,12 @@ pub enum Error {
     Corrupt { path: String, reason: String },
     #[error("storage: {0}")]
     Storage(#[from] sled::Error),
+    /// Another process (or another shard in this one) holds the store's lock.
+    #[error(
+        "data directory {path} is in use by another process (a jacolbert shard or local holds its lock): stop that \
+         process, or give this one another --data-dir"
+    )]
+    InUse { path: String },
     /// Too little free space where the store lives: writes are refused, reads go on.
     #[error("store at {path}: {free} bytes free, below the floor of {floor}; writes resume once space is freed")]
     DiskFull { path: String, free: u64, floor: u64 },
@@ -38,7 +44,7 @@ impl From<Error> for tonic::Status {
             Error::DiskFull { .. } => tonic::Status::resource_exhausted(message),
             Error::Storage(e) if out_of_space(&e) => tonic::Status::resource_exhausted(message),
             Error::Storage(_) | Error::Panicked(_) => tonic::Status::internal(message),
-            Error::ReadOnly(_) => tonic::Status::failed_precondition(message),
+            Error::ReadOnly(_) | Error::InUse { .. } => tonic::Status::failed_precondition(message),
         }
     }
 }

@@ -66,7 +66,7 @@ impl Node {
 
 /// Waits until something listens on `address`; a node that exits first (it could not bind,
 /// say) fails the test here, rather than letting it talk to whatever else holds the port.
-fn wait_ready(node: &mut Node, address: &str) {
+pub fn wait_ready(node: &mut Node, address: &str) {
     let start = Instant::now();
     while std::net::TcpStream::connect(address).is_err() {
         if let Some(status) = node.0.try_wait().unwrap() {
@@ -414,4 +414,19 @@ pub fn documents(n: usize) -> Vec<Document> {
 /// The hits as (id, score) pairs, for comparing answers.
 pub fn ids(hits: &[proto::v1::Hit]) -> Vec<(String, f32)> {
     hits.iter().map(|h| (h.id.clone(), h.score)).collect()
+}
+
+/// Starts `jacolbert local` (tiny-lexical, `shards` shards) on `dir`, its log in `dir/local.log`;
+/// returns it and the router's address.
+pub fn local(dir: &Path, shards: usize) -> (Node, String) {
+    std::fs::create_dir_all(dir).unwrap();
+    let log = std::fs::File::create(dir.join("local.log")).unwrap();
+    let mut c = jacolbert();
+    c.env("RUST_LOG", "info").args(["local", "--shards", &shards.to_string(), "--listen", "127.0.0.1:0", "--model"]);
+    c.arg(fixtures().join("models/tiny-lexical")).arg("--data-dir").arg(dir);
+    let mut node = Node(c.stdout(Stdio::piped()).stderr(log).spawn().unwrap());
+    let stdout = std::io::BufReader::new(node.0.stdout.take().unwrap());
+    let line =
+        std::io::BufRead::lines(stdout).map(Result::unwrap).find(|l| l.starts_with("router listening on ")).unwrap();
+    (node, line.trim_start_matches("router listening on ").to_string())
 }

@@ -10,13 +10,31 @@ pub fn resolve_model(spec: &str) -> Result<PathBuf> {
     if path.is_dir() {
         return Ok(path.to_path_buf());
     }
-    let how = format!(
-        "download it first (e.g. `huggingface-cli download {spec}` where the network allows, or copy \
-         the model directory here) and pass its directory to --model"
-    );
-    let Some((org, name)) = spec.split_once('/').filter(|(o, n)| !o.is_empty() && !n.is_empty() && !n.contains('/'))
-    else {
-        return Err(Error::model(path, format!("not a directory, nor a Hugging Face id like org/name; {how}")));
+    if path.is_file() {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        return Err(Error::model(
+            path,
+            format!(
+                "this is a file: pass the model's directory (the one holding config.json), e.g. --model {}",
+                dir.display()
+            ),
+        ));
+    }
+    // `org/name` is a Hugging Face id unless it reads as a path: absolute, relative to here,
+    // deeper than two parts, or starting in a directory that exists.
+    let hf_id = spec.split_once('/').filter(|(org, name)| {
+        !org.is_empty()
+            && !name.is_empty()
+            && !name.contains('/')
+            && !matches!(org.chars().next(), Some('.' | '~'))
+            && !Path::new(org).is_dir()
+    });
+    let Some((org, name)) = hf_id else {
+        return Err(Error::model(
+            path,
+            "no such directory: pass the directory that holds the model's config.json, model.safetensors and \
+             vocab.txt (scripts/make_bench_model.py makes a test model; tests/fixtures holds two small ones)",
+        ));
     };
     let hub = match std::env::var_os("HF_HOME") {
         Some(home) => PathBuf::from(home).join("hub"),
@@ -27,8 +45,17 @@ pub fn resolve_model(spec: &str) -> Result<PathBuf> {
         .ok()
         .map(|rev| repo.join("snapshots").join(rev.trim()))
         .filter(|dir| dir.join("config.json").is_file());
-    snapshot
-        .ok_or_else(|| Error::model(path, format!("not in the local Hugging Face cache ({}); {how}", repo.display())))
+    snapshot.ok_or_else(|| {
+        Error::model(
+            path,
+            format!(
+                "not a directory, and not in the local Hugging Face cache as a model id ({}): download it first \
+                 (`huggingface-cli download {spec}` where the network allows, or copy the model directory here) \
+                 and pass its directory to --model",
+                repo.display()
+            ),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -47,7 +74,15 @@ mod tests {
         assert_eq!(resolve_model("org/m").unwrap(), snap);
         let err = resolve_model("org/other").unwrap_err().to_string();
         assert!(err.contains("huggingface-cli download org/other"), "{err}");
-        assert!(resolve_model("no-such-dir").unwrap_err().to_string().contains("not a directory"));
+        assert!(resolve_model("no-such-dir").unwrap_err().to_string().contains("no such directory"));
+        // A path, not an id: no advice to download it.
+        let inside = home.join("models/jacolbert");
+        for spec in [inside.to_str().unwrap(), "./models/x", "a/b/c"] {
+            let err = resolve_model(spec).unwrap_err().to_string();
+            assert!(err.contains("no such directory") && !err.contains("huggingface-cli"), "{spec}: {err}");
+        }
+        let err = resolve_model(snap.join("config.json").to_str().unwrap()).unwrap_err().to_string();
+        assert!(err.contains("this is a file") && err.contains("abc123"), "{err}");
         std::fs::remove_dir_all(&home).unwrap();
     }
 }

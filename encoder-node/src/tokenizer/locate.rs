@@ -23,10 +23,18 @@ pub fn resolve_dictionary(explicit: Option<&Path>) -> Result<PathBuf> {
         };
     }
     let candidates = well_known_places();
-    candidates.iter().find(|dir| missing_file(dir).is_none()).cloned().ok_or_else(|| Error::DictionaryNotFound {
+    if let Some(found) = candidates.iter().find(|dir| missing_file(dir).is_none()) {
+        return Ok(found.clone());
+    }
+    // Dozens of places: the message sums them up, the debug log lists them.
+    for place in &candidates {
+        tracing::debug!(place = %place.display(), "no MeCab dictionary here");
+    }
+    let python = candidates.iter().filter(|p| !p.to_string_lossy().contains(".deps/python")).count();
+    Err(Error::DictionaryNotFound {
         searched: format!(
-            "${ENV_VAR} (unset), {}",
-            candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            "${ENV_VAR} (unset), .deps/python in the working directory and each directory above it, and {python} \
+             Python site-packages directories (RUST_LOG=debug lists them)"
         ),
     })
 }
