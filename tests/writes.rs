@@ -106,14 +106,7 @@ async fn bad_requests_get_clear_codes_and_change_nothing() {
         ("malformed tensor bytes", tensor(vec![32, 128], 32 * 128 * 4 - 3), "bytes"),
         ("wrong dims", tensor(vec![32, 64], 32 * 64 * 4), "128"),
     ] {
-        let search = ShardSearchRequest {
-            query: Some(query),
-            k: 10,
-            filter_ids: vec![],
-            params: None,
-            include: None,
-            filter: None,
-        };
+        let search = ShardSearchRequest { query: Some(query), k: 10, ..Default::default() };
         statuses.push((what, shard.search(search).await.unwrap_err(), Code::InvalidArgument, word));
     }
 

@@ -1,13 +1,13 @@
 //! Client commands against a running router: `jacolbert index FILE.jsonl` (resumable: a run
 //! that stops part-way records what the router acknowledged, and the next run of the same file
-//! starts after it), `jacolbert search "query"` and `jacolbert bench`.
+//! starts after it) and `jacolbert bench`.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use proto::v1::{Document, SearchRequest, UpsertRequest};
 
-use crate::connection::{refused, Connection};
+use crate::connection::Connection;
 
 #[derive(clap::Args)]
 pub struct IndexArgs {
@@ -27,28 +27,6 @@ pub struct IndexArgs {
     /// Send every line, ignoring how far an earlier, interrupted run got (FILE.progress).
     #[arg(long)]
     restart: bool,
-}
-
-#[derive(clap::Args)]
-pub struct SearchArgs {
-    /// The question or keywords to search for, in Japanese (quote it as one argument).
-    query: String,
-    /// How many hits to return (1 to the router's `max_k`).
-    #[arg(short, default_value_t = 10)]
-    k: u32,
-    #[command(flatten)]
-    to: Connection,
-    /// One JSON object instead of a table.
-    #[arg(long)]
-    json: bool,
-    /// Only documents this filter matches, as JSON: {"must": [{"match": {"field": F, "value":
-    /// V}}, {"range": {"field": F, "gte": N}}, {"exists": F}, {"ids": [..]}], "should": [..],
-    /// "must_not": [..]} (README, "Search for applications").
-    #[arg(long)]
-    filter: Option<String>,
-    /// What the hits carry: text, metadata, or both (comma-separated).
-    #[arg(long, default_value = "text", value_delimiter = ',')]
-    include: Vec<String>,
 }
 
 /// How far an earlier `index` run of the same file got: its first `lines` lines (`bytes`
@@ -247,80 +225,6 @@ impl Sizing {
     }
 }
 
-pub fn search(args: SearchArgs) -> anyhow::Result<()> {
-    tokio::runtime::Runtime::new()?.block_on(async {
-        let mut client = args.to.search().await?;
-        let filter = args.filter.as_deref().map(proto::filter_json::parse).transpose().map_err(anyhow::Error::msg)?;
-        let mut include = proto::v1::Include::default();
-        for what in &args.include {
-            match what.as_str() {
-                "text" => include.text = true,
-                "metadata" => include.metadata = true,
-                "" | "none" => {}
-                other => anyhow::bail!("--include takes text and metadata, not {other:?}"),
-            }
-        }
-        let request = SearchRequest {
-            query: args.query.clone(),
-            k: args.k,
-            filter_ids: vec![],
-            params: None,
-            allow_partial: None,
-            include: Some(include),
-            filter,
-        };
-        let answer = client.search(request).await.map_err(refused)?.into_inner();
-        if answer.hits.is_empty() && !args.json {
-            // Nothing found in an empty cluster is the first thing a new user meets.
-            let stats = client.stats(proto::v1::ClusterStatsRequest::default()).await;
-            if stats.is_ok_and(|s| s.get_ref().documents == 0) {
-                eprintln!(
-                    "the cluster holds no documents yet: index some with `jacolbert index FILE.jsonl` (one \
-                     {{\"id\": …, \"text\": …}} per line)"
-                );
-            }
-        }
-        let hits: Vec<serde_json::Value> = answer
-            .hits
-            .iter()
-            .map(|h| {
-                let doc = h.document.clone().unwrap_or_default();
-                let metadata = serde_json::from_str::<serde_json::Value>(&doc.metadata).unwrap_or(serde_json::Value::Null);
-                serde_json::json!({"id": h.id, "score": h.score, "shard": h.shard, "text": doc.text, "metadata": metadata})
-            })
-            .collect();
-        if args.json {
-            let out = serde_json::json!({
-                "query": args.query, "hits": hits, "shards_total": answer.shards_total, "shards_ok": answer.shards_ok,
-                "partial": answer.partial, "timed_out": answer.timed_out, "took_ms": answer.took_micros as f64 / 1e3,
-            });
-            println!("{out}");
-        } else {
-            println!(
-                "{}  ({} of {} shards, {:.1} ms)",
-                args.query,
-                answer.shards_ok,
-                answer.shards_total,
-                answer.took_micros as f64 / 1e3
-            );
-            for (rank, h) in hits.iter().enumerate() {
-                let text: String = h["text"].as_str().unwrap_or("").chars().take(60).collect();
-                let metadata = match &h["metadata"] {
-                    serde_json::Value::Null => String::new(),
-                    m => format!("  {m}"),
-                };
-                println!(
-                    "{:>3}. {:>8.3}  {:<12} {text}{metadata}",
-                    rank + 1,
-                    h["score"].as_f64().unwrap_or(0.0),
-                    h["id"].as_str().unwrap_or("")
-                );
-            }
-        }
-        Ok(())
-    })
-}
-
 #[derive(clap::Args)]
 pub struct BenchArgs {
     #[command(flatten)]
@@ -349,6 +253,9 @@ pub struct BenchArgs {
     /// time). 0: each worker sends its next search as soon as the last is answered.
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
+    /// Ask for each hit's match explanation, to see what explaining costs.
+    #[arg(long)]
+    explain: bool,
     /// One JSON object instead of a summary.
     #[arg(long)]
     json: bool,
@@ -368,7 +275,8 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         let mut workers = tokio::task::JoinSet::new();
         let concurrency = args.concurrency.max(1);
         for w in 0..concurrency {
-            let (mut client, questions, k, rate) = (client.clone(), questions.clone(), args.k, args.rate);
+            let (mut client, questions, k, rate, explain) =
+                (client.clone(), questions.clone(), args.k, args.rate, args.explain);
             let params = proto::v1::SearchParams { nprobe: args.nprobe, candidates: args.candidates, exact: false };
             workers.spawn(async move {
                 let (mut latencies, mut errors, mut partial, mut refused) = (Vec::new(), 0usize, 0usize, 0usize);
@@ -386,6 +294,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
                         allow_partial: None,
                         include: None,
                         filter: None,
+                        explain,
                     };
                     let t = match every {
                         Some(every) => {

@@ -164,6 +164,7 @@ async fn through_router(router: &str, data: &jsquad::Jsquad, args: &Args) -> any
                 allow_partial: Some(false),
                 include: None,
                 filter: None,
+                explain: false,
             };
             calls.spawn(async move {
                 (i, c.search(request).await.map(|r| r.into_inner().hits.iter().position(|h| h.id == gold)))

@@ -16,6 +16,7 @@ mod local;
 mod metrics;
 mod model_args;
 mod roles;
+mod search;
 mod shard_bench;
 mod telemetry;
 mod tls;
@@ -55,7 +56,7 @@ enum Command {
     /// Send documents from a JSON-lines file to a running router.
     Index(client::IndexArgs),
     /// Search through a running router.
-    Search(client::SearchArgs),
+    Search(search::SearchArgs),
     /// Concurrent searches against a running router: QPS, latency percentiles, errors.
     Bench(client::BenchArgs),
     /// Make a development CA and a node certificate for TLS between nodes.
@@ -129,7 +130,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Shard(args) => roles::shard(args),
         Command::Router(args) => roles::router(args),
         Command::Index(args) => client::index(args),
-        Command::Search(args) => client::search(args),
+        Command::Search(args) => search::search(args),
         Command::Bench(args) => client::bench(args),
         Command::Rebalance(args) => cluster::rebalance(args),
         Command::Retrain(args) => cluster::retrain(args),

@@ -7,7 +7,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use proto::v1::encoder_server::Encoder as EncoderRpc;
-use proto::v1::{Dtype, EncodeRequest, EncodeResponse, InfoRequest, InfoResponse, ScoreRequest, ScoreResponse};
+use proto::v1::{
+    Dtype, EncodeRequest, EncodeResponse, Explanation, InfoRequest, InfoResponse, ScoreRequest, ScoreResponse, Span,
+    TokenSource as WireSource, TokenSources, TokenizeRequest, TokenizeResponse,
+};
 use proto::Matrix;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::Instant;
@@ -18,7 +21,7 @@ use kernels::cuda::Backend;
 pub use crate::batcher::Counters;
 use crate::batcher::{Job, Kind, Lanes};
 pub use crate::cache::QueryCache;
-use crate::model::ColbertModel;
+use crate::model::{ColbertModel, TokenSource};
 
 /// Queue and batch limits (the `[batching]` table of the encoder's TOML config; a key left out
 /// keeps its default).
@@ -184,6 +187,25 @@ fn score(scorer: &Backend, query: &[f32], docs: &[Vec<f32>], dim: usize) -> Resu
     docs.iter().map(|d| kernels::cpu::maxsim(query, d, dim).map_err(|e| Status::internal(e.to_string()))).collect()
 }
 
+/// The tokens of a query's and of documents' embeddings, one per row, on the wire.
+fn tokenized(model: &ColbertModel, query: &str, texts: &[String]) -> TokenizeResponse {
+    let wire = |tokens: Vec<TokenSource>| -> Vec<WireSource> {
+        let vocab = model.tokenizer().vocab();
+        tokens
+            .into_iter()
+            .map(|t| WireSource {
+                text: vocab.token(t.id).unwrap_or_default().to_owned(),
+                span: t.span.map(|r| Span { start: r.start as u32, end: r.end as u32 }),
+                expansion: t.expansion,
+            })
+            .collect()
+    };
+    TokenizeResponse {
+        query: wire(model.query_tokens(query)),
+        documents: texts.iter().map(|t| TokenSources { tokens: wire(model.doc_tokens(t)) }).collect(),
+    }
+}
+
 #[tonic::async_trait]
 impl EncoderRpc for EncoderService {
     async fn encode_queries(&self, request: Request<EncodeRequest>) -> Result<Response<EncodeResponse>, Status> {
@@ -196,17 +218,47 @@ impl EncoderRpc for EncoderService {
 
     async fn score(&self, request: Request<ScoreRequest>) -> Result<Response<ScoreResponse>, Status> {
         let deadline = deadline(&request);
-        let ScoreRequest { query, texts } = request.into_inner();
+        let ScoreRequest { query, texts, explain } = request.into_inner();
         self.check(&texts)?;
         self.check(std::slice::from_ref(&query))?;
         let dim = self.model.dim();
+        let kept = explain.then(|| (query.clone(), texts.clone()));
         let q = self.encode(Kind::Queries, vec![query], deadline).await?.remove(0);
         let docs = self.encode(Kind::Documents, texts, deadline).await?;
         let model = self.model.clone();
-        let scores = tokio::task::spawn_blocking(move || score(model.encoder().backend(), &q, &docs, dim))
+        let (scores, explanations) = tokio::task::spawn_blocking(move || {
+            let scores = score(model.encoder().backend(), &q, &docs, dim)?;
+            let Some((query, texts)) = kept else { return Ok((scores, Vec::new())) };
+            let tokens = tokenized(&model, &query, &texts);
+            let explanations = docs
+                .iter()
+                .zip(&tokens.documents)
+                .map(|(d, t)| {
+                    let matches =
+                        kernels::cpu::maxsim_matches(&q, d, dim).map_err(|e| Status::internal(e.to_string()))?;
+                    let mut e = Explanation::from_matches(matches);
+                    e.describe(&tokens.query, &t.tokens);
+                    Ok(e)
+                })
+                .collect::<Result<_, Status>>()?;
+            Ok::<_, Status>((scores, explanations))
+        })
+        .await
+        .map_err(|e| Status::internal(format!("scoring failed: {e}")))??;
+        Ok(Response::new(ScoreResponse { scores, explanations }))
+    }
+
+    async fn tokenize(&self, request: Request<TokenizeRequest>) -> Result<Response<TokenizeResponse>, Status> {
+        let TokenizeRequest { query, texts } = request.into_inner();
+        self.check(std::slice::from_ref(&query))?;
+        if !texts.is_empty() {
+            self.check(&texts)?;
+        }
+        let model = self.model.clone();
+        let tokens = tokio::task::spawn_blocking(move || tokenized(&model, &query, &texts))
             .await
-            .map_err(|e| Status::internal(format!("scoring failed: {e}")))??;
-        Ok(Response::new(ScoreResponse { scores }))
+            .map_err(|e| Status::internal(format!("tokenizing failed: {e}")))?;
+        Ok(Response::new(tokens))
     }
 
     async fn info(&self, _: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {

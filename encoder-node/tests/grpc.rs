@@ -78,8 +78,11 @@ async fn encoder_service_returns_the_models_vectors() {
     let half =
         client.encode_queries(EncodeRequest { texts: texts(&queries[..1]), dtype: Dtype::F16 as i32 }).await.unwrap();
     assert_eq!(half.into_inner().embeddings[0].dtype, Dtype::F16 as i32);
-    let scores =
-        client.score(ScoreRequest { query: queries[0].into(), texts: texts(&docs) }).await.unwrap().into_inner();
+    let scores = client
+        .score(ScoreRequest { query: queries[0].into(), texts: texts(&docs), explain: false })
+        .await
+        .unwrap()
+        .into_inner();
     let q = &model.encode_queries(&queries[..1]).unwrap()[0].vectors;
     for (s, d) in scores.scores.iter().zip(&want) {
         assert!((s - kernels::cpu::maxsim(q, &d.vectors, model.dim()).unwrap()).abs() < 1e-4);

@@ -35,6 +35,7 @@ pub fn grpc_timeout(metadata: &tonic::metadata::MetadataMap) -> Option<std::time
     })
 }
 
+pub mod explain;
 pub mod filter_json;
 pub mod gate;
 mod tensor;

@@ -44,6 +44,7 @@ fn valid() -> Vec<u8> {
         params: None,
         include: None,
         filter: None,
+        explain: true,
     }
     .encode_to_vec()
 }

@@ -9,6 +9,7 @@ mod config;
 mod documents;
 mod encoders;
 mod error;
+mod explain;
 mod merge;
 pub mod placement;
 pub mod rebalance;

@@ -39,7 +39,7 @@ mod tests {
 
     #[test]
     fn a_documents_home_copy_wins_over_an_old_one() {
-        let hit = |id: &str, score: f32| Hit { id: id.into(), score, shard: 0, document: None };
+        let hit = |id: &str, score: f32| Hit { id: id.into(), score, shard: 0, ..Hit::default() };
         // "a" lives on shard 1 now, "b" on shard 0; "c" answers only from its old shard 0.
         let home = |id: &str| if id == "b" { 0 } else { 1 };
         let mut lists =
@@ -60,7 +60,7 @@ mod tests {
             let lists: Vec<Vec<Hit>> = lists
                 .into_iter()
                 .enumerate()
-                .map(|(s, l)| l.into_iter().map(|(score, id)| Hit { id: format!("d{id:03}"), score: score as f32, shard: s as u32, document: None }).collect())
+                .map(|(s, l)| l.into_iter().map(|(score, id)| Hit { id: format!("d{id:03}"), score: score as f32, shard: s as u32, ..Hit::default() }).collect())
                 .collect();
             // Each id once, at its best score.
             let mut best: std::collections::BTreeMap<&str, f32> = std::collections::BTreeMap::new();

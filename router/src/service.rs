@@ -256,10 +256,12 @@ impl Router {
         self.config.check_search(&r)?;
         let k = r.k as usize;
         let _slot = self.admit(deadline).await?;
+        let explained = r.explain.then(|| r.query.clone());
         let query = self.encode(vec![r.query], true, deadline).await?.pop();
         let entered = self.gate.enter();
         // Shards get the caller's remaining time less a margin to merge and reply in (a tenth,
         // at most a second), so that a late shard costs its hits, not the whole answer.
+        let (reply_by, include) = (deadline, r.include.unwrap_or_default());
         let margin = (remaining(deadline) / 10).min(Duration::from_secs(1));
         let deadline = deadline.checked_sub(margin).unwrap_or(deadline);
         let shard_request = ShardSearchRequest {
@@ -269,6 +271,7 @@ impl Router {
             params: r.params,
             include: r.include,
             filter: r.filter,
+            explain: r.explain,
         };
         let shards = &entered.view().shards;
         tracing::Span::current().record("shards", shards.len() as i64);
@@ -316,12 +319,15 @@ impl Router {
         }
         let ok = lists.len() as u32;
         let state = &entered.view().state;
-        let hits = tracing::info_span!("router.merge", lists = lists.len() as i64, k = k as i64).in_scope(|| {
+        let mut hits = tracing::info_span!("router.merge", lists = lists.len() as i64, k = k as i64).in_scope(|| {
             if state.moving.is_some() {
                 keep_home_copies(&mut lists, |id| state.home(id));
             }
             merge(lists.into_iter().map(|(_, hits)| hits).collect(), k)
         });
+        if let Some(query) = explained {
+            self.describe(query, &mut hits, include, reply_by).await?;
+        }
         let span = tracing::Span::current();
         span.record("partial", !failures.is_empty()).record("timed_out", timed_out).record("hits", hits.len() as i64);
         Ok(SearchResponse {
@@ -361,19 +367,20 @@ impl Search for Router {
 
     async fn rerank(&self, request: Request<RerankRequest>) -> Result<Response<RerankResponse>, Status> {
         let deadline = self.deadline(&request);
-        let RerankRequest { query, texts } = request.into_inner();
+        let RerankRequest { query, texts, explain } = request.into_inner();
         if query.trim().is_empty() || texts.is_empty() || texts.len() > self.config.max_batch {
             let limit = self.config.max_batch;
             return Err(Error::BadInput(format!("a rerank needs a query and 1 to {limit} texts")).into());
         }
         let (_, view) = self.gate.current();
         let call = |mut encoder: EncoderClient<Channel>, time| {
-            let mut request = proto::trace::traced(ScoreRequest { query: query.clone(), texts: texts.clone() });
+            let mut request =
+                proto::trace::traced(ScoreRequest { query: query.clone(), texts: texts.clone(), explain });
             request.set_timeout(time);
             async move { encoder.score(request).await }
         };
         let scores = view.encoders.call("while scoring", texts.len(), deadline, &self.counters, call).await?;
-        Ok(Response::new(RerankResponse { scores: scores.scores }))
+        Ok(Response::new(RerankResponse { scores: scores.scores, explanations: scores.explanations }))
     }
 
     async fn stats(&self, request: Request<ClusterStatsRequest>) -> Result<Response<ClusterStats>, Status> {

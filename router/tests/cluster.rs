@@ -62,6 +62,7 @@ fn query(text: &str, k: u32) -> SearchRequest {
         allow_partial: None,
         include: None,
         filter: None,
+        explain: false,
     }
 }
 
@@ -136,6 +137,7 @@ async fn cluster_writes_reads_and_survives_a_dead_shard() {
     let rerank = proto::v1::RerankRequest {
         query: "富士山はどんな山か".into(),
         texts: TEXTS[..3].iter().map(|t| t.to_string()).collect(),
+        explain: false,
     };
     let scores = client.rerank(rerank).await.unwrap().into_inner().scores;
     let q = model.encode_queries(&["富士山はどんな山か"]).unwrap().remove(0).vectors;

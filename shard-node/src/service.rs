@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use proto::v1::shard_server::Shard as ShardRpc;
 use proto::v1::{
-    condition, Condition, DeleteRequest, DeleteResponse, Document as WireDocument, Dtype, EncodedDocument,
+    condition, Condition, DeleteRequest, DeleteResponse, Document as WireDocument, Dtype, EncodedDocument, Explanation,
     ExportRequest, ExportResponse, Filter, GetRequest, GetResponse, Hit, Ids, ListRequest, ListResponse,
     ListVersionsResponse, RetrainRequest, RetrainResponse, ShardSearchRequest, ShardSearchResponse, ShardStats,
     ShardUpsertRequest, StatsRequest, UpsertResponse, VersionEntry,
@@ -184,8 +184,8 @@ impl ShardRpc for ShardService {
                 .record("candidates", params.candidates as i64);
         }
         let filter = combined(r.filter_ids, r.filter);
-        let include = r.include.unwrap_or_default();
-        let found = self
+        let (include, explain, number) = (r.include.unwrap_or_default(), r.explain, self.number);
+        let hits: Vec<Hit> = self
             .run(move |shard| {
                 let found = match wire.exact {
                     true => {
@@ -200,23 +200,28 @@ impl ShardRpc for ShardService {
                     }
                     false => shard.search(&query.values, &params, filter.as_ref())?,
                 };
-                let mut documents = Vec::new();
-                if include.text || include.metadata {
-                    for f in &found {
-                        let doc = shard.get(&f.id)?;
-                        let text = if include.text { doc.text } else { String::new() };
-                        let metadata = if include.metadata { doc.metadata } else { String::new() };
-                        documents.push(Some(WireDocument { id: doc.id, text, metadata }));
-                    }
+                let mut hits = Vec::with_capacity(found.len());
+                for f in found {
+                    // An explanation comes with the text it explains (the router finds the
+                    // spans in it), read with the vectors so that both are of one version.
+                    let (doc, explanation) = match explain {
+                        true => match shard.explain(&query.values, &f.id)? {
+                            Some((doc, matches)) => (Some(doc), Some(Explanation::from_matches(matches))),
+                            None => continue,
+                        },
+                        false if include.text || include.metadata => (Some(shard.get(&f.id)?), None),
+                        false => (None, None),
+                    };
+                    let document = doc.map(|doc| WireDocument {
+                        id: doc.id,
+                        text: if include.text || explain { doc.text } else { String::new() },
+                        metadata: if include.metadata { doc.metadata } else { String::new() },
+                    });
+                    hits.push(Hit { id: f.id, score: f.score, shard: number, document, explanation });
                 }
-                documents.resize(found.len(), None);
-                Ok(found.into_iter().zip(documents).collect::<Vec<_>>())
+                Ok(hits)
             })
             .await?;
-        let hits: Vec<Hit> = found
-            .into_iter()
-            .map(|(f, document)| Hit { id: f.id, score: f.score, shard: self.number, document })
-            .collect();
         span.record("hits", hits.len() as i64);
         Ok(Response::new(ShardSearchResponse { hits }))
     }

@@ -33,7 +33,7 @@ fn tensor(values: &[f32]) -> Option<Tensor> {
 }
 
 fn search(query: Option<Tensor>, k: u32) -> ShardSearchRequest {
-    ShardSearchRequest { query, k, filter_ids: vec![], params: None, include: None, filter: None }
+    ShardSearchRequest { query, k, ..Default::default() }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -395,6 +395,7 @@ pub fn request(query: &str, k: u32, allow_partial: Option<bool>) -> SearchReques
         allow_partial,
         include: None,
         filter: None,
+        explain: false,
     }
 }
 

@@ -44,12 +44,47 @@ class Document:
 
 
 @dataclass
+class Match:
+    """One query token and the document token that matched it best (`explain=True`). Spans are
+    `(start, end)` character indices (`text[start:end]`) of the text as given; None for [CLS],
+    markers, [SEP] and expansion."""
+
+    query_token: int
+    query_text: str
+    query_span: Optional[tuple[int, int]]
+    # A [MASK] the query was padded with, not one of its words.
+    expansion: bool
+    document_token: int
+    document_text: str
+    span: Optional[tuple[int, int]]
+    similarity: float
+
+    @staticmethod
+    def _from_pb(m: pb.TokenMatch) -> "Match":
+        def span(field: str, s: pb.Span) -> Optional[tuple[int, int]]:
+            return (s.start, s.end) if m.HasField(field) else None
+
+        return Match(
+            query_token=m.query_token,
+            query_text=m.query_text,
+            query_span=span("query_span", m.query_span),
+            expansion=m.expansion,
+            document_token=m.document_token,
+            document_text=m.document_text,
+            span=span("span", m.span),
+            similarity=m.similarity,
+        )
+
+
+@dataclass
 class Hit:
     id: str
     score: float
     shard: int
     text: str = ""
     metadata: Optional[dict] = None
+    # With `explain=True`: per query token, in order, what matched it (similarities sum to score).
+    matches: list[Match] = field(default_factory=list)
 
 
 @dataclass
@@ -141,10 +176,13 @@ class Client:
         text: bool = True,
         metadata: bool = False,
         allow_partial: Optional[bool] = None,
+        explain: bool = False,
         timeout: Optional[float] = None,
     ) -> SearchResult:
-        """The `k` best documents for `query`; hits carry their text (and metadata if asked)."""
-        return _result(self._call("Search", self._request(query, k, filter, text, metadata, allow_partial), timeout))
+        """The `k` best documents for `query`; hits carry their text (and metadata if asked), and
+        with `explain` which document token matched each query token (`Hit.matches`)."""
+        request = self._request(query, k, filter, text, metadata, allow_partial, explain)
+        return _result(self._call("Search", request, timeout))
 
     def search_batch(
         self,
@@ -154,10 +192,11 @@ class Client:
         filter: FilterLike = None,
         text: bool = True,
         metadata: bool = False,
+        explain: bool = False,
         timeout: Optional[float] = None,
     ) -> list[SearchResult]:
         """Several searches in one call, answered concurrently, in order."""
-        requests = [self._request(q, k, filter, text, metadata, None) for q in queries]
+        requests = [self._request(q, k, filter, text, metadata, None, explain) for q in queries]
         answer = self._call("SearchBatch", pb.SearchBatchRequest(requests=requests), timeout)
         return [_result(r) for r in answer.responses]
 
@@ -180,6 +219,13 @@ class Client:
         """Exact MaxSim of `query` against each text, in order (no index involved)."""
         return list(self._call("Rerank", pb.RerankRequest(query=query, texts=list(texts)), timeout).scores)
 
+    def rerank_explained(
+        self, query: str, texts: Sequence[str], *, timeout: Optional[float] = None
+    ) -> list[tuple[float, list[Match]]]:
+        """`rerank` with, for each text, what matched each query token."""
+        answer = self._call("Rerank", pb.RerankRequest(query=query, texts=list(texts), explain=True), timeout)
+        return [(s, [Match._from_pb(m) for m in e.matches]) for s, e in zip(answer.scores, answer.explanations)]
+
     def stats(self, *, timeout: Optional[float] = None) -> Stats:
         answer = self._call("Stats", pb.ClusterStatsRequest(), timeout)
         shards = [json_format.MessageToDict(s, preserving_proto_field_name=True) for s in answer.shards]
@@ -187,10 +233,20 @@ class Client:
 
     @staticmethod
     def _request(
-        query: str, k: int, filter: FilterLike, text: bool, metadata: bool, allow_partial: Optional[bool]
+        query: str,
+        k: int,
+        filter: FilterLike,
+        text: bool,
+        metadata: bool,
+        allow_partial: Optional[bool],
+        explain: bool,
     ) -> pb.SearchRequest:
         request = pb.SearchRequest(
-            query=query, k=k, include=pb.Include(text=text, metadata=metadata), filter=_filter(filter)
+            query=query,
+            k=k,
+            include=pb.Include(text=text, metadata=metadata),
+            filter=_filter(filter),
+            explain=explain,
         )
         if allow_partial is not None:
             request.allow_partial = allow_partial
@@ -205,6 +261,7 @@ def _result(r: pb.SearchResponse) -> SearchResult:
             shard=h.shard,
             text=h.document.text,
             metadata=json.loads(h.document.metadata) if h.document.metadata else None,
+            matches=[Match._from_pb(m) for m in h.explanation.matches],
         )
         for h in r.hits
     ]

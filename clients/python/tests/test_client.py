@@ -53,6 +53,16 @@ def main(address: str) -> None:
         scores = c.rerank("富士山", ["富士山は日本一高い山である。", "琵琶湖は日本一大きい湖である。"])
         check(len(scores) == 2 and scores[0] > scores[1], f"rerank puts fuji first too: {scores}")
         check(abs(scores[0] - found.hits[0].score) < 0.05, f"rerank {scores[0]} vs search {found.hits[0].score}")
+        # Explained: per query token what matched; the matched words' spans are in the text.
+        fuji = c.search("富士山", k=1, text=False, explain=True).hits[0]
+        check(fuji.text == "" and len(fuji.matches) == 32, f"explain without text: {len(fuji.matches)} matches")
+        check(abs(sum(m.similarity for m in fuji.matches) - fuji.score) < 1e-3, "similarities sum to the score")
+        worded = [m for m in fuji.matches if m.query_span and m.span]
+        text = "富士山は日本一高い山である。"
+        check(worded and all(text[m.span[0] : m.span[1]] for m in worded), f"spans in the text: {worded}")
+        check(all(m.expansion == (m.query_text == "[MASK]") for m in fuji.matches), "expansion is the padding")
+        (score, matches), _ = c.rerank_explained("富士山", [text, "琵琶湖は日本一大きい湖である。"])
+        check(abs(sum(m.similarity for m in matches) - score) < 1e-3 and len(matches) == 32, "rerank explained")
         check(c.delete(["nile"]) == 1 and c.get(["nile"])[1] == ["nile"], "delete")
         check(c.stats().documents == 2, "stats after the delete")
         try:

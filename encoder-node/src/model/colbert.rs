@@ -1,6 +1,7 @@
 //! The ColBERT encoder: inputs built exactly as colbert-ai / PyLate build them
 //! (docs/JACOLBERT_ENCODING.md §2), BERT, the linear projection, per-token L2 normalisation.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use kernels::cuda::Backend;
@@ -15,8 +16,30 @@ use crate::tokenizer::Tokenizer;
 /// colbert-ai and PyLate), or with `legacy_dot_prefix` ". " + text tokenised and its "."
 /// overwritten by the marker (colbert-ai before 2024-08). Truncation keeps [SEP].
 pub fn marked_ids(tokenizer: &Tokenizer, text: &str, marker: u32, max_len: usize, legacy_dot_prefix: bool) -> Vec<u32> {
-    if legacy_dot_prefix {
-        let mut ids = tokenizer.encode_truncated(&format!(". {text}"), max_len);
+    marked(|t, n| tokenizer.encode_truncated(t, n), text, marker, max_len, legacy_dot_prefix)
+}
+
+/// `marked_ids` with each id's characters in `text` (`Tokenizer::encode_spans`; none for
+/// [CLS], the marker and [SEP]).
+pub fn marked_spans(
+    tokenizer: &Tokenizer,
+    text: &str,
+    marker: u32,
+    max_len: usize,
+    legacy_dot_prefix: bool,
+) -> Vec<(u32, Option<Range<usize>>)> {
+    let mut tokens = marked(|t, n| tokenizer.encode_spans(t, n), text, (marker, None), max_len, legacy_dot_prefix);
+    // With the legacy prefix the spans count the ". " in front of the text.
+    let shift = if legacy_dot_prefix { 2 } else { 0 };
+    for (_, span) in &mut tokens {
+        *span = span.take().and_then(|r| (r.start >= shift).then(|| r.start - shift..r.end - shift));
+    }
+    tokens
+}
+
+fn marked<T>(encode: impl Fn(&str, usize) -> Vec<T>, text: &str, marker: T, max_len: usize, legacy: bool) -> Vec<T> {
+    if legacy {
+        let mut ids = encode(&format!(". {text}"), max_len);
         if ids.len() > 2 {
             ids[1] = marker;
         } else {
@@ -24,10 +47,20 @@ pub fn marked_ids(tokenizer: &Tokenizer, text: &str, marker: u32, max_len: usize
         }
         ids
     } else {
-        let mut ids = tokenizer.encode_truncated(text, max_len.saturating_sub(1));
+        let mut ids = encode(text, max_len.saturating_sub(1));
         ids.insert(1, marker);
         ids
     }
+}
+
+/// A token of an encoded text with where it came from: the characters of the text
+/// (`[start, end)` in Unicode scalar values; none for [CLS], markers, [SEP] and padding), and
+/// for a query whether it is a [MASK] it was padded with (query expansion).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSource {
+    pub id: u32,
+    pub span: Option<Range<usize>>,
+    pub expansion: bool,
 }
 
 /// Python's `string.punctuation`: document tokens equal to one of these are dropped.
@@ -166,19 +199,57 @@ impl ColbertModel {
 
     /// Query ids and attention mask: padded with [MASK] (attended only if the checkpoint says so).
     pub fn query_input(&self, text: &str) -> (Vec<u32>, Vec<u8>) {
+        self.query_input_with(text, |t, m, n| self.marked_ids(t, m, n), self.tokenizer.specials().mask)
+    }
+
+    /// `query_input` built from `marked` (ids, or ids with spans), padded with `pad`.
+    fn query_input_with<T: Clone>(
+        &self,
+        text: &str,
+        marked: impl Fn(&str, u32, usize) -> Vec<T>,
+        pad: T,
+    ) -> (Vec<T>, Vec<u8>) {
         let max_position = self.encoder.config().max_position_embeddings;
         let (mut ids, len) = if self.options.dynamic_query_length {
-            let ids = self.marked_ids(text, self.query_marker, max_position.min(511));
+            let ids = marked(text, self.query_marker, max_position.min(511));
             let l = ids.len();
             let padded = if l % 32 <= 8 { l + 8 } else { l.div_ceil(32) * 32 };
             (ids, padded.min(max_position))
         } else {
-            (self.marked_ids(text, self.query_marker, self.settings.query_maxlen), self.settings.query_maxlen)
+            (marked(text, self.query_marker, self.settings.query_maxlen), self.settings.query_maxlen)
         };
         let mut mask = vec![1u8; ids.len()];
         mask.resize(len, self.settings.attend_to_mask_tokens as u8);
-        ids.resize(len, self.tokenizer.specials().mask);
+        ids.resize(len, pad);
         (ids, mask)
+    }
+
+    /// The tokens of `text`'s query embedding, one per row, with their sources.
+    pub fn query_tokens(&self, text: &str) -> Vec<TokenSource> {
+        let legacy = self.options.legacy_dot_prefix;
+        let marked = |t: &str, m: u32, n: usize| {
+            let spans = marked_spans(&self.tokenizer, t, m, n, legacy);
+            spans.into_iter().map(|(id, span)| TokenSource { id, span, expansion: false }).collect()
+        };
+        let pad = TokenSource { id: self.tokenizer.specials().mask, span: None, expansion: true };
+        self.query_input_with(text, marked, pad).0
+    }
+
+    /// The tokens of `text`'s document embedding, one per row (punctuation dropped), with
+    /// their sources.
+    pub fn doc_tokens(&self, text: &str) -> Vec<TokenSource> {
+        let spans = marked_spans(
+            &self.tokenizer,
+            text,
+            self.doc_marker,
+            self.settings.doc_maxlen,
+            self.options.legacy_dot_prefix,
+        );
+        spans
+            .into_iter()
+            .filter(|(id, _)| !self.is_skipped(*id))
+            .map(|(id, span)| TokenSource { id, span, expansion: false })
+            .collect()
     }
 
     /// Document ids: `[CLS] [D] w… [SEP]` within doc_maxlen.

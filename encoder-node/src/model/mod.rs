@@ -8,7 +8,7 @@ mod resolve;
 mod weights;
 
 pub use bert::{Batch, Bert};
-pub use colbert::{marked_ids, ColbertModel, DocEmbedding, EncodeOptions, QueryEmbedding};
+pub use colbert::{marked_ids, marked_spans, ColbertModel, DocEmbedding, EncodeOptions, QueryEmbedding, TokenSource};
 pub use config::{BertConfig, ColbertSettings};
 pub use encoder::Encoder;
 pub use resolve::resolve_model;

@@ -10,6 +10,7 @@ mod dictionary;
 mod lattice;
 mod locate;
 mod mecab;
+mod spans;
 mod special;
 mod wordpiece;
 
@@ -118,11 +119,18 @@ impl Tokenizer {
     /// the end and [SEP] is kept.
     pub fn encode_truncated(&self, text: &str, max_len: usize) -> Vec<u32> {
         let mut ids = self.encode(text);
-        if ids.len() > max_len {
-            ids.truncate(max_len.max(2) - 1);
-            ids.push(self.specials.sep);
-        }
+        cut_keeping_last(&mut ids, max_len);
         ids
+    }
+
+    /// `encode_truncated` with each id's characters in `text` (`tokenize_spans`; none for
+    /// [CLS] and [SEP]).
+    pub fn encode_spans(&self, text: &str, max_len: usize) -> Vec<(u32, Option<Range<usize>>)> {
+        let mut tokens = vec![(self.specials.cls, None)];
+        tokens.extend(self.tokenize_spans(text).into_iter().map(|(id, r)| (id, Some(r))));
+        tokens.push((self.specials.sep, None));
+        cut_keeping_last(&mut tokens, max_len);
+        tokens
     }
 
     fn push_ids(&self, text: &str, ids: &mut Vec<u32>) {
@@ -139,6 +147,16 @@ impl Tokenizer {
                 }
             }
         }
+    }
+}
+
+/// Drops items before the last one until at most `max_len` (≥ 2) remain: how transformers
+/// cuts `[CLS] … [SEP]` (word pieces go from the end, [SEP] stays).
+fn cut_keeping_last<T>(items: &mut Vec<T>, max_len: usize) {
+    if items.len() > max_len {
+        let last = items.pop().expect("longer than max_len");
+        items.truncate(max_len.max(2) - 1);
+        items.push(last);
     }
 }
 

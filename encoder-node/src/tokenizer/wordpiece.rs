@@ -8,6 +8,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -129,6 +130,22 @@ impl WordPieceSplitter {
         }
     }
 
+    /// As `push_ids`, for each piece also the bytes of `surface` it covers (a word that
+    /// became [UNK] covers the whole word). Not cached: explanations only.
+    pub fn push_pieces(&self, surface: &str, mut emit: impl FnMut(u32, Range<usize>)) {
+        let mut words = surface.split(is_python_whitespace).filter(|w| !w.is_empty());
+        let base = surface.as_ptr() as usize;
+        for word in &mut words {
+            let at = word.as_ptr() as usize - base;
+            match self.model.tokenize(word) {
+                Ok(tokens) => {
+                    tokens.iter().for_each(|t| emit(t.id, at + t.offsets.0..at + t.offsets.1));
+                }
+                Err(_) => emit(self.unk_id, at..at + word.len()),
+            }
+        }
+    }
+
     /// WordPiece over one whitespace-free word.
     fn word_ids(&self, word: &str) -> Box<[u32]> {
         match self.model.tokenize(word) {
@@ -198,6 +215,17 @@ mod tests {
         let v = vocab(&["[UNK]", "a", "##a"]);
         assert_eq!(ids(&v, &"a".repeat(101)), vec![0]);
         assert_eq!(ids(&v, &"a".repeat(100)).len(), 100);
+    }
+
+    #[test]
+    fn pieces_cover_their_bytes_and_agree_with_ids() {
+        let v = vocab(&["[UNK]", "東京", "##都", "a"]);
+        let splitter = WordPieceSplitter::new(&v).unwrap();
+        let surface = " 東京都 a\u{1c}東x ";
+        let mut pieces = Vec::new();
+        splitter.push_pieces(surface, |id, r| pieces.push((id, &surface[r])));
+        assert_eq!(pieces, vec![(1, "東京"), (2, "都"), (3, "a"), (0, "東x")]);
+        assert_eq!(pieces.iter().map(|p| p.0).collect::<Vec<_>>(), ids(&v, surface));
     }
 
     #[test]

@@ -2,20 +2,33 @@
 
 use rayon::prelude::*;
 
-use crate::cpu::{matmul_transposed, Dense};
+use crate::cpu::{argmax, matmul_transposed, Dense};
 use crate::{check_rows, Result};
 
 /// MaxSim of one query `[nq, dim]` against one document `[nd, dim]`. A document with no
 /// tokens scores 0.
 pub fn maxsim(query: &[f32], doc: &[f32], dim: usize) -> Result<f32> {
+    Ok(maxsim_matches(query, doc, dim)?.iter().map(|&(_, s)| s).sum())
+}
+
+/// For each query token, the document token that scores best against it (the first of equals)
+/// and that score: the terms MaxSim sums, and what explains a match. Empty for a document
+/// with no tokens.
+pub fn maxsim_matches(query: &[f32], doc: &[f32], dim: usize) -> Result<Vec<(u32, f32)>> {
     let nq = check_rows("maxsim", "query", query.len(), dim)?;
     let nd = check_rows("maxsim", "doc", doc.len(), dim)?;
     if nd == 0 {
-        return Ok(0.0);
+        return Ok(Vec::new());
     }
     let mut sims = vec![0.0f32; nq * nd];
     matmul_transposed(query, doc, &mut sims, nq, nd, dim)?;
-    Ok(sims.chunks_exact(nd).map(|row| row.iter().copied().fold(f32::NEG_INFINITY, f32::max)).sum())
+    Ok(sims
+        .chunks_exact(nd)
+        .map(|row| {
+            let j = argmax(row);
+            (j, row[j as usize])
+        })
+        .collect())
 }
 
 /// One query scored against many documents (re-ranking candidates): the query is packed
@@ -135,6 +148,25 @@ mod tests {
         }
         assert_eq!(maxsim(&[1.0; 128], &[], 128).unwrap(), 0.0);
         assert!(maxsim(&[1.0; 130], &[1.0; 128], 128).is_err());
+    }
+
+    #[test]
+    fn matches_are_the_best_document_token_of_each_query_token() {
+        let mut rng = Rng::new(29);
+        let dim = 64;
+        for (nq, nd) in [(32, 1), (32, 300), (3, 40)] {
+            let (q, d) = (rng.vec(nq * dim, 0.1), rng.vec(nd * dim, 0.1));
+            let matches = maxsim_matches(&q, &d, dim).unwrap();
+            assert_eq!(matches.len(), nq);
+            for (i, &(j, s)) in matches.iter().enumerate() {
+                let dot = |j: usize| (0..dim).map(|x| q[i * dim + x] as f64 * d[j * dim + x] as f64).sum::<f64>();
+                let best = (0..nd).map(dot).fold(f64::NEG_INFINITY, f64::max);
+                // The token chosen is the best up to rounding, and its score is its dot product.
+                assert!((dot(j as usize) - best).abs() < 1e-6, "q{i}: token {j}");
+                assert!((s as f64 - dot(j as usize)).abs() < 1e-6, "q{i}: {s}");
+            }
+        }
+        assert!(maxsim_matches(&[1.0; 128], &[], 128).unwrap().is_empty());
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub use attention::{attention, AttentionShape};
 pub use dense::Dense;
 pub use elementwise::{add_in_place, argmax, gelu_erf, softmax_in_place};
 pub use linear::{linear, matmul_transposed};
-pub use maxsim::{maxsim, maxsim_matrix, QueryScorer};
+pub use maxsim::{maxsim, maxsim_matches, maxsim_matrix, QueryScorer};
 pub use norm::{l2_normalize_rows, layer_norm};
 pub use ops::Cpu;
 pub use peak::fma_peak_gflops;

@@ -25,6 +25,7 @@ use super::ids::View;
 use super::{Found, Shard, State};
 use crate::fields::Context;
 use crate::index::{top_k, Hit, Index, SearchParams, MAX_NPROBE};
+use crate::store::Document;
 use crate::{Error, Result};
 
 /// Documents read from the store and scored at a time by exact scoring.
@@ -256,6 +257,23 @@ impl Shard {
                 }
             }
         })
+    }
+
+    /// Document `id` and, for each query token, the document token that matches it best with
+    /// their similarity (`kernels::cpu::maxsim_matches`, over the vectors exact scoring uses):
+    /// the explanation of a hit, read together so that the two are of one version. `None` if
+    /// the document is gone (deleted since the search).
+    pub fn explain(&self, query: &[f32], id: &str) -> Result<Option<(Document, Vec<(u32, f32)>)>> {
+        self.check_search(query, 1)?;
+        let view = self.view();
+        let current = match &*view {
+            State::Ready { index, generation } => Some((*generation, index.codec())),
+            State::Buffering(_) => None,
+        };
+        let Some((internal, document)) = self.store.get(id)? else { return Ok(None) };
+        let Some(tokens) = self.store.tokens(internal)? else { return Ok(None) };
+        let vectors = Codecs::new(&self.store, current).vectors(&tokens)?;
+        Ok(Some((document, kernels::cpu::maxsim_matches(query, &vectors, self.config.dim)?)))
     }
 
     /// The hits with their external ids (a document replaced since keeps its name; one

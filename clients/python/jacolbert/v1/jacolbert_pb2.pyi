@@ -37,16 +37,52 @@ class Document(_message.Message):
     def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ..., metadata: _Optional[str] = ...) -> None: ...
 
 class Hit(_message.Message):
-    __slots__ = ("id", "score", "shard", "document")
+    __slots__ = ("id", "score", "shard", "document", "explanation")
     ID_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     SHARD_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    EXPLANATION_FIELD_NUMBER: _ClassVar[int]
     id: str
     score: float
     shard: int
     document: Document
-    def __init__(self, id: _Optional[str] = ..., score: _Optional[float] = ..., shard: _Optional[int] = ..., document: _Optional[_Union[Document, _Mapping]] = ...) -> None: ...
+    explanation: Explanation
+    def __init__(self, id: _Optional[str] = ..., score: _Optional[float] = ..., shard: _Optional[int] = ..., document: _Optional[_Union[Document, _Mapping]] = ..., explanation: _Optional[_Union[Explanation, _Mapping]] = ...) -> None: ...
+
+class Explanation(_message.Message):
+    __slots__ = ("matches",)
+    MATCHES_FIELD_NUMBER: _ClassVar[int]
+    matches: _containers.RepeatedCompositeFieldContainer[TokenMatch]
+    def __init__(self, matches: _Optional[_Iterable[_Union[TokenMatch, _Mapping]]] = ...) -> None: ...
+
+class TokenMatch(_message.Message):
+    __slots__ = ("query_token", "query_text", "query_span", "expansion", "document_token", "document_text", "span", "similarity")
+    QUERY_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    QUERY_TEXT_FIELD_NUMBER: _ClassVar[int]
+    QUERY_SPAN_FIELD_NUMBER: _ClassVar[int]
+    EXPANSION_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_TEXT_FIELD_NUMBER: _ClassVar[int]
+    SPAN_FIELD_NUMBER: _ClassVar[int]
+    SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    query_token: int
+    query_text: str
+    query_span: Span
+    expansion: bool
+    document_token: int
+    document_text: str
+    span: Span
+    similarity: float
+    def __init__(self, query_token: _Optional[int] = ..., query_text: _Optional[str] = ..., query_span: _Optional[_Union[Span, _Mapping]] = ..., expansion: _Optional[bool] = ..., document_token: _Optional[int] = ..., document_text: _Optional[str] = ..., span: _Optional[_Union[Span, _Mapping]] = ..., similarity: _Optional[float] = ...) -> None: ...
+
+class Span(_message.Message):
+    __slots__ = ("start", "end")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    start: int
+    end: int
+    def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ...) -> None: ...
 
 class Include(_message.Message):
     __slots__ = ("text", "metadata")
@@ -191,20 +227,22 @@ class ExportResponse(_message.Message):
     def __init__(self, documents: _Optional[_Iterable[_Union[EncodedDocument, _Mapping]]] = ...) -> None: ...
 
 class ShardSearchRequest(_message.Message):
-    __slots__ = ("query", "k", "filter_ids", "params", "include", "filter")
+    __slots__ = ("query", "k", "filter_ids", "params", "include", "filter", "explain")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     FILTER_IDS_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
+    EXPLAIN_FIELD_NUMBER: _ClassVar[int]
     query: Tensor
     k: int
     filter_ids: _containers.RepeatedScalarFieldContainer[str]
     params: SearchParams
     include: Include
     filter: Filter
-    def __init__(self, query: _Optional[_Union[Tensor, _Mapping]] = ..., k: _Optional[int] = ..., filter_ids: _Optional[_Iterable[str]] = ..., params: _Optional[_Union[SearchParams, _Mapping]] = ..., include: _Optional[_Union[Include, _Mapping]] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ...) -> None: ...
+    explain: bool
+    def __init__(self, query: _Optional[_Union[Tensor, _Mapping]] = ..., k: _Optional[int] = ..., filter_ids: _Optional[_Iterable[str]] = ..., params: _Optional[_Union[SearchParams, _Mapping]] = ..., include: _Optional[_Union[Include, _Mapping]] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., explain: _Optional[bool] = ...) -> None: ...
 
 class ShardSearchResponse(_message.Message):
     __slots__ = ("hits",)
@@ -298,6 +336,38 @@ class ShardStats(_message.Message):
     dead_tokens: int
     def __init__(self, documents: _Optional[int] = ..., tokens: _Optional[int] = ..., trained: _Optional[bool] = ..., memory_bytes: _Optional[int] = ..., disk_bytes: _Optional[int] = ..., store: _Optional[str] = ..., codec_generation: _Optional[int] = ..., centroids: _Optional[int] = ..., retraining: _Optional[bool] = ..., dead_tokens: _Optional[int] = ...) -> None: ...
 
+class TokenizeRequest(_message.Message):
+    __slots__ = ("query", "texts")
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    TEXTS_FIELD_NUMBER: _ClassVar[int]
+    query: str
+    texts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, query: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class TokenizeResponse(_message.Message):
+    __slots__ = ("query", "documents")
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    query: _containers.RepeatedCompositeFieldContainer[TokenSource]
+    documents: _containers.RepeatedCompositeFieldContainer[TokenSources]
+    def __init__(self, query: _Optional[_Iterable[_Union[TokenSource, _Mapping]]] = ..., documents: _Optional[_Iterable[_Union[TokenSources, _Mapping]]] = ...) -> None: ...
+
+class TokenSources(_message.Message):
+    __slots__ = ("tokens",)
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    tokens: _containers.RepeatedCompositeFieldContainer[TokenSource]
+    def __init__(self, tokens: _Optional[_Iterable[_Union[TokenSource, _Mapping]]] = ...) -> None: ...
+
+class TokenSource(_message.Message):
+    __slots__ = ("text", "span", "expansion")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    SPAN_FIELD_NUMBER: _ClassVar[int]
+    EXPANSION_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    span: Span
+    expansion: bool
+    def __init__(self, text: _Optional[str] = ..., span: _Optional[_Union[Span, _Mapping]] = ..., expansion: _Optional[bool] = ...) -> None: ...
+
 class EncodeRequest(_message.Message):
     __slots__ = ("texts", "dtype")
     TEXTS_FIELD_NUMBER: _ClassVar[int]
@@ -313,18 +383,22 @@ class EncodeResponse(_message.Message):
     def __init__(self, embeddings: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ...) -> None: ...
 
 class ScoreRequest(_message.Message):
-    __slots__ = ("query", "texts")
+    __slots__ = ("query", "texts", "explain")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     TEXTS_FIELD_NUMBER: _ClassVar[int]
+    EXPLAIN_FIELD_NUMBER: _ClassVar[int]
     query: str
     texts: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, query: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ...) -> None: ...
+    explain: bool
+    def __init__(self, query: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., explain: _Optional[bool] = ...) -> None: ...
 
 class ScoreResponse(_message.Message):
-    __slots__ = ("scores",)
+    __slots__ = ("scores", "explanations")
     SCORES_FIELD_NUMBER: _ClassVar[int]
+    EXPLANATIONS_FIELD_NUMBER: _ClassVar[int]
     scores: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, scores: _Optional[_Iterable[float]] = ...) -> None: ...
+    explanations: _containers.RepeatedCompositeFieldContainer[Explanation]
+    def __init__(self, scores: _Optional[_Iterable[float]] = ..., explanations: _Optional[_Iterable[_Union[Explanation, _Mapping]]] = ...) -> None: ...
 
 class InfoRequest(_message.Message):
     __slots__ = ()
@@ -389,7 +463,7 @@ class AddShardResponse(_message.Message):
     def __init__(self, shard: _Optional[int] = ..., shards: _Optional[int] = ..., moved: _Optional[int] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("query", "k", "filter_ids", "params", "allow_partial", "include", "filter")
+    __slots__ = ("query", "k", "filter_ids", "params", "allow_partial", "include", "filter", "explain")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     FILTER_IDS_FIELD_NUMBER: _ClassVar[int]
@@ -397,6 +471,7 @@ class SearchRequest(_message.Message):
     ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
+    EXPLAIN_FIELD_NUMBER: _ClassVar[int]
     query: str
     k: int
     filter_ids: _containers.RepeatedScalarFieldContainer[str]
@@ -404,7 +479,8 @@ class SearchRequest(_message.Message):
     allow_partial: bool
     include: Include
     filter: Filter
-    def __init__(self, query: _Optional[str] = ..., k: _Optional[int] = ..., filter_ids: _Optional[_Iterable[str]] = ..., params: _Optional[_Union[SearchParams, _Mapping]] = ..., allow_partial: _Optional[bool] = ..., include: _Optional[_Union[Include, _Mapping]] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ...) -> None: ...
+    explain: bool
+    def __init__(self, query: _Optional[str] = ..., k: _Optional[int] = ..., filter_ids: _Optional[_Iterable[str]] = ..., params: _Optional[_Union[SearchParams, _Mapping]] = ..., allow_partial: _Optional[bool] = ..., include: _Optional[_Union[Include, _Mapping]] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., explain: _Optional[bool] = ...) -> None: ...
 
 class ShardFailure(_message.Message):
     __slots__ = ("shard", "address", "code", "message")
@@ -455,18 +531,22 @@ class SearchBatchResponse(_message.Message):
     def __init__(self, responses: _Optional[_Iterable[_Union[SearchResponse, _Mapping]]] = ...) -> None: ...
 
 class RerankRequest(_message.Message):
-    __slots__ = ("query", "texts")
+    __slots__ = ("query", "texts", "explain")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     TEXTS_FIELD_NUMBER: _ClassVar[int]
+    EXPLAIN_FIELD_NUMBER: _ClassVar[int]
     query: str
     texts: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, query: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ...) -> None: ...
+    explain: bool
+    def __init__(self, query: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., explain: _Optional[bool] = ...) -> None: ...
 
 class RerankResponse(_message.Message):
-    __slots__ = ("scores",)
+    __slots__ = ("scores", "explanations")
     SCORES_FIELD_NUMBER: _ClassVar[int]
+    EXPLANATIONS_FIELD_NUMBER: _ClassVar[int]
     scores: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, scores: _Optional[_Iterable[float]] = ...) -> None: ...
+    explanations: _containers.RepeatedCompositeFieldContainer[Explanation]
+    def __init__(self, scores: _Optional[_Iterable[float]] = ..., explanations: _Optional[_Iterable[_Union[Explanation, _Mapping]]] = ...) -> None: ...
 
 class ClusterStatsRequest(_message.Message):
     __slots__ = ()

@@ -483,6 +483,11 @@ class EncoderStub:
                 request_serializer=jacolbert_dot_v1_dot_jacolbert__pb2.InfoRequest.SerializeToString,
                 response_deserializer=jacolbert_dot_v1_dot_jacolbert__pb2.InfoResponse.FromString,
                 _registered_method=True)
+        self.Tokenize = channel.unary_unary(
+                '/jacolbert.v1.Encoder/Tokenize',
+                request_serializer=jacolbert_dot_v1_dot_jacolbert__pb2.TokenizeRequest.SerializeToString,
+                response_deserializer=jacolbert_dot_v1_dot_jacolbert__pb2.TokenizeResponse.FromString,
+                _registered_method=True)
 
 
 class EncoderServicer:
@@ -514,6 +519,14 @@ class EncoderServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Tokenize(self, request, context):
+        """The tokens a query's and documents' embeddings have, one per row, with their texts and
+        spans (for explanations).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EncoderServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -536,6 +549,11 @@ def add_EncoderServicer_to_server(servicer, server):
                     servicer.Info,
                     request_deserializer=jacolbert_dot_v1_dot_jacolbert__pb2.InfoRequest.FromString,
                     response_serializer=jacolbert_dot_v1_dot_jacolbert__pb2.InfoResponse.SerializeToString,
+            ),
+            'Tokenize': grpc.unary_unary_rpc_method_handler(
+                    servicer.Tokenize,
+                    request_deserializer=jacolbert_dot_v1_dot_jacolbert__pb2.TokenizeRequest.FromString,
+                    response_serializer=jacolbert_dot_v1_dot_jacolbert__pb2.TokenizeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -647,6 +665,33 @@ class Encoder:
             '/jacolbert.v1.Encoder/Info',
             jacolbert_dot_v1_dot_jacolbert__pb2.InfoRequest.SerializeToString,
             jacolbert_dot_v1_dot_jacolbert__pb2.InfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Tokenize(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jacolbert.v1.Encoder/Tokenize',
+            jacolbert_dot_v1_dot_jacolbert__pb2.TokenizeRequest.SerializeToString,
+            jacolbert_dot_v1_dot_jacolbert__pb2.TokenizeResponse.FromString,
             options,
             channel_credentials,
             insecure,
