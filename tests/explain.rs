@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{fixtures, request, Cluster};
+use common::{fixtures, jacolbert, request, Cluster};
 use encoder_node::model::{ColbertModel, EncodeOptions};
 use proto::v1::{Document, Hit, Include, RerankRequest, SearchRequest, UpsertRequest};
 use unicode_normalization::UnicodeNormalization;
@@ -137,4 +137,24 @@ async fn hits_explain_which_document_token_matched_each_query_token() {
     }
     let plain = RerankRequest { query: "日本一の湖".into(), texts, explain: false };
     assert!(router.rerank(plain).await.unwrap().into_inner().explanations.is_empty());
+
+    // The CLI: every match in JSON, the query's words and what they matched in the table.
+    let search = |extra: &[&str]| {
+        let out = jacolbert()
+            .args(["search", "日本一高い山", "-k", "2", "--explain", "--router", &c.router])
+            .args(extra)
+            .output();
+        let out = out.unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let json: serde_json::Value = serde_json::from_str(&search(&["--json"])).unwrap();
+    for hit in json["hits"].as_array().unwrap() {
+        let matches = hit["matches"].as_array().unwrap();
+        assert_eq!(matches.len(), 32, "{hit}");
+        let sum: f64 = matches.iter().map(|m| m["similarity"].as_f64().unwrap()).sum();
+        assert!((sum - hit["score"].as_f64().unwrap()).abs() < 1e-3, "{hit}");
+    }
+    let table = search(&[]);
+    assert!(table.lines().any(|l| l.contains("→") && l.contains("山")), "{table}");
 }
