@@ -12,15 +12,7 @@ source "$(dirname "$0")/bench_setup.sh"
 scripts/jsquad_paragraphs.py "$work"
 head -n 500 "$work/paragraphs.jsonl" >"$work/some.jsonl"
 printf '[batching]\nquery_cache = 0\n' >"$work/local.toml"
-"$bin" local --config "$work/local.toml" --model "$model" --data-dir "$work/data" --listen 127.0.0.1:0 \
-    >"$work/local.out" 2>"$work/local.err" &
-router=""
-for _ in $(seq 1200); do
-    router="$(sed -n 's/^router listening on //p' "$work/local.out")"
-    [ -n "$router" ] && break
-    sleep 0.1
-done
-[ -n "$router" ] || { cat "$work/local.err" >&2; echo "the local cluster did not start" >&2; exit 1; }
+start_local --config "$work/local.toml"
 "$bin" index "$work/some.jsonl" --router "$router" >"$work/index.out" 2>"$work/index.err" ||
     { cat "$work/index.err" >&2; exit 1; }
 # Warm the model's pages and the shards' caches.

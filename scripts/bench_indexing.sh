@@ -14,14 +14,7 @@ rate="${1:-5}"
 concurrency="${2:-4}"
 source "$(dirname "$0")/bench_setup.sh"
 scripts/jsquad_paragraphs.py "$work"
-"$bin" local --model "$model" --data-dir "$work/data" --listen 127.0.0.1:0 >"$work/local.out" 2>"$work/local.err" &
-router=""
-for _ in $(seq 1200); do
-    router="$(sed -n 's/^router listening on //p' "$work/local.out")"
-    [ -n "$router" ] && break
-    sleep 0.1
-done
-[ -n "$router" ] || { cat "$work/local.err" >&2; echo "the local cluster did not start" >&2; exit 1; }
+start_local
 # Indexes the paragraphs (again: --restart); prints its seconds.
 index() {
     local started

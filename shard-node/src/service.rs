@@ -200,12 +200,19 @@ impl ShardRpc for ShardService {
                     }
                     false => shard.search(&query.values, &params, filter.as_ref())?,
                 };
+                // An explanation comes with the text it explains (the router finds the spans
+                // in it), read with the vectors so that both are of one version.
+                let mut explained = match explain {
+                    true => {
+                        let ids: Vec<String> = found.iter().map(|f| f.id.clone()).collect();
+                        shard.explain(&query.values, &ids)?.into_iter()
+                    }
+                    false => Vec::new().into_iter(),
+                };
                 let mut hits = Vec::with_capacity(found.len());
                 for f in found {
-                    // An explanation comes with the text it explains (the router finds the
-                    // spans in it), read with the vectors so that both are of one version.
                     let (doc, explanation) = match explain {
-                        true => match shard.explain(&query.values, &f.id)? {
+                        true => match explained.next().flatten() {
                             Some((doc, matches)) => (Some(doc), Some(Explanation::from_matches(matches))),
                             None => continue,
                         },

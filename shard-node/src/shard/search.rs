@@ -259,21 +259,33 @@ impl Shard {
         })
     }
 
-    /// Document `id` and, for each query token, the document token that matches it best with
-    /// their similarity (`kernels::cpu::maxsim_matches`, over the vectors exact scoring uses):
-    /// the explanation of a hit, read together so that the two are of one version. `None` if
-    /// the document is gone (deleted since the search).
-    pub fn explain(&self, query: &[f32], id: &str) -> Result<Option<(Document, Vec<(u32, f32)>)>> {
+    /// Each of documents `ids` and, for each query token, the document token that matches it
+    /// best with their similarity (`kernels::cpu::maxsim_matches`, over the vectors exact
+    /// scoring uses): the explanations of a search's hits, each document's read together so
+    /// that the two are of one version. `None` for a document gone (deleted since the search).
+    pub fn explain(&self, query: &[f32], ids: &[String]) -> Result<Vec<Option<(Document, Vec<(u32, f32)>)>>> {
         self.check_search(query, 1)?;
         let view = self.view();
         let current = match &*view {
             State::Ready { index, generation } => Some((*generation, index.codec())),
             State::Buffering(_) => None,
         };
-        let Some((internal, document)) = self.store.get(id)? else { return Ok(None) };
-        let Some(tokens) = self.store.tokens(internal)? else { return Ok(None) };
-        let vectors = Codecs::new(&self.store, current).vectors(&tokens)?;
-        Ok(Some((document, kernels::cpu::maxsim_matches(query, &vectors, self.config.dim)?)))
+        // One set of codecs for all: a document on an older generation reads it once.
+        let mut codecs = Codecs::new(&self.store, current);
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some((internal, document)) = self.store.get(id)? else {
+                out.push(None);
+                continue;
+            };
+            let Some(tokens) = self.store.tokens(internal)? else {
+                out.push(None);
+                continue;
+            };
+            let vectors = codecs.vectors(&tokens)?;
+            out.push(Some((document, kernels::cpu::maxsim_matches(query, &vectors, self.config.dim)?)));
+        }
+        Ok(out)
     }
 
     /// The hits with their external ids (a document replaced since keeps its name; one
