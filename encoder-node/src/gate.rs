@@ -106,10 +106,11 @@ mod tests {
         until(&|| counters.document_steps.load(Ordering::SeqCst) == 1);
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(stepped.load(Ordering::SeqCst), 0, "the document pass ran on while a query pass held the gate");
-        drop(held);
-        // A new query pass, taken at once: the document pass still gets past the pause it
-        // waited at (it waited for the first pass only), and waits at its next one.
+        // A second query pass takes the gate before the first lets go (taken after it, the
+        // document pass could run all its steps in between): the document pass still gets past
+        // the pause it waited at (it waited for the first pass only), and waits at its next one.
         let again = gate.hold();
+        drop(held);
         until(&|| counters.document_steps.load(Ordering::SeqCst) == 2);
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(stepped.load(Ordering::SeqCst), 1, "one step between two query passes, then a wait");
