@@ -141,6 +141,8 @@ pub struct RouterFile {
     /// Requests per second this node takes before it answers RESOURCE_EXHAUSTED (0: no limit).
     pub max_requests_per_second: u32,
     pub metrics_addr: Option<String>,
+    /// Where to serve the HTTP/JSON API and the web console (off when unset).
+    pub http_listen: Option<String>,
     /// Where cluster state lives (etcd://HOST:PORT[,…]/PREFIX or file:///PATH); without it
     /// the router keeps `encoders` and `shards` in its memory (one router only).
     pub cluster_store: Option<String>,
@@ -171,6 +173,7 @@ impl Default for RouterFile {
             max_message_bytes: ROUTER_MESSAGE,
             max_requests_per_second: 0,
             metrics_addr: None,
+            http_listen: None,
             cluster_store: None,
             encoders: vec!["127.0.0.1:50052".into()],
             shards: vec![ShardEntry { replicas: vec!["127.0.0.1:50053".into()] }],
@@ -189,6 +192,8 @@ pub struct LocalFile {
     pub listen: String,
     /// One metrics endpoint for all the nodes of the process.
     pub metrics_addr: Option<String>,
+    /// Where the router serves the HTTP/JSON API and the web console (off when unset).
+    pub http_listen: Option<String>,
     pub model: Option<String>,
     pub mecab_dic: Option<PathBuf>,
     /// Shard `i` keeps its data in `data_dir/shard-i`, and the cluster state (the shard
@@ -208,6 +213,7 @@ impl Default for LocalFile {
         LocalFile {
             listen: "127.0.0.1:50051".into(),
             metrics_addr: None,
+            http_listen: None,
             model: None,
             mecab_dic: None,
             data_dir: "data".into(),

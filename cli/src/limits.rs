@@ -28,16 +28,17 @@ impl Bucket {
     }
 }
 
-pub fn layer<S>(per_second: u32) -> impl tower::Layer<S, Service = proto::gate::Gated<S>> + Clone {
+/// The check, shared by the gRPC port and the HTTP port (one bucket for both).
+pub fn check(per_second: u32) -> proto::gate::Check {
     let rate = per_second as f64;
     let bucket = Bucket { rate, state: Mutex::new((rate, Instant::now())) };
-    proto::gate::layer(Arc::new(move |path: &str, _: &http::HeaderMap| {
+    Arc::new(move |path: &str, _: &http::HeaderMap| {
         if per_second == 0 || path.starts_with("/grpc.health.v1.Health/") || bucket.take() {
             Ok(())
         } else {
             Err(tonic::Status::resource_exhausted(format!("over this node's limit of {per_second} requests/s")))
         }
-    }))
+    })
 }
 
 #[cfg(test)]

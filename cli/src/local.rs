@@ -15,8 +15,8 @@ use crate::config::{self, LocalFile, NODE_MESSAGE, ROUTER_MESSAGE};
 use crate::metrics;
 use crate::model_args::ModelArgs;
 use crate::roles::{
-    encoder_routes, open_shard, override_with, router_routes, serve, serve_metrics, shard_routes, Common, ENCODER,
-    ROUTER, SHARD,
+    encoder_routes, open_shard, override_with, router_routes, serve, serve_metrics, shard_routes, Common, HttpPort,
+    ENCODER, ROUTER, SHARD,
 };
 
 #[derive(clap::Args)]
@@ -47,6 +47,10 @@ pub struct Args {
     /// Tokens a shard keeps exact before it trains its codec.
     #[arg(long)]
     train_tokens: Option<usize>,
+    /// Also serve the HTTP/JSON API (POST /v1/<method>) and the web console (/) on this
+    /// address (overrides `http_listen`) [default: off].
+    #[arg(long, env = "JACOLBERT_HTTP_LISTEN")]
+    http_listen: Option<String>,
 }
 
 /// Starts the nodes of a local cluster: the router on `config.listen`, the encoder and the
@@ -81,13 +85,13 @@ pub async fn start(model: Arc<ColbertModel>, config: &LocalFile) -> anyhow::Resu
     };
     let dim = model.dim();
     let (routes, encoder_metrics) = encoder_routes(model, config.batching, NODE_MESSAGE);
-    let encoder = serve(routes, ENCODER, &next(1), None, 0, None).await.with_context(taken)?;
+    let encoder = serve(routes, ENCODER, &next(1), None, 0, None, None).await.with_context(taken)?;
     let (mut addresses, mut shards) = (Vec::new(), Vec::new());
     for s in 0..count {
         let index = shard_node::shard::ShardConfig { dim, ..config.index.clone() };
         let shard = open_shard(config.data_dir.join(format!("shard-{s}")), index).await?;
         let (routes, service) = shard_routes(shard, s as u32, dim, NODE_MESSAGE);
-        let address = serve(routes, SHARD, &next(2 + s as u16), None, 0, Some(service.health())).await;
+        let address = serve(routes, SHARD, &next(2 + s as u16), None, 0, Some(service.health()), None).await;
         addresses.push(vec![address.with_context(taken)?]);
         shards.push((s as u32, service));
     }
@@ -100,8 +104,14 @@ pub async fn start(model: Arc<ColbertModel>, config: &LocalFile) -> anyhow::Resu
     anyhow::ensure!(store.replace(stored.as_ref(), &next, None).await?, "the cluster state changed while starting");
     let router = Router::start(Arc::new(store), config.limits.clone(), None).await?;
     let (routes, router_metrics) = router_routes(router, Default::default(), ROUTER_MESSAGE);
-    let address = serve(routes, ROUTER, &config.listen, None, 0, None).await?;
     let extra = vec![router_metrics, encoder_metrics, metrics::shards(shards)];
+    let http = config.http_listen.as_deref().map(|listen| HttpPort {
+        listen,
+        tls: None,
+        max_body: ROUTER_MESSAGE,
+        metrics: extra.clone(),
+    });
+    let address = serve(routes, ROUTER, &config.listen, None, 0, None, http).await?;
     serve_metrics(config.metrics_addr.as_deref(), extra).await?;
     tracing::info!(router = %address, encoder = %encoder, shards = ?addresses, data = %config.data_dir.display(), "local cluster is up");
     Ok(address)
@@ -146,6 +156,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     file.shards = args.shards.or(file.shards);
     override_with(&mut file.device, args.device);
     override_with(&mut file.index.train_tokens, args.train_tokens);
+    override_with(&mut file.http_listen, args.http_listen.map(Some));
     let model = ModelArgs {
         model: args.model.or(file.model.take()).context("no model: give --model or `model` in the config")?,
         mecab_dic: args.mecab_dic.or(file.mecab_dic.take()),

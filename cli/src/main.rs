@@ -10,6 +10,7 @@ mod config;
 mod connection;
 mod encode;
 mod eval_jsquad;
+mod http;
 mod jsquad;
 mod limits;
 mod local;

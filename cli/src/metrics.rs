@@ -88,7 +88,7 @@ where
 pub type Extra = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = String> + Send>> + Send + Sync>;
 
 /// The whole text exposition.
-async fn render(extra: &[Extra]) -> String {
+pub async fn render(extra: &[Extra]) -> String {
     let mut out = String::new();
     out += &header("counter", "jacolbert_rpc_requests_total", "gRPC requests answered, by RPC and status code.");
     let requests = REQUESTS.lock().unwrap_or_else(|e| e.into_inner()).clone();

@@ -30,9 +30,18 @@ pub const ROUTER: &[&str] = &["jacolbert.v1.Search", "jacolbert.v1.Admin"];
 const HEALTH: &str = "grpc.health.v1.Health";
 const REFLECTION: [&str; 2] = ["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
 
+/// The router's HTTP port, when it has one (`http_listen`).
+pub struct HttpPort<'a> {
+    pub listen: &'a str,
+    pub tls: Option<&'a config::TlsFile>,
+    pub max_body: usize,
+    pub metrics: Vec<metrics::Extra>,
+}
+
 /// Serves `routes` on `address` in the background (over TLS when `tls` is given), with the
 /// standard gRPC health service (reporting `services` as serving, or as `healthy` says when
 /// given) and server reflection (v1, and v1alpha for the tools still on it); returns the address.
+/// With `http`, the same services with the same layers on an HTTP port too (`crate::http`).
 pub async fn serve(
     routes: Routes,
     services: &'static [&'static str],
@@ -40,6 +49,7 @@ pub async fn serve(
     tls: Option<ServerTlsConfig>,
     max_requests_per_second: u32,
     healthy: Option<tokio::sync::watch::Receiver<bool>>,
+    http: Option<HttpPort<'_>>,
 ) -> anyhow::Result<String> {
     let (health, health_service) = tonic_health::server::health_reporter();
     let report = move |status| {
@@ -95,6 +105,13 @@ pub async fn serve(
             let _ = s.set_nodelay(true);
         })
     });
+    let limit = crate::limits::check(max_requests_per_second);
+    if let Some(http) = http {
+        let stack = tower::Layer::layer(&proto::gate::layer(limit.clone()), routes.clone());
+        let stack = tower::Layer::layer(&crate::metrics::layer(), stack);
+        let bound = crate::http::serve(http.listen, stack, http.tls, http.max_body, http.metrics).await?;
+        println!("HTTP API and console on http{}://{bound}/", if http.tls.is_some() { "s" } else { "" });
+    }
     let mut server = Server::builder();
     if let Some(tls) = tls {
         server = server.tls_config(tls)?;
@@ -103,7 +120,7 @@ pub async fn serve(
         if let Err(e) = server
             .trace_fn(proto::trace::server_span)
             .layer(crate::metrics::layer())
-            .layer(crate::limits::layer(max_requests_per_second))
+            .layer(proto::gate::layer(limit))
             .add_routes(routes)
             .serve_with_incoming(incoming)
             .await
@@ -215,7 +232,7 @@ pub fn encoder(args: EncoderArgs) -> anyhow::Result<()> {
     tokio::runtime::Runtime::new()?.block_on(async {
         let model = Arc::new(model.load(EncodeOptions::default())?);
         let (routes, extra) = encoder_routes(model, file.batching, file.max_message_bytes);
-        let address = serve(routes, ENCODER, &file.listen, tls, file.max_requests_per_second, None).await?;
+        let address = serve(routes, ENCODER, &file.listen, tls, file.max_requests_per_second, None, None).await?;
         serve_metrics(file.metrics_addr.as_deref(), vec![extra]).await?;
         until_ctrl_c("encoder", &address).await
     })
@@ -258,14 +275,14 @@ pub fn shard(args: ShardArgs) -> anyhow::Result<()> {
                 tracing::error!(error = %e, "the store was refused; serving NOT_SERVING until it is replaced or salvaged");
                 let refused = ShardServer::new(shard_node::refused::Refused { reason: e.to_string() });
                 let (_, down) = tokio::sync::watch::channel(false);
-                let address = serve(Routes::new(refused), SHARD, &file.listen, tls, 0, Some(down)).await?;
+                let address = serve(Routes::new(refused), SHARD, &file.listen, tls, 0, Some(down), None).await?;
                 return until_ctrl_c("shard (store refused)", &address).await;
             }
             Err(e) => return Err(e.into()),
         };
         let (routes, service) = shard_routes(shard, file.number, dim, file.max_message_bytes);
         let health = Some(service.health());
-        let address = serve(routes, SHARD, &file.listen, tls, file.max_requests_per_second, health).await?;
+        let address = serve(routes, SHARD, &file.listen, tls, file.max_requests_per_second, health, None).await?;
         serve_metrics(file.metrics_addr.as_deref(), vec![metrics::shards(vec![(file.number, service)])]).await?;
         until_ctrl_c("shard", &address).await
     })
@@ -286,6 +303,11 @@ pub struct RouterArgs {
     /// the config's encoders and shards are not used: `jacolbert cluster init` writes them).
     #[arg(long, env = "JACOLBERT_CLUSTER_STORE")]
     cluster_store: Option<String>,
+    /// Also serve the HTTP/JSON API (POST /v1/<method>) and the web console (/) on this
+    /// address, with the same keys, limits and TLS as gRPC (overrides `http_listen`) [default:
+    /// off].
+    #[arg(long, env = "JACOLBERT_HTTP_LISTEN")]
+    http_listen: Option<String>,
 }
 
 pub fn router(args: RouterArgs) -> anyhow::Result<()> {
@@ -299,6 +321,7 @@ pub fn router(args: RouterArgs) -> anyhow::Result<()> {
         file.shards = args.shards.iter().map(|s| config::ShardEntry { replicas: config::replica_list(s) }).collect();
     }
     override_with(&mut file.cluster_store, args.cluster_store.map(Some));
+    override_with(&mut file.http_listen, args.http_listen.map(Some));
     let shards: Vec<Vec<String>> = file.shards.into_iter().map(|s| s.replicas).collect();
     file.profile.check("router", file.tls.as_ref(), file.auth.enabled())?;
     let server_tls = file.tls.as_ref().map(crate::tls::server).transpose()?;
@@ -309,7 +332,13 @@ pub fn router(args: RouterArgs) -> anyhow::Result<()> {
             None => Router::connect(&file.encoders, &shards, file.limits, client_tls).await?,
         };
         let (routes, extra) = router_routes(router, file.auth, file.max_message_bytes);
-        let address = serve(routes, ROUTER, &file.listen, server_tls, file.max_requests_per_second, None).await?;
+        let http = file.http_listen.as_deref().map(|listen| HttpPort {
+            listen,
+            tls: file.tls.as_ref(),
+            max_body: file.max_message_bytes,
+            metrics: vec![extra.clone()],
+        });
+        let address = serve(routes, ROUTER, &file.listen, server_tls, file.max_requests_per_second, None, http).await?;
         serve_metrics(file.metrics_addr.as_deref(), vec![extra]).await?;
         until_ctrl_c("router", &address).await
     })

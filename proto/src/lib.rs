@@ -4,6 +4,7 @@
 #[allow(clippy::all)]
 pub mod v1 {
     tonic::include_proto!("jacolbert.v1");
+    include!(concat!(env!("OUT_DIR"), "/jacolbert.v1.serde.rs"));
 }
 
 /// The encoded descriptors of `jacolbert.v1`, for gRPC server reflection.

@@ -1,6 +1,6 @@
 //! API keys at the router's edge (`[auth]` in its config). A request carries
 //! `authorization: Bearer KEY`; a read-write key may call everything, a read-only key all but
-//! the writes (Upsert, Delete and the Admin service). Keys are compared in constant time, and
+//! the writes (Upsert, Delete and the Admin service but its read-only Status). Keys are compared in constant time, and
 //! every configured key is compared, so timing says nothing about which key nearly matched.
 //! Health checks and reflection stay open. No keys configured: no checks (development).
 
@@ -57,8 +57,8 @@ impl AuthConfig {
     /// Why `path` may not be called with these `authorization` header bytes, if it may not.
     fn check(&self, path: &str, authorization: Option<&[u8]>) -> Result<(), Status> {
         let write = matches!(path, "/jacolbert.v1.Search/Upsert" | "/jacolbert.v1.Search/Delete")
-            || path.starts_with("/jacolbert.v1.Admin/");
-        let guarded = write || path.starts_with("/jacolbert.v1.Search/");
+            || (path.starts_with("/jacolbert.v1.Admin/") && path != "/jacolbert.v1.Admin/Status");
+        let guarded = write || path.starts_with("/jacolbert.v1.Search/") || path.starts_with("/jacolbert.v1.Admin/");
         if !guarded || !self.enabled() {
             return Ok(());
         }
@@ -110,6 +110,9 @@ mod tests {
         assert_eq!(code(&c, admin, Some("ro-key")), Code::PermissionDenied);
         assert_eq!(code(&c, upsert, Some("rw-key")), Code::Ok);
         assert_eq!(code(&c, admin, Some("rw-key")), Code::Ok);
+        let status = "/jacolbert.v1.Admin/Status";
+        assert_eq!(code(&c, status, Some("ro-key")), Code::Ok, "the cluster's status is a read");
+        assert_eq!(code(&c, status, None), Code::Unauthenticated);
         assert_eq!(code(&c, health, None), Code::Ok);
         assert_eq!(code(&AuthConfig::default(), upsert, None), Code::Ok);
         assert_eq!(c.check(search, Some(b"Basic cm8ta2V5")).unwrap_err().code(), Code::Unauthenticated);

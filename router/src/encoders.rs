@@ -84,6 +84,16 @@ fn try_another(status: &Status) -> bool {
 }
 
 impl Encoders {
+    /// Each encoder's health and load as this router sees them (`Admin.Status`).
+    pub(crate) fn status(&self) -> Vec<proto::v1::EncoderStatus> {
+        let status = |e: &Arc<Encoder>| proto::v1::EncoderStatus {
+            address: e.address.clone(),
+            healthy: !e.down.load(Ordering::Relaxed),
+            load: e.load(),
+        };
+        self.list.iter().map(status).collect()
+    }
+
     /// Clients for `addresses`, keeping `before`'s encoders (their channels and health) where
     /// the address is the same.
     pub(crate) fn connect(

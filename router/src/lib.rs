@@ -18,6 +18,7 @@ pub(crate) mod replicas;
 mod replicate;
 mod service;
 pub mod state;
+mod status;
 mod writes;
 
 pub use config::RouterConfig;

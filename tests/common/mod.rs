@@ -158,6 +158,13 @@ impl Cluster {
         Cluster::start_inner(dir, shards, replicas, index, RouterSetup { tables: router, ..Default::default() }, every)
     }
 
+    /// Two shards whose router also serves HTTP on `http` (`http_listen`), with `keys` (top-level
+    /// TOML keys) and `tables` added to its config and `every` to every node's.
+    pub fn start_with_http(dir: &Path, http: &str, keys: &str, tables: &str, every: &str) -> Cluster {
+        let keys = format!("http_listen = {http:?}\n{keys}");
+        Cluster::start_inner(dir, 2, 1, "", RouterSetup { keys: &keys, tables, ..Default::default() }, every)
+    }
+
     /// Two shards and `encoders` encoders.
     pub fn start_with_encoders(dir: &Path, encoders: usize) -> Cluster {
         Cluster::start_inner(dir, 2, 1, "", RouterSetup { encoders, ..Default::default() }, "")
@@ -430,4 +437,57 @@ pub fn local(dir: &Path, shards: usize) -> (Node, String) {
     let line =
         std::io::BufRead::lines(stdout).map(Result::unwrap).find(|l| l.starts_with("router listening on ")).unwrap();
     (node, line.trim_start_matches("router listening on ").to_string())
+}
+
+/// One HTTP/1.1 request (`Connection: close`): the status and the body. `headers` are
+/// `name: value` lines.
+pub fn http(address: &str, method: &str, path: &str, headers: &[&str], body: &str) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    for h in headers {
+        head += &format!("{h}\r\n");
+    }
+    head += &format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len());
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body.as_bytes()).unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    // Small answers come whole (Content-Length); a chunked one is unchunked here.
+    let body = match head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        false => body.to_string(),
+        true => unchunk(body),
+    };
+    (status, body)
+}
+
+fn unchunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out += &rest[..size];
+        body = &rest[size + 2..];
+    }
+    out
+}
+
+/// `http` with a JSON body and answer.
+pub fn post(address: &str, path: &str, key: Option<&str>, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let auth = key.map(|k| format!("authorization: Bearer {k}"));
+    let headers: Vec<&str> = auth.iter().map(String::as_str).collect();
+    let (status, text) = http(address, "POST", path, &headers, &body.to_string());
+    (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} answered {status} {text:?}: {e}")))
+}
+
+/// Waits (up to 30 s) until something accepts connections on `address`.
+pub fn wait_listening(address: &str) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(address).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(30), "nothing listens on {address}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

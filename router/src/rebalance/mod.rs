@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use proto::v1::admin_server::Admin;
 use proto::v1::{
-    AddShardRequest, AddShardResponse, RemoveShardRequest, ReplicaRetrain, RetrainRequest, RetrainShardsRequest,
-    RetrainShardsResponse,
+    AddShardRequest, AddShardResponse, ClusterStatus, ClusterStatusRequest, RemoveShardRequest, ReplicaRetrain,
+    RetrainRequest, RetrainShardsRequest, RetrainShardsResponse,
 };
 use tonic::transport::ClientTlsConfig;
 use tonic::{Request, Response, Status};
@@ -177,5 +177,9 @@ impl Admin for Router {
         }
         let replicas = futures::future::join_all(asked).await;
         Ok(Response::new(RetrainShardsResponse { replicas }))
+    }
+
+    async fn status(&self, _: Request<ClusterStatusRequest>) -> Result<Response<ClusterStatus>, Status> {
+        Ok(Response::new(Router::status(self).await))
     }
 }
