@@ -13,7 +13,7 @@ async fn the_json_api_answers_as_grpc_with_the_same_keys_and_limit() {
     let dir = tempfile::tempdir().unwrap();
     let web = free_address();
     // 40 requests a second, a second of burst: the calls below stay under it until the end.
-    let c = Cluster::start_with_http(dir.path(), &web, "max_requests_per_second = 40\n", KEYS, "");
+    let c = Cluster::start_with_http(dir.path(), 2, &web, "max_requests_per_second = 40\n", KEYS, "");
     wait_listening(&web);
     let mut client = c.client().await;
 

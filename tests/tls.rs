@@ -1,7 +1,7 @@
 //! TLS between every node and mutual TLS between the router and the nodes, with certificates
 //! from `jacolbert certs`, every node its own process: the happy path works end to end over
 //! TLS with API keys (from a gRPC client and from `jacolbert search`); a client without a certificate from the cluster CA (none, or one from another CA)
-//! cannot reach a shard; plain text is refused; the production profile refuses to start
+//! cannot reach a shard; plain text is refused; the router's HTTP port takes the same TLS; the production profile refuses to start
 //! without TLS and keys.
 
 mod common;
@@ -56,7 +56,8 @@ async fn tls_between_nodes_and_only_cluster_certificates_reach_a_shard() {
     let file = |name: &str| cluster_ca.join(name).to_str().unwrap().to_string();
     let tls =
         format!("[tls]\ncert = {:?}\nkey = {:?}\nca = {:?}\n", file("node.pem"), file("node.key"), file("ca.pem"));
-    let c = Cluster::start_with(dir.path(), 2, 1, "", KEYS, &tls);
+    let web = common::free_address();
+    let c = Cluster::start_with_http(dir.path(), 2, &web, "", KEYS, &tls);
 
     // The happy path: a client trusting the cluster CA, with a client certificate, through the
     // router to the encoder and the shards, all over mutual TLS.
@@ -79,6 +80,26 @@ async fn tls_between_nodes_and_only_cluster_certificates_reach_a_shard() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(said["hits"].as_array().unwrap().len(), 3);
+
+    // The HTTP port: the same TLS and mutual TLS (curl as the client).
+    let curl = |args: &[&str], scheme: &str| {
+        let url = format!("{scheme}://{web}/v1/search");
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "--fail-with-body", "-H", "authorization: Bearer ro-secret"])
+            .args(["-d", r#"{"query": "富士山", "k": 3}"#, "--cacert", &file("ca.pem")])
+            .args(args)
+            .arg(url)
+            .output()
+            .expect("curl runs");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    common::wait_listening(&web);
+    let (ok, body) = curl(&["--cert", &file("client.pem"), "--key", &file("client.key")], "https");
+    assert!(ok, "HTTPS with a cluster certificate: {body}");
+    let said: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(said["hits"].as_array().unwrap().len(), 3);
+    assert!(!curl(&[], "https").0, "HTTPS without a client certificate");
+    assert!(!curl(&[], "http").0, "plain HTTP");
 
     let shard = &c.shard_addresses[0][0];
     assert!(reaches_shard(shard, Some(client_tls(&cluster_ca))).await, "a cluster certificate must get through");

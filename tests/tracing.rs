@@ -2,7 +2,7 @@
 //! tonic) runs in this test on loopback; every node exports to it; a search that carries a
 //! caller's `traceparent` must come back as one tree of spans under the caller's span:
 //! router.search → the encoder's encoder.encode and every shard's shard.search, plus
-//! router.merge.
+//! router.merge; and the same for a search over the router's HTTP port.
 
 mod common;
 
@@ -69,6 +69,7 @@ impl TraceService for Collector {
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER: &str = "00f067aa0ba902b7";
+const HTTP_TRACE: &str = "5cf92f3577b34da6a3ce929d0e0e4737";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_search_is_one_trace_under_the_callers_span_across_processes() {
@@ -84,7 +85,8 @@ async fn a_search_is_one_trace_under_the_callers_span_across_processes() {
     std::env::set_var("OTEL_BSP_SCHEDULE_DELAY", "100");
 
     let dir = tempfile::tempdir().unwrap();
-    let c = Cluster::start(dir.path(), 3, 1, "");
+    let web = common::free_address();
+    let c = Cluster::start_with_http(dir.path(), 3, &web, "", "", "");
     let mut client = c.client().await;
     client.upsert(UpsertRequest { documents: documents(30) }).await.unwrap();
     let mut search = tonic::Request::new(request("富士山と京都", 5, None));
@@ -155,4 +157,30 @@ async fn a_search_is_one_trace_under_the_callers_span_across_processes() {
     shards.sort();
     assert_eq!(shards, [0, 1, 2]);
     assert!(ancestors(find("router.merge").next().unwrap()).0.contains(&"router.search"));
+    http_search_joins_the_callers_trace(&collector, &web).await;
+}
+
+/// A search over the HTTP port joins the caller's trace as a gRPC one does.
+async fn http_search_joins_the_callers_trace(collector: &Collector, web: &str) {
+    let traceparent = format!("traceparent: 00-{HTTP_TRACE}-{CALLER}-01");
+    let body = r#"{"query": "富士山", "k": 3}"#;
+    let (status, answer) = common::http(web, "POST", "/v1/search", &[&traceparent], body);
+    assert_eq!(status, 200, "{answer}");
+    let start = Instant::now();
+    loop {
+        let spans: Vec<Collected> =
+            collector.0.lock().unwrap().iter().filter(|s| s.trace_id == HTTP_TRACE).cloned().collect();
+        let router = spans.iter().find(|s| s.name == "router.search");
+        let shards = spans.iter().filter(|s| s.name == "shard.search").count();
+        if let Some(router) = router.filter(|_| shards == 3) {
+            let mut parent = router.parent.as_str();
+            while let Some(p) = spans.iter().find(|s| s.span_id == parent) {
+                parent = p.parent.as_str();
+            }
+            assert_eq!(parent, CALLER, "the router's span is not under the caller's: {spans:#?}");
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "the HTTP search's spans: {spans:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

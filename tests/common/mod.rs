@@ -158,11 +158,11 @@ impl Cluster {
         Cluster::start_inner(dir, shards, replicas, index, RouterSetup { tables: router, ..Default::default() }, every)
     }
 
-    /// Two shards whose router also serves HTTP on `http` (`http_listen`), with `keys` (top-level
-    /// TOML keys) and `tables` added to its config and `every` to every node's.
-    pub fn start_with_http(dir: &Path, http: &str, keys: &str, tables: &str, every: &str) -> Cluster {
+    /// `shards` shards whose router also serves HTTP on `http` (`http_listen`), with `keys`
+    /// (top-level TOML keys) and `tables` added to its config and `every` to every node's.
+    pub fn start_with_http(dir: &Path, shards: usize, http: &str, keys: &str, tables: &str, every: &str) -> Cluster {
         let keys = format!("http_listen = {http:?}\n{keys}");
-        Cluster::start_inner(dir, 2, 1, "", RouterSetup { keys: &keys, tables, ..Default::default() }, every)
+        Cluster::start_inner(dir, shards, 1, "", RouterSetup { keys: &keys, tables, ..Default::default() }, every)
     }
 
     /// Two shards and `encoders` encoders.
