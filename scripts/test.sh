@@ -7,6 +7,8 @@ JACOLBERT_MECAB_DIC="$(scripts/fetch-unidic.sh)"
 export JACOLBERT_MECAB_DIC
 # The cluster-state tests start etcd on loopback (.ci/run installs it).
 command -v etcd >/dev/null || { echo "test.sh: etcd not found: apt-get install etcd-server" >&2; exit 1; }
+# The console test drives Debian's headless Chromium (.ci/run installs it).
+command -v chromium >/dev/null || { echo "test.sh: chromium not found: apt-get install chromium" >&2; exit 1; }
 # NVRTC, so that every CUDA kernel is compiled (for sm_80 and sm_90) even with no GPU; with it
 # required, a missing library fails the kernel test instead of skipping it.
 LD_LIBRARY_PATH="$(scripts/fetch-nvrtc.sh)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"

@@ -13,7 +13,7 @@ function el(tag, className, text) {
 
 const keyInput = $('api-key');
 keyInput.value = localStorage.getItem('jacolbert-key') || '';
-keyInput.addEventListener('change', () => localStorage.setItem('jacolbert-key', keyInput.value));
+keyInput.addEventListener('input', () => localStorage.setItem('jacolbert-key', keyInput.value));
 
 // One JSON call; a failure throws the API's own "Code: message".
 async function api(method, body) {
@@ -97,8 +97,12 @@ async function search() {
   }
 }
 
+// JaColBERT's query and document markers are these unused vocabulary entries.
+const MARKERS = { '[unused0]': '[Q]', '[unused1]': '[D]' };
+
 function tokenName(m) {
-  return m.expansion ? '[MASK]' : m.queryText || '';
+  if (m.expansion) return '[MASK]';
+  return MARKERS[m.queryText] || m.queryText || '';
 }
 
 function renderHits(answer) {

@@ -416,6 +416,64 @@ class InfoResponse(_message.Message):
     doc_maxlen: int
     def __init__(self, model: _Optional[str] = ..., dim: _Optional[int] = ..., query_maxlen: _Optional[int] = ..., doc_maxlen: _Optional[int] = ...) -> None: ...
 
+class ClusterStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ClusterStatus(_message.Message):
+    __slots__ = ("epoch", "shards", "encoders", "move")
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    ENCODERS_FIELD_NUMBER: _ClassVar[int]
+    MOVE_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    shards: _containers.RepeatedCompositeFieldContainer[ShardStatus]
+    encoders: _containers.RepeatedCompositeFieldContainer[EncoderStatus]
+    move: MoveStatus
+    def __init__(self, epoch: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardStatus, _Mapping]]] = ..., encoders: _Optional[_Iterable[_Union[EncoderStatus, _Mapping]]] = ..., move: _Optional[_Union[MoveStatus, _Mapping]] = ...) -> None: ...
+
+class ShardStatus(_message.Message):
+    __slots__ = ("id", "position", "replicas")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    position: int
+    replicas: _containers.RepeatedCompositeFieldContainer[ReplicaStatus]
+    def __init__(self, id: _Optional[int] = ..., position: _Optional[int] = ..., replicas: _Optional[_Iterable[_Union[ReplicaStatus, _Mapping]]] = ...) -> None: ...
+
+class ReplicaStatus(_message.Message):
+    __slots__ = ("address", "state", "stats", "error")
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    state: str
+    stats: ShardStats
+    error: str
+    def __init__(self, address: _Optional[str] = ..., state: _Optional[str] = ..., stats: _Optional[_Union[ShardStats, _Mapping]] = ..., error: _Optional[str] = ...) -> None: ...
+
+class EncoderStatus(_message.Message):
+    __slots__ = ("address", "healthy", "load")
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    HEALTHY_FIELD_NUMBER: _ClassVar[int]
+    LOAD_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    healthy: bool
+    load: int
+    def __init__(self, address: _Optional[str] = ..., healthy: _Optional[bool] = ..., load: _Optional[int] = ...) -> None: ...
+
+class MoveStatus(_message.Message):
+    __slots__ = ("kind", "shard", "moved")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    MOVED_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    shard: int
+    moved: int
+    def __init__(self, kind: _Optional[str] = ..., shard: _Optional[int] = ..., moved: _Optional[int] = ...) -> None: ...
+
 class RetrainShardsRequest(_message.Message):
     __slots__ = ("shard",)
     SHARD_FIELD_NUMBER: _ClassVar[int]

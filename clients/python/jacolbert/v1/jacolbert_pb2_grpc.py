@@ -728,6 +728,11 @@ class AdminStub:
                 request_serializer=jacolbert_dot_v1_dot_jacolbert__pb2.RetrainShardsRequest.SerializeToString,
                 response_deserializer=jacolbert_dot_v1_dot_jacolbert__pb2.RetrainShardsResponse.FromString,
                 _registered_method=True)
+        self.Status = channel.unary_unary(
+                '/jacolbert.v1.Admin/Status',
+                request_serializer=jacolbert_dot_v1_dot_jacolbert__pb2.ClusterStatusRequest.SerializeToString,
+                response_deserializer=jacolbert_dot_v1_dot_jacolbert__pb2.ClusterStatus.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -760,6 +765,15 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Status(self, request, context):
+        """The cluster as this router sees it now: each shard's replicas with their states and what
+        each says it holds (asked now, briefly), the encoders' health and load, and the move under
+        way (the web console's cluster page).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -777,6 +791,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.Retrain,
                     request_deserializer=jacolbert_dot_v1_dot_jacolbert__pb2.RetrainShardsRequest.FromString,
                     response_serializer=jacolbert_dot_v1_dot_jacolbert__pb2.RetrainShardsResponse.SerializeToString,
+            ),
+            'Status': grpc.unary_unary_rpc_method_handler(
+                    servicer.Status,
+                    request_deserializer=jacolbert_dot_v1_dot_jacolbert__pb2.ClusterStatusRequest.FromString,
+                    response_serializer=jacolbert_dot_v1_dot_jacolbert__pb2.ClusterStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -861,6 +880,33 @@ class Admin:
             '/jacolbert.v1.Admin/Retrain',
             jacolbert_dot_v1_dot_jacolbert__pb2.RetrainShardsRequest.SerializeToString,
             jacolbert_dot_v1_dot_jacolbert__pb2.RetrainShardsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Status(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jacolbert.v1.Admin/Status',
+            jacolbert_dot_v1_dot_jacolbert__pb2.ClusterStatusRequest.SerializeToString,
+            jacolbert_dot_v1_dot_jacolbert__pb2.ClusterStatus.FromString,
             options,
             channel_credentials,
             insecure,
