@@ -126,10 +126,11 @@ def main():
                      "vs_torch": torch_ms[n] / shape["median_ms"], "vs_onnxruntime": onnx_ms[n] / shape["median_ms"],
                      "jacolbert_gflops": shape["gflops"], "jacolbert_pct_of_peak": 100 * shape["gflops"] / ours["peak_gflops"]})
     if args.json:
-        print(json.dumps({"threads": args.threads, "rows": rows, "jacolbert_peak_rss_mb": ours["peak_rss_mb"],
+        print(json.dumps({"threads": args.threads, "kernels": ours["kernels"], "rows": rows, "jacolbert_peak_rss_mb": ours["peak_rss_mb"],
                           "fma_peak_gflops": ours["peak_gflops"]}))
         return
-    print(f"bert-base-sized ColBERT encoder, fp32, {args.threads} threads, median of {args.runs} runs")
+    print(f"bert-base-sized ColBERT encoder, fp32, {args.threads} threads, median of {args.runs} runs, "
+          f"jacolbert's CPU kernels: {ours['kernels']}")
     print(f"{'shape':<15}{'jacolbert':>11}{'PyTorch':>11}{'ORT':>11}{'vs PyTorch':>12}{'vs ORT':>9}{'GFLOP/s':>9}{'of peak':>9}")
     for r in rows:
         print(f"{r['shape']:<15}{r['jacolbert_ms']:>9.1f}ms{r['torch_ms']:>9.1f}ms{r['onnxruntime_ms']:>9.1f}ms"

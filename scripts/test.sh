@@ -31,10 +31,12 @@ trap 'rm -f "$log"' EXIT
 run() {
     "$@" --no-fail-fast 2>&1 | tee -a "$log" || status=1
 }
-# First the PyLate parity tests on the portable kernels (the path of CPUs without AVX-512) and
-# on the AVX-512 kernels (the path of CPUs without AMX); where a CPU lacks one, its run repeats
-# a path. Then everything on the fastest kernels this CPU has.
+# First the PyLate parity tests on the portable kernels (the `gemm` crate), on the AVX2
+# kernels (the path of CPUs without AVX-512) and on the AVX-512 kernels (the path of CPUs
+# without AMX); where a CPU lacks one, its run repeats a path. Then everything on the fastest
+# kernels this CPU has.
 JACOLBERT_KERNELS=portable run cargo test --workspace --release pylate
+JACOLBERT_KERNELS=avx2 run cargo test --workspace --release pylate
 JACOLBERT_KERNELS=avx512 run cargo test --workspace --release pylate
 run cargo test --workspace --release
 # One closing line for all runs (cargo's own last line is a doc-test run with no tests).

@@ -47,6 +47,8 @@ struct Shape {
 #[derive(Serialize)]
 struct Report {
     device: String,
+    /// The CPU kernels' path (`kernels::cpu::dense_path`).
+    kernels: &'static str,
     threads: usize,
     /// Measured f32 FMA peak of one core, and of all the threads together.
     peak_gflops_per_core: f64,
@@ -124,6 +126,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let threads = rayon::current_num_threads();
     let report = Report {
         device: format!("{:?}", model.backend()),
+        kernels: kernels::cpu::dense_path(),
         threads,
         peak_gflops_per_core: per_core,
         peak_gflops: per_core * threads as f64,
@@ -146,7 +149,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 s.name, s.median_ms, s.items_per_s, s.gflops
             );
         }
-        println!("device {}", report.device);
+        println!("device {}, CPU kernels {}", report.device, report.kernels);
         println!(
             "threads {}, FMA peak {:.0} GFLOP/s ({:.0} per core), peak RSS {:.0} MB",
             report.threads, report.peak_gflops, report.peak_gflops_per_core, report.peak_rss_mb

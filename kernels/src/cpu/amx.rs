@@ -35,11 +35,11 @@ const PACKED_BUDGET: usize = 512 * 1024;
 const PRODUCTS: [(usize, usize); 3] = [(0, 0), (0, 1), (1, 0)];
 
 /// Whether AMX runs here: the CPU has AMX-BF16 and AVX-512 BF16, Linux grants this process the
-/// tile state, and `JACOLBERT_KERNELS` is neither `portable` nor `avx512` (which rule it out).
+/// tile state, and `JACOLBERT_KERNELS` is none of `portable`, `avx512` and `avx2` (which rule it out).
 pub fn available() -> bool {
     static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *AVAILABLE.get_or_init(|| {
-        let wanted = std::env::var("JACOLBERT_KERNELS").map_or(true, |v| v != "portable" && v != "avx512");
+        let wanted = std::env::var("JACOLBERT_KERNELS").map_or(true, |v| !matches!(v.as_str(), "portable" | "avx512" | "avx2"));
         let amx = is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16") && {
             let leaf = __cpuid_count(7, 0);
             leaf.edx & (1 << 22) != 0 && leaf.edx & (1 << 24) != 0

@@ -1,6 +1,7 @@
 //! A dense (fully connected) layer whose weight is fixed: `y = x · Wᵀ + b`, W `[out, in]` as
-//! PyTorch stores it. Where the CPU has AVX-512 the weight is packed once for `avx512`'s
-//! kernel; elsewhere the `gemm` crate multiplies the plain weight. Either way one copy.
+//! PyTorch stores it. The weight is packed once for the fastest kernel the CPU has (AMX,
+//! AVX-512, AVX2 + FMA); elsewhere, or with `JACOLBERT_KERNELS=portable`, the `gemm` crate
+//! multiplies the plain weight. Either way one copy.
 
 use super::{add_in_place, gelu_erf, linear};
 use crate::{check_len, Result};
@@ -10,7 +11,25 @@ enum Weight {
     #[cfg(target_arch = "x86_64")]
     Packed(super::avx512::PackedWeight),
     #[cfg(target_arch = "x86_64")]
+    Avx2(super::avx2::PackedWeight),
+    #[cfg(target_arch = "x86_64")]
     Amx(super::amx::AmxWeight),
+}
+
+/// The path `Dense::new` takes on this CPU (with `JACOLBERT_KERNELS`): "amx", "avx512", "avx2"
+/// or "portable", for benchmark reports.
+pub fn dense_path() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if super::amx::available() {
+            return "amx";
+        } else if super::avx512::available() {
+            return "avx512";
+        } else if super::avx2::available() {
+            return "avx2";
+        }
+    }
+    "portable"
 }
 
 pub struct Dense {
@@ -30,6 +49,8 @@ impl Dense {
                 dense.weight = Weight::Amx(super::amx::AmxWeight::pack(w, out, inp));
             } else if super::avx512::available() {
                 dense.weight = Weight::Packed(super::avx512::PackedWeight::pack(w, out, inp));
+            } else if super::avx2::available() {
+                dense.weight = Weight::Avx2(super::avx2::PackedWeight::pack(w, out, inp));
             }
         }
         Ok(dense)
@@ -83,11 +104,15 @@ impl Dense {
             }
             #[cfg(target_arch = "x86_64")]
             Weight::Packed(p) => {
-                p.matmul(x, rows, y, super::avx512::Epilogue { bias: self.bias.as_deref(), gelu, residual })
+                p.matmul(x, rows, y, super::packed::Epilogue { bias: self.bias.as_deref(), gelu, residual })
+            }
+            #[cfg(target_arch = "x86_64")]
+            Weight::Avx2(p) => {
+                p.matmul(x, rows, y, super::packed::Epilogue { bias: self.bias.as_deref(), gelu, residual })
             }
             #[cfg(target_arch = "x86_64")]
             Weight::Amx(p) => {
-                p.matmul(x, rows, y, super::avx512::Epilogue { bias: self.bias.as_deref(), gelu, residual })
+                p.matmul(x, rows, y, super::packed::Epilogue { bias: self.bias.as_deref(), gelu, residual })
             }
         }
         Ok(())

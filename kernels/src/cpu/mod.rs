@@ -5,6 +5,8 @@
 mod amx;
 mod attention;
 #[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 mod dense;
 mod elementwise;
@@ -12,13 +14,15 @@ mod linear;
 mod maxsim;
 mod norm;
 mod ops;
+#[cfg(target_arch = "x86_64")]
+mod packed;
 mod peak;
 
 #[cfg(test)]
 pub(crate) mod testing;
 
 pub use attention::{attention, AttentionShape};
-pub use dense::Dense;
+pub use dense::{dense_path, Dense};
 pub use elementwise::{add_in_place, argmax, gelu_erf, softmax_in_place};
 pub use linear::{linear, matmul_transposed};
 pub use maxsim::{maxsim, maxsim_matches, maxsim_matrix, QueryScorer};
