@@ -260,7 +260,7 @@ fn the_console_searches_explains_and_shows_a_shard_down_in_chromium() {
         browser.eval("document.getElementById('query').value = ''");
         browser.type_into("#query", question, true);
         let shown = browser.wait_for(&format!(
-            "document.body.dataset.state === 'hits' && document.getElementById('query').value === {question:?} && \
+            "document.body.dataset.state === 'hits' && document.getElementById('hits').dataset.query === {question:?} && \
              [...document.querySelectorAll('#hits > li')].map(li => ({{id: li.dataset.id, \
              marks: [...li.querySelectorAll('mark')].map(m => m.textContent)}}))"
         ));

@@ -94,7 +94,7 @@ async fn the_json_api_answers_as_grpc_with_the_same_keys_and_limit() {
     // One bucket for both ports: 60 calls at once over HTTP exhaust it, and gRPC calls right
     // after find it empty (a bucket of its own would take 40 at once).
     let statuses: Vec<u16> = (0..60).map(|_| post(&web, "/v1/stats", Some("ro-secret"), json!({})).0).collect();
-    assert_eq!(statuses.last(), Some(&429), "60 calls at once against 40/s: {statuses:?}");
+    assert!(statuses.contains(&429), "60 calls at once against 40/s: {statuses:?}");
     let mut limited = 0;
     for _ in 0..20 {
         let answer = client.stats(with_key(proto::v1::ClusterStatsRequest {}, "ro-secret")).await;

@@ -39,7 +39,8 @@ const PRODUCTS: [(usize, usize); 3] = [(0, 0), (0, 1), (1, 0)];
 pub fn available() -> bool {
     static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *AVAILABLE.get_or_init(|| {
-        let wanted = std::env::var("JACOLBERT_KERNELS").map_or(true, |v| !matches!(v.as_str(), "portable" | "avx512" | "avx2"));
+        let wanted =
+            std::env::var("JACOLBERT_KERNELS").map_or(true, |v| !matches!(v.as_str(), "portable" | "avx512" | "avx2"));
         let amx = is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16") && {
             let leaf = __cpuid_count(7, 0);
             leaf.edx & (1 << 22) != 0 && leaf.edx & (1 << 24) != 0

@@ -4,8 +4,8 @@
 
 use std::arch::x86_64::*;
 
-use super::packed::{Kernel, TilePost, LINE};
 pub use super::packed::Epilogue;
+use super::packed::{Kernel, TilePost, LINE};
 
 /// Output columns per panel, and the 16-float vectors they make.
 const NR: usize = 48;

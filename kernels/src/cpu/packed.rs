@@ -170,7 +170,8 @@ impl<K: Kernel> PackedWeight<K> {
                         let i0 = i_block + t * mr;
                         // The tiles after the first share out the next block's fetch.
                         let lines = kc * nr / LINE;
-                        let next_lines = if t == 0 || tiles < 2 || p + 1 >= last { 0 } else { lines.div_ceil(tiles - 1) };
+                        let next_lines =
+                            if t == 0 || tiles < 2 || p + 1 >= last { 0 } else { lines.div_ceil(tiles - 1) };
                         let next = self
                             .panels
                             .as_ptr()

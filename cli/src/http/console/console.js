@@ -86,6 +86,8 @@ async function search() {
     const answer = await api('search', body);
     if (mine !== searches) return;
     renderHits(answer);
+    // Which search the hits answer (for scripts and tests that drive the page).
+    $('hits').dataset.query = body.query;
     document.body.dataset.state = 'hits';
   } catch (e) {
     if (mine !== searches) return;
