@@ -156,10 +156,6 @@ async fn status(args: StatusArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn state_name(state: router::state::ReplicaState) -> String {
-    serde_json::to_value(state).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
-}
-
 /// The `--json` object of `cluster status`: with each replica its state, its store, how long it
 /// has been out of sync, and the progress of its repair (`repairs`: what repairers report).
 fn report(state: &ClusterState, routers: &[(String, u64)], repairs: &[(String, String)]) -> serde_json::Value {
@@ -173,7 +169,7 @@ fn report(state: &ClusterState, routers: &[(String, u64)], repairs: &[(String, S
                 .replicas
                 .iter()
                 .map(|r| {
-                    let mut replica = json!({"address": r.address, "state": state_name(r.state), "store": r.store});
+                    let mut replica = json!({"address": r.address, "state": r.state.name(), "store": r.store});
                     if let Some(since) = r.since_ms {
                         replica["out_of_sync_s"] = json!(now.saturating_sub(since) / 1000);
                     }

@@ -16,10 +16,10 @@ impl Router {
     pub(crate) async fn status(&self) -> ClusterStatus {
         let (epoch, view) = self.gate.current();
         let state = &view.state;
-        let mut shards = Vec::new();
-        for shard in state.all_shards() {
+        // Every replica of every shard at once: one that hangs delays the answer by ASK_FOR.
+        let shards = state.all_shards().into_iter().map(|shard| {
             let replicas = view.replicas(shard.id);
-            let asked = shard.replicas.iter().map(|replica| {
+            let asked = shard.replicas.iter().map(move |replica| {
                 // Removed replicas have no client: nothing is asked of them.
                 let r = replicas.addresses.iter().position(|a| *a == replica.address);
                 let call = r.filter(|_| replica.state != ReplicaState::Removed).map(|r| {
@@ -37,16 +37,18 @@ impl Router {
                             Err(_) => (None, format!("no answer within {} s", ASK_FOR.as_secs())),
                         },
                     };
-                    let state = serde_json::to_value(replica.state).ok().and_then(|v| v.as_str().map(String::from));
-                    ReplicaStatus { address: replica.address.clone(), state: state.unwrap_or_default(), stats, error }
+                    ReplicaStatus { address: replica.address.clone(), state: replica.state.name(), stats, error }
                 }
             });
-            shards.push(ShardStatus {
-                id: shard.id,
-                position: state.shards.iter().position(|s| s.id == shard.id).map(|p| p as u32),
-                replicas: futures::future::join_all(asked).await,
-            });
-        }
+            async move {
+                ShardStatus {
+                    id: shard.id,
+                    position: state.shards.iter().position(|s| s.id == shard.id).map(|p| p as u32),
+                    replicas: futures::future::join_all(asked).await,
+                }
+            }
+        });
+        let shards = futures::future::join_all(shards).await;
         let moving = state.moving.as_ref().map(|m| {
             let (kind, shard) = match m.kind {
                 MoveKind::Add { shard } => ("add", shard),

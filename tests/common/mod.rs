@@ -368,11 +368,8 @@ pub fn cluster_status(store: &str) -> serde_json::Value {
 
 /// The text a metrics endpoint serves.
 pub fn scrape(address: &str) -> String {
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    let (status, text) = http(address, "GET", "/metrics", &[], "");
+    assert_eq!(status, 200, "{text}");
     text
 }
 

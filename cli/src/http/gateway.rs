@@ -3,8 +3,6 @@
 //! the rate limit, API keys, the service), so both ports answer alike by construction: one
 //! check of keys and limits, one trace span per call, continuing the caller's `traceparent`.
 
-use std::convert::Infallible;
-
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use prost::Message;
@@ -85,15 +83,7 @@ const FORWARDED: [&str; 4] = ["authorization", "traceparent", "tracestate", "grp
 pub type Reply = http::Response<Full<Bytes>>;
 
 /// Runs `method` with the JSON `body` through `stack` (the node's gRPC services and layers).
-pub async fn call<S>(stack: S, method: &Method, headers: &HeaderMap, body: &[u8]) -> Reply
-where
-    S: tower::Service<
-        http::Request<tonic::body::Body>,
-        Response = http::Response<tonic::body::Body>,
-        Error = Infallible,
-    >,
-    S::Future: Send,
-{
+pub async fn call<S: super::Stack>(stack: S, method: &Method, headers: &HeaderMap, body: &[u8]) -> Reply {
     let message = match (method.request)(body) {
         Ok(message) => message,
         Err(e) => return error(&Status::invalid_argument(e)),

@@ -35,8 +35,6 @@ pub fn document(methods: &[Method]) -> Value {
         let (s, service) =
             file.service.iter().enumerate().find(|(_, s)| s.name() == method.service).expect("a service");
         let (m, rpc) = service.method.iter().enumerate().find(|(_, m)| m.name() == method.rpc).expect("an RPC");
-        let reference =
-            |name: &str| json!({"$ref": format!("#/components/schemas/{}", name.trim_start_matches(PACKAGE))});
         let error = json!({"description": "The gRPC status, as JSON", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
         paths.insert(
             format!("/v1/{}", method.name),
@@ -68,6 +66,11 @@ pub fn document(methods: &[Method]) -> Value {
         },
         "security": [{}, {"apiKey": []}],
     })
+}
+
+/// A JSON Schema reference to the message or enum named `name` (`.jacolbert.v1.Hit`).
+fn reference(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{}", name.trim_start_matches(PACKAGE))})
 }
 
 /// The proto file's comments by descriptor path (message 4, field 2, enum 5, service 6, …).
@@ -127,7 +130,6 @@ fn enum_schema(e: &prost_types::EnumDescriptorProto, description: &str) -> Value
 }
 
 fn field_schema(field: &prost_types::FieldDescriptorProto, within: &DescriptorProto) -> Value {
-    let reference = |name: &str| json!({"$ref": format!("#/components/schemas/{}", name.trim_start_matches(PACKAGE))});
     let single = match field.r#type() {
         Type::String => json!({"type": "string"}),
         Type::Bool => json!({"type": "boolean"}),

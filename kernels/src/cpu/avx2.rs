@@ -6,7 +6,7 @@
 
 use std::arch::x86_64::*;
 
-use super::packed::{Kernel, TilePost, LINE};
+use super::packed::{Kernel, NextBlock, TilePost};
 
 /// Output columns per panel, and the 8-float vectors they make.
 const NR: usize = 16;
@@ -130,17 +130,8 @@ unsafe fn tile<const R: usize>(
         // A panel row is one cache line here: ask for it a few steps ahead.
         k_loop!(|bp, kk| _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add((kk + PREFETCH_STEPS) * NR) as *const i8));
     } else if post.next_lines > 0 {
-        let per_step = post.next_lines.div_ceil(kc) * LINE;
-        let mut next = post.next;
-        let end = post.next.wrapping_add(post.next_lines * LINE);
-        k_loop!(|bp, kk| {
-            let mut line = next;
-            while line < end && line < next.wrapping_add(per_step) {
-                _mm_prefetch::<_MM_HINT_T1>(line as *const i8);
-                line = line.wrapping_add(LINE);
-            }
-            next = line;
-        });
+        let mut next = NextBlock::new(&post, kc);
+        k_loop!(|bp, kk| next.step());
     } else {
         k_loop!(|bp, kk| {});
     }

@@ -5,7 +5,7 @@
 use std::arch::x86_64::*;
 
 pub use super::packed::Epilogue;
-use super::packed::{Kernel, TilePost, LINE};
+use super::packed::{Kernel, NextBlock, TilePost, LINE};
 
 /// Output columns per panel, and the 16-float vectors they make.
 const NR: usize = 48;
@@ -140,17 +140,8 @@ unsafe fn tile<const R: usize>(
     } else if post.next_lines > 0 {
         // Spread this tile's share of the next block over its k steps, into L2: the first
         // tile over that block then finds it close.
-        let per_step = post.next_lines.div_ceil(kc) * LINE;
-        let mut next = post.next;
-        let end = post.next.wrapping_add(post.next_lines * LINE);
-        k_loop!(|bp, kk| {
-            let mut line = next;
-            while line < end && line < next.wrapping_add(per_step) {
-                _mm_prefetch::<_MM_HINT_T1>(line as *const i8);
-                line = line.wrapping_add(LINE);
-            }
-            next = line;
-        });
+        let mut next = NextBlock::new(&post, kc);
+        k_loop!(|bp, kk| next.step());
     } else {
         k_loop!(|bp, kk| {});
     }

@@ -45,13 +45,12 @@ impl Dense {
         let mut dense = Dense::plain(weight, bias, out, inp)?;
         #[cfg(target_arch = "x86_64")]
         if let Weight::Plain(w) = &dense.weight {
-            if super::amx::available() {
-                dense.weight = Weight::Amx(super::amx::AmxWeight::pack(w, out, inp));
-            } else if super::avx512::available() {
-                dense.weight = Weight::Packed(super::avx512::PackedWeight::pack(w, out, inp));
-            } else if super::avx2::available() {
-                dense.weight = Weight::Avx2(super::avx2::PackedWeight::pack(w, out, inp));
-            }
+            dense.weight = match dense_path() {
+                "amx" => Weight::Amx(super::amx::AmxWeight::pack(w, out, inp)),
+                "avx512" => Weight::Packed(super::avx512::PackedWeight::pack(w, out, inp)),
+                "avx2" => Weight::Avx2(super::avx2::PackedWeight::pack(w, out, inp)),
+                _ => return Ok(dense),
+            };
         }
         Ok(dense)
     }

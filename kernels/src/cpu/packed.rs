@@ -253,6 +253,37 @@ pub struct TilePost {
     pub residual: *const f32,
 }
 
+/// A tile's share of the next weight block (`TilePost::next`), pulled into L2 a few lines per
+/// k step so that the first tile over that block finds it close.
+pub struct NextBlock {
+    next: *const f32,
+    end: *const f32,
+    per_step: usize,
+}
+
+impl NextBlock {
+    pub fn new(post: &TilePost, kc: usize) -> NextBlock {
+        NextBlock {
+            next: post.next,
+            end: post.next.wrapping_add(post.next_lines * LINE),
+            per_step: post.next_lines.div_ceil(kc) * LINE,
+        }
+    }
+
+    /// One k step's lines.
+    #[inline(always)]
+    pub fn step(&mut self) {
+        let stop = self.next.wrapping_add(self.per_step);
+        let mut line = self.next;
+        while line < self.end && line < stop {
+            // SAFETY: a prefetch does not fault, whatever the address.
+            unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(line as *const i8) };
+            line = line.wrapping_add(LINE);
+        }
+        self.next = line;
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -59,6 +59,13 @@ pub enum ReplicaState {
     Removed,
 }
 
+impl ReplicaState {
+    /// Its name as the cluster state spells it (`in_sync`, …), for status output.
+    pub fn name(self) -> String {
+        serde_json::to_value(self).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+    }
+}
+
 /// A move: documents go from where placement over `from` put them to where placement over the
 /// state's `shards` puts them, one source shard and one batch at a time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
