@@ -92,6 +92,11 @@ pub struct Args {
     /// pause, and beside the writer while a retraining runs (one JSON line).
     #[arg(long)]
     under_writes: bool,
+    /// Keep the shard in this directory rather than a temporary one. A later run with the same
+    /// collection options finds it built and only measures it (at its whole size; `build_s` is
+    /// then null): search settings compare on a 10 M-token shard without building it again.
+    #[arg(long)]
+    keep: Option<PathBuf>,
     /// Also write vectors.f32, doc_lens.u32, queries.f32 and meta.json here.
     #[arg(long)]
     write_vectors: Option<PathBuf>,
@@ -150,7 +155,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     stops.push(data.len());
     stops.sort_unstable();
     stops.dedup();
-    let dir = tempfile::tempdir()?;
+    let temporary = tempfile::tempdir()?;
+    let dir = args.keep.as_deref().unwrap_or(temporary.path());
     let config = ShardConfig {
         dim: DIM,
         train_tokens: if args.grow { args.train_tokens } else { usize::MAX },
@@ -162,11 +168,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ..Default::default()
     };
     let started = Instant::now();
-    let shard = Shard::open(dir.path(), config)?;
-    if !args.grow {
+    let shard = Shard::open(dir, config)?;
+    let reused = shard.stats().documents;
+    anyhow::ensure!(
+        reused == 0 || reused == data.len(),
+        "{} holds {reused} documents, not this collection's {}: remove it or keep the shard elsewhere",
+        dir.display(),
+        data.len()
+    );
+    if reused > 0 {
+        stops.retain(|&stop| stop == data.len());
+    } else if !args.grow {
         shard.train_on(&data.vectors)?;
     }
-    let (mut build_s, mut built, mut retrainings) = (started.elapsed().as_secs_f64(), 0, Vec::new());
+    let (mut build_s, mut built, mut retrainings) = (started.elapsed().as_secs_f64(), reused, Vec::new());
     let mut last = None;
     for &stop in &stops {
         let started = Instant::now();
@@ -182,7 +197,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 &prefix
             }
         };
-        let so_far = Built { shard: &shard, build_s, retrainings: &retrainings };
+        let so_far = Built { shard: &shard, build_s: (reused == 0).then_some(build_s), retrainings: &retrainings };
         last = Some(measure(&args, &so_far, view, stop == data.len())?);
     }
     let (queries, params) = last.context("the full size is always measured")?;
@@ -230,7 +245,8 @@ fn grow(shard: &Shard, data: &Collection, range: std::ops::Range<usize>) -> anyh
 /// A shard as built so far.
 struct Built<'a> {
     shard: &'a Shard,
-    build_s: f64,
+    /// None for a shard an earlier run built.
+    build_s: Option<f64>,
     retrainings: &'a [Retrained],
 }
 

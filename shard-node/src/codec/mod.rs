@@ -5,14 +5,15 @@
 //! so the rounding is absorbed, not added.
 
 mod kmeans;
+mod nearest;
 mod quantizer;
 
 pub use kmeans::{assign, kmeans};
+pub use nearest::Nearest;
 pub use quantizer::Quantizer;
 
 use half::f16;
 use half::slice::HalfFloatSliceExt;
-use rayon::prelude::*;
 
 use crate::rng::Rng;
 use crate::{Error, Result};
@@ -131,37 +132,6 @@ impl Codec {
         let c = code as usize * self.dim;
         self.centroids[c..c + self.dim].convert_to_f32_slice(out);
         self.quantizer.decode_add(residual, out);
-    }
-
-    /// `[nq, k]`: each query vector's dot product with every centroid. The query is packed
-    /// once as the fixed operand and blocks of centroids, converted from f16 as they go (the
-    /// f32 copy of all of them is never held), are the rows multiplied by it, on all cores.
-    pub fn centroid_scores(&self, query: &[f32]) -> Result<Vec<f32>> {
-        const BLOCK: usize = 512;
-        let (dim, k) = (self.dim, self.k());
-        let nq = query.len() / dim;
-        let q = kernels::cpu::Dense::new(query.to_vec(), None, nq, dim)?;
-        let blocks: Vec<Vec<f32>> = self
-            .centroids
-            .par_chunks(BLOCK * dim)
-            .map_init(Vec::new, |block, half| {
-                block.resize(half.len(), 0.0);
-                half.convert_to_f32_slice(block);
-                let mut part = vec![0.0f32; half.len() / dim * nq];
-                q.forward_into(block, half.len() / dim, &mut part)?;
-                Ok(part)
-            })
-            .collect::<Result<_>>()?;
-        // Blocks hold `[centroid][query vector]`; the result is `[query vector][centroid]`.
-        let mut scores = vec![0.0f32; nq * k];
-        for (b, part) in blocks.iter().enumerate() {
-            for (c, row) in part.chunks_exact(nq).enumerate() {
-                for (i, &s) in row.iter().enumerate() {
-                    scores[i * k + b * BLOCK + c] = s;
-                }
-            }
-        }
-        Ok(scores)
     }
 
     /// A self-describing little-endian encoding: dim, nbits, k, the centroids (f16), then the

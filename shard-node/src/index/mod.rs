@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
+mod candidates;
 mod search;
 mod topk;
 

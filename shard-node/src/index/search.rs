@@ -1,14 +1,6 @@
-//! Search over the centroid runs.
-//!
-//! Candidate generation (WARP's): centroid scores S = Q·Cᵀ; per query token its `nprobe` best
-//! centroids; each probed run is scanned once, every token scored as `S[i][c] + q_i·residual`
-//! through per-query-token lookup tables (one table of 256 partial dot products per residual
-//! byte), never decoding a vector. A document's best token per query token is kept; where a
-//! query token saw none of its tokens, the best unprobed centroid's score stands in (an
-//! estimate of what it would have found). The best `candidates` documents by that estimate
-//! are returned; the shard re-scores them exactly.
-//!
-//! `exact` is the oracle: every live document, every token decoded, full MaxSim.
+//! Search settings, the query checks and lookup tables candidate generation uses
+//! (`candidates.rs`), and `exact`, the oracle: every live document, every token decoded, full
+//! MaxSim.
 
 use rayon::prelude::*;
 
@@ -51,7 +43,7 @@ pub const MAX_K: usize = 1000;
 pub const MAX_NPROBE: usize = 1024;
 
 impl Index {
-    fn check_query(&self, query: &[f32]) -> Result<usize> {
+    pub(super) fn check_query(&self, query: &[f32]) -> Result<usize> {
         let dim = self.codec.dim;
         if query.is_empty() || !query.len().is_multiple_of(dim) {
             return Err(Error::BadInput(format!("a query is whole vectors of dim {dim}: got {} values", query.len())));
@@ -91,68 +83,6 @@ impl Index {
             }
         });
         tables
-    }
-
-    /// The best `params.candidates` documents by the estimated score (see the module docs),
-    /// among live documents that `allowed` accepts.
-    pub fn candidates(
-        &self,
-        query: &[f32],
-        params: &SearchParams,
-        allowed: &(dyn Fn(u32) -> bool + Sync),
-    ) -> Result<Vec<Hit>> {
-        self.check_query(query)?;
-        let k = self.codec.k();
-        if params.nprobe == 0 || params.nprobe > MAX_NPROBE {
-            return Err(Error::BadInput(format!("nprobe must be in 1..={MAX_NPROBE}, not {}", params.nprobe)));
-        }
-        let nprobe = params.nprobe.min(k);
-        let scores = self.codec.centroid_scores(query)?;
-        let tables = self.lookup_tables(query);
-        let bytes = self.codec.residual_bytes();
-        // Per query token: its probed centroids' documents with their best token, and the
-        // stand-in score for documents it did not see.
-        let per_token: Vec<(Vec<(u32, f32)>, f32)> = scores
-            .par_chunks_exact(k)
-            .zip(tables.par_chunks_exact(bytes * 256))
-            .map(|(row, table)| {
-                let mut order: Vec<u32> = (0..k as u32).collect();
-                let by_score = |a: &u32, b: &u32| row[*b as usize].total_cmp(&row[*a as usize]);
-                let missing = if nprobe < k {
-                    order.select_nth_unstable_by(nprobe, by_score);
-                    row[order[nprobe] as usize]
-                } else {
-                    order.iter().map(|&c| row[c as usize]).fold(f32::INFINITY, f32::min)
-                };
-                let mut seen = Vec::new();
-                for &c in &order[..nprobe] {
-                    let base = row[c as usize];
-                    self.scan(c as usize, |doc, residual| {
-                        if self.is_live(doc) && allowed(doc) {
-                            let s: f32 = residual.iter().enumerate().map(|(j, &b)| table[j * 256 + b as usize]).sum();
-                            seen.push((doc, base + s));
-                        }
-                    });
-                }
-                seen.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)));
-                seen.dedup_by_key(|e| e.0);
-                (seen, missing)
-            })
-            .collect();
-        let base: f32 = per_token.iter().map(|(_, m)| m).sum();
-        let mut gain = vec![0.0f32; self.docs.len()];
-        let mut touched = Vec::new();
-        for (seen, missing) in &per_token {
-            for &(doc, best) in seen {
-                if gain[doc as usize] == 0.0 {
-                    touched.push(doc);
-                }
-                // A tiny offset keeps a touched document distinguishable from an untouched one.
-                gain[doc as usize] += (best - missing).max(f32::MIN_POSITIVE);
-            }
-        }
-        let hits = touched.into_iter().map(|doc| Hit { doc, score: base + gain[doc as usize] }).collect();
-        Ok(top_k(hits, params.candidates))
     }
 
     /// Exact MaxSim of each query against every live document `allowed` accepts, from decoded

@@ -167,3 +167,79 @@ fn ids_freed_by_a_compaction_take_new_documents_in_any_order() {
         assert!(found.iter().any(|h| h.doc == moved || h.doc == *target as u32), "target {target}");
     }
 }
+
+/// The two passes of `candidates`, naively: per query token its probed centroids by a full
+/// sort of its f64 centroid scores; each document's pass-1 estimate (best probed centroid
+/// holding one of its tokens) and pass-2 estimate (best probed token, decoded, in f64), the
+/// stand-in score where a query token probed none of its tokens.
+fn naive_passes(index: &Index, encoded: &Encoded, query: &[f32], nprobe: usize) -> (Vec<f64>, Vec<f64>) {
+    let (codec, dim, k) = (index.codec(), index.codec().dim, index.codec().k());
+    let centroids: Vec<f32> = codec.centroids.iter().map(|x| x.to_f32()).collect();
+    let scores: Vec<f64> = query
+        .chunks_exact(dim)
+        .flat_map(|q| {
+            centroids.chunks_exact(dim).map(move |c| c.iter().zip(q).map(|(a, b)| *a as f64 * *b as f64).sum())
+        })
+        .collect();
+    let probes: Vec<(Vec<usize>, f64)> = scores
+        .chunks_exact(k)
+        .map(|row| {
+            let mut order: Vec<usize> = (0..k).collect();
+            order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+            (order[..nprobe].to_vec(), row[order[nprobe]])
+        })
+        .collect();
+    let mut v = vec![0.0f32; dim];
+    let (mut first, mut second) = (Vec::new(), Vec::new());
+    for (codes, residuals) in encoded {
+        let (mut one, mut two) = (0.0, 0.0);
+        for ((probed, missing), (q, row)) in probes.iter().zip(query.chunks_exact(dim).zip(scores.chunks_exact(k))) {
+            let (mut best_centroid, mut best_token) = (*missing, *missing);
+            for (&c, r) in codes.iter().zip(residuals.chunks_exact(codec.residual_bytes())) {
+                if probed.contains(&(c as usize)) {
+                    codec.decode(c, r, &mut v);
+                    best_centroid = best_centroid.max(row[c as usize]);
+                    best_token = best_token.max(v.iter().zip(q).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>());
+                }
+            }
+            one += best_centroid;
+            two += best_token;
+        }
+        first.push(one);
+        second.push(two);
+    }
+    (first, second)
+}
+
+#[test]
+fn candidates_are_the_best_refined_of_the_best_by_centroid_interaction() {
+    let (data, index, encoded) = small_index(120, 2);
+    for (_, q) in data.queries(4, 8, 0.3, 11) {
+        let (first, second) = naive_passes(&index, &encoded, &q, 4);
+        // Few candidates: pass 1 keeps 4 × 5 of the documents it met.
+        let params = SearchParams { k: 5, nprobe: 4, candidates: 5 };
+        let found = index.candidates(&q, &params, &|_| true).unwrap();
+        assert_eq!(found.len(), 5);
+        let mut by_first = first.clone();
+        by_first.sort_by(|a, b| b.total_cmp(a));
+        let kept_bar = by_first[4 * 5 - 1];
+        for h in &found {
+            let doc = h.doc as usize;
+            assert!(first[doc] >= kept_bar - 1e-4, "doc {doc} was not among pass 1's best");
+            assert!((h.score as f64 - second[doc]).abs() < 1e-4, "doc {doc}: {} vs {}", h.score, second[doc]);
+        }
+        // Every document pass 1 kept and pass 2 left out scores no better than the last found.
+        let worst = found.iter().map(|h| h.score as f64).fold(f64::INFINITY, f64::min);
+        for doc in (0..120).filter(|&d| first[d] > kept_bar + 1e-4 && !found.iter().any(|h| h.doc as usize == d)) {
+            assert!(second[doc] <= worst + 1e-4, "doc {doc} ({}) beats a candidate ({worst})", second[doc]);
+        }
+        // Candidates enough for every document: pass 2's estimate for each, in order.
+        let all = index.candidates(&q, &SearchParams { candidates: 120, ..params }, &|_| true).unwrap();
+        for pair in all.windows(2) {
+            assert!(pair[0].score >= pair[1].score);
+        }
+        for h in &all {
+            assert!((h.score as f64 - second[h.doc as usize]).abs() < 1e-4, "doc {}", h.doc);
+        }
+    }
+}
