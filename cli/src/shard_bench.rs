@@ -92,6 +92,9 @@ pub struct Args {
     /// pause, and beside the writer while a retraining runs (one JSON line).
     #[arg(long)]
     under_writes: bool,
+    /// The shard's `store_cache_mb` (sled's page cache; default 1024).
+    #[arg(long, default_value_t = 1024)]
+    store_cache_mb: u64,
     /// Keep the shard in this directory rather than a temporary one. A later run with the same
     /// collection options finds it built and only measures it (at its whole size; `build_s` is
     /// then null): search settings compare on a 10 M-token shard without building it again.
@@ -165,6 +168,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         background_nice: args.background_nice,
         background_idle: args.background_idle,
         give_way_ms: args.give_way_ms,
+        store_cache_mb: args.store_cache_mb,
         ..Default::default()
     };
     let started = Instant::now();

@@ -221,11 +221,11 @@ impl Store {
 /// frees it deferred have run (epoch-based reclamation, done as threads go on using sled), so a
 /// store dropped a moment ago in this process can hold it a little longer: the lock is asked
 /// for again for up to `LOCK_WAIT`. Another process holding it is named as such after that.
-pub(super) fn open_db(path: &std::path::Path) -> Result<sled::Db> {
+pub(super) fn open_db(path: &std::path::Path, cache_bytes: u64) -> Result<sled::Db> {
     const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
     let started = std::time::Instant::now();
     loop {
-        match sled::Config::new().path(path).open() {
+        match sled::Config::new().path(path).cache_capacity(cache_bytes).open() {
             Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
                 if started.elapsed() >= LOCK_WAIT {
                     return Err(Error::InUse { path: path.display().to_string() });

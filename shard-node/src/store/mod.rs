@@ -126,13 +126,21 @@ fn id_of(key: &[u8], path: &str) -> Result<u32> {
     Ok(u32::from_be_bytes(key.try_into().map_err(|_| corrupt())?))
 }
 
+/// sled's own default page cache (1 GiB).
+pub const DEFAULT_CACHE_BYTES: u64 = 1 << 30;
+
 impl Store {
     /// Opens (or creates) the store at `path` for vectors of `dim` at `nbits`. An existing
     /// store must have a sound manifest of this version and the same dim; its nbits wins.
     /// The store is checked whole before it is returned (`check.rs`): a damaged one is refused
     /// by name, and no panic of sled's gets out.
     pub fn open(path: &std::path::Path, dim: u32, nbits: u32) -> Result<Store> {
-        let (store, damage) = Store::salvage(path, dim, nbits)?;
+        Store::open_cached(path, dim, nbits, DEFAULT_CACHE_BYTES)
+    }
+
+    /// `open`, with sled's page cache at `cache_bytes`.
+    pub fn open_cached(path: &std::path::Path, dim: u32, nbits: u32, cache_bytes: u64) -> Result<Store> {
+        let (store, damage) = Store::salvage(path, dim, nbits, cache_bytes)?;
         match damage.first {
             None => Ok(store),
             Some(first) => Err(Error::Corrupt {
@@ -144,7 +152,7 @@ impl Store {
 
     /// Opens the store however damaged it is (when sled can), with what its check found: for
     /// serving what is intact.
-    pub fn salvage(path: &std::path::Path, dim: u32, nbits: u32) -> Result<(Store, check::Damage)> {
+    pub fn salvage(path: &std::path::Path, dim: u32, nbits: u32, cache_bytes: u64) -> Result<(Store, check::Damage)> {
         let shown = path.display().to_string();
         check::clean_leftovers(path);
         let corrupt = |e: sled::Error| match e {
@@ -154,7 +162,7 @@ impl Store {
             e => Error::Storage(e),
         };
         check::contained(&shown, || {
-            let store = Store::open_trees(path, dim, nbits).map_err(|e| match e {
+            let store = Store::open_trees(path, dim, nbits, cache_bytes).map_err(|e| match e {
                 Error::Storage(e) => corrupt(e),
                 e => e,
             })?;
@@ -166,9 +174,9 @@ impl Store {
         })
     }
 
-    fn open_trees(path: &std::path::Path, dim: u32, nbits: u32) -> Result<Store> {
+    fn open_trees(path: &std::path::Path, dim: u32, nbits: u32, cache_bytes: u64) -> Result<Store> {
         let shown = path.display().to_string();
-        let db = check::open_db(path)?;
+        let db = check::open_db(path, cache_bytes)?;
         let tree = |name: &str| db.open_tree(name);
         let (meta, docs, ids, vectors) = (tree("meta")?, tree("docs")?, tree("ids")?, tree("vectors")?);
         let versions = tree("versions")?;

@@ -115,7 +115,7 @@ fn a_damaged_or_foreign_store_is_refused() {
         "{err}"
     );
     assert!(err.to_string().contains("--salvage"), "{err}");
-    let (store, damage) = Store::salvage(dir.path(), 4, 2).unwrap();
+    let (store, damage) = Store::salvage(dir.path(), 4, 2, DEFAULT_CACHE_BYTES).unwrap();
     assert_eq!((damage.count, damage.documents.iter().copied().collect::<Vec<_>>()), (1, vec![0]));
     let err = store.tokens(0).expect_err("damaged value");
     assert!(err.to_string().contains("document 0"), "{err}");
