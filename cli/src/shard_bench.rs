@@ -92,8 +92,8 @@ pub struct Args {
     /// pause, and beside the writer while a retraining runs (one JSON line).
     #[arg(long)]
     under_writes: bool,
-    /// The shard's `store_cache_mb` (sled's page cache; default 1024).
-    #[arg(long, default_value_t = 1024)]
+    /// The shard's `store_cache_mb` (sled's page cache).
+    #[arg(long, default_value_t = ShardConfig::default().store_cache_mb)]
     store_cache_mb: u64,
     /// Keep the shard in this directory rather than a temporary one. A later run with the same
     /// collection options finds it built and only measures it (at its whole size; `build_s` is

@@ -98,7 +98,7 @@ impl Shard {
     /// an older codec, as a crash during training can leave them, are encoded now).
     pub fn open(path: &std::path::Path, config: ShardConfig) -> Result<Shard> {
         config.check()?;
-        let store = Store::open_cached(path, config.dim as u32, config.train.nbits as u32, config.store_cache_bytes())?;
+        let store = Store::open(path, config.dim as u32, config.train.nbits as u32, config.store_cache_bytes())?;
         Shard::with_store(store, config, None)
     }
 

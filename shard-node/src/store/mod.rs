@@ -134,12 +134,8 @@ impl Store {
     /// store must have a sound manifest of this version and the same dim; its nbits wins.
     /// The store is checked whole before it is returned (`check.rs`): a damaged one is refused
     /// by name, and no panic of sled's gets out.
-    pub fn open(path: &std::path::Path, dim: u32, nbits: u32) -> Result<Store> {
-        Store::open_cached(path, dim, nbits, DEFAULT_CACHE_BYTES)
-    }
-
-    /// `open`, with sled's page cache at `cache_bytes`.
-    pub fn open_cached(path: &std::path::Path, dim: u32, nbits: u32, cache_bytes: u64) -> Result<Store> {
+    /// sled's page cache holds up to `cache_bytes`.
+    pub fn open(path: &std::path::Path, dim: u32, nbits: u32, cache_bytes: u64) -> Result<Store> {
         let (store, damage) = Store::salvage(path, dim, nbits, cache_bytes)?;
         match damage.first {
             None => Ok(store),

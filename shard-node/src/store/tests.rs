@@ -27,7 +27,7 @@ fn doc(id: &str, text: &str) -> Document {
 #[test]
 fn upsert_get_replace_delete_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(dir.path(), 4, 2).unwrap();
+    let mut store = Store::open(dir.path(), 4, 2, DEFAULT_CACHE_BYTES).unwrap();
     let w = store
         .upsert(&[(doc("a", "first"), Tokens::Raw(vec![1.0; 4])), (doc("b", "second"), Tokens::Raw(vec![2.0; 8]))])
         .unwrap();
@@ -41,17 +41,17 @@ fn upsert_get_replace_delete_and_reopen() {
     assert_eq!(store.delete(&["b".into(), "nope".into()]).unwrap(), [1]);
     assert_eq!(store.get("b").unwrap(), None);
     drop(store);
-    let store = Store::open(dir.path(), 4, 2).unwrap();
+    let store = Store::open(dir.path(), 4, 2, DEFAULT_CACHE_BYTES).unwrap();
     assert_eq!(store.manifest().next_id, 3);
     let all: Vec<u32> = store.all_tokens().map(|t| t.unwrap().0).collect();
     assert_eq!(all, [2]);
-    assert!(Store::open(dir.path(), 8, 2).is_err(), "another dim is refused");
+    assert!(Store::open(dir.path(), 8, 2, DEFAULT_CACHE_BYTES).is_err(), "another dim is refused");
 }
 
 #[test]
 fn codec_generations_are_kept_and_documents_can_be_rewritten() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(dir.path(), 4, 2).unwrap();
+    let mut store = Store::open(dir.path(), 4, 2, DEFAULT_CACHE_BYTES).unwrap();
     store.upsert(&[(doc("a", ""), Tokens::Raw(vec![0.5; 4]))]).unwrap();
     let codec = Codec {
         dim: 4,
@@ -68,7 +68,7 @@ fn codec_generations_are_kept_and_documents_can_be_rewritten() {
     let encoded = Tokens::Encoded { codec: 1, codes: vec![0], residuals: vec![7], originals: None };
     store.rewrite([(0, encoded.clone())].into_iter()).unwrap();
     drop(store);
-    let store = Store::open(dir.path(), 4, 2).unwrap();
+    let store = Store::open(dir.path(), 4, 2, DEFAULT_CACHE_BYTES).unwrap();
     assert_eq!(store.manifest().codec, 1);
     assert_eq!(store.codec(1).unwrap(), codec);
     assert_eq!(store.tokens(0).unwrap(), Some(encoded));
@@ -78,7 +78,7 @@ fn codec_generations_are_kept_and_documents_can_be_rewritten() {
 #[test]
 fn a_damaged_or_foreign_store_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(dir.path(), 4, 2).unwrap();
+    let mut store = Store::open(dir.path(), 4, 2, DEFAULT_CACHE_BYTES).unwrap();
     store.upsert(&[(doc("a", "x"), Tokens::Raw(vec![1.0; 4]))]).unwrap();
     let good = store.meta.get("manifest").unwrap().unwrap().to_vec();
     // A flipped bit in the manifest.
@@ -87,7 +87,7 @@ fn a_damaged_or_foreign_store_is_refused() {
     store.meta.insert("manifest", bad).unwrap();
     store.db.flush().unwrap();
     drop(store);
-    let err = Store::open(dir.path(), 4, 2).err().expect("refused");
+    let err = Store::open(dir.path(), 4, 2, DEFAULT_CACHE_BYTES).err().expect("refused");
     assert!(matches!(&err, Error::Corrupt { reason, .. } if reason.contains("checksum")), "{err}");
     // Another version, correctly sealed.
     let db = sled::open(dir.path()).unwrap();
@@ -101,7 +101,7 @@ fn a_damaged_or_foreign_store_is_refused() {
     vectors.insert(key(0), value).unwrap();
     db.flush().unwrap();
     drop((db, vectors));
-    let err = Store::open(dir.path(), 4, 2).err().expect("refused");
+    let err = Store::open(dir.path(), 4, 2, DEFAULT_CACHE_BYTES).err().expect("refused");
     assert!(err.to_string().contains("version 99"), "{err}");
     let db = sled::open(dir.path()).unwrap();
     db.open_tree("meta").unwrap().insert("manifest", good).unwrap();
@@ -109,7 +109,7 @@ fn a_damaged_or_foreign_store_is_refused() {
     drop(db);
     // The damaged vectors are found by the check at open, named, and refused; salvage opens
     // the store and says which document cannot be served.
-    let err = Store::open(dir.path(), 4, 2).err().expect("refused");
+    let err = Store::open(dir.path(), 4, 2, DEFAULT_CACHE_BYTES).err().expect("refused");
     assert!(
         err.to_string().contains("1 damaged entries, the first: the id entry or vectors of document \"a\""),
         "{err}"
@@ -124,7 +124,7 @@ fn a_damaged_or_foreign_store_is_refused() {
 #[test]
 fn versioned_writes_apply_only_when_newer_and_tombstones_hold_until_purged() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), 4, 2).unwrap();
+    let store = Store::open(dir.path(), 4, 2, DEFAULT_CACHE_BYTES).unwrap();
     let raw = || Tokens::Raw(vec![1.0; 4]);
     let w = store.versioned(&[(doc("a", "v5"), raw()), (doc("b", "v5"), raw())], &[5, 5]).unwrap();
     assert!(w.iter().all(Option::is_some));
@@ -146,7 +146,7 @@ fn versioned_writes_apply_only_when_newer_and_tombstones_hold_until_purged() {
     assert_eq!(store.get("c").unwrap().unwrap().1.text, "second");
     // Tombstones outlive a reopen until purged; unversioned writes always apply.
     drop(store);
-    let store = Store::open(dir.path(), 4, 2).unwrap();
+    let store = Store::open(dir.path(), 4, 2, DEFAULT_CACHE_BYTES).unwrap();
     assert_eq!(store.purge_tombstones(1).unwrap(), 0, "the tombstone is newer than 1 ms after 1970");
     assert_eq!(store.purge_tombstones(u64::MAX).unwrap(), 1);
     assert_eq!(store.record("a").unwrap(), None);
@@ -168,10 +168,14 @@ fn versioned_writes_apply_only_when_newer_and_tombstones_hold_until_purged() {
     assert_eq!(listed(&store, "e", 2), []);
     let identity = store.identity().to_string();
     drop(store);
-    let store = Store::open(dir.path(), 4, 2).unwrap();
+    let store = Store::open(dir.path(), 4, 2, DEFAULT_CACHE_BYTES).unwrap();
     assert_eq!(store.identity(), identity);
     let other = tempfile::tempdir().unwrap();
-    assert_ne!(Store::open(other.path(), 4, 2).unwrap().identity(), identity, "a new store is another");
+    assert_ne!(
+        Store::open(other.path(), 4, 2, DEFAULT_CACHE_BYTES).unwrap().identity(),
+        identity,
+        "a new store is another"
+    );
 }
 
 proptest::proptest! {
@@ -193,7 +197,7 @@ proptest::proptest! {
         }
         let outcome = |order: &[(String, u64, bool)]| {
             let dir = tempfile::tempdir().unwrap();
-            let store = Store::open(dir.path(), 4, 2).unwrap();
+            let store = Store::open(dir.path(), 4, 2, DEFAULT_CACHE_BYTES).unwrap();
             for (id, version, delete) in order {
                 if *delete {
                     store.delete_versioned(std::slice::from_ref(id), *version, |_| {}).unwrap();
@@ -217,13 +221,13 @@ proptest::proptest! {
 #[test]
 fn a_half_written_snapshot_of_a_failed_start_is_removed() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(dir.path(), 4, 2).unwrap();
+    let mut store = Store::open(dir.path(), 4, 2, DEFAULT_CACHE_BYTES).unwrap();
     store.upsert(&[(doc("a", "x"), Tokens::Raw(vec![1.0; 4]))]).unwrap();
     drop(store);
     // What a start on a full disk leaves: an empty snapshot sled would fail to read.
     let leftover = dir.path().join("snap.00000000000012AB.generating");
     std::fs::write(&leftover, b"").unwrap();
-    let store = Store::open(dir.path(), 4, 2).unwrap();
+    let store = Store::open(dir.path(), 4, 2, DEFAULT_CACHE_BYTES).unwrap();
     assert!(!leftover.exists());
     assert!(store.get("a").unwrap().is_some());
 }
@@ -231,7 +235,7 @@ fn a_half_written_snapshot_of_a_failed_start_is_removed() {
 #[test]
 fn a_store_that_lost_acknowledged_writes_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(dir.path(), 4, 2).unwrap();
+    let mut store = Store::open(dir.path(), 4, 2, DEFAULT_CACHE_BYTES).unwrap();
     store.upsert(&[(doc("a", "x"), Tokens::Raw(vec![1.0; 4]))]).unwrap();
     store.upsert(&[(doc("b", "y"), Tokens::Raw(vec![2.0; 4]))]).unwrap();
     // sled dropping a document and its entries behind our back: the tally says two.
@@ -242,11 +246,11 @@ fn a_store_that_lost_acknowledged_writes_is_refused() {
     vectors.remove(key(internal)).unwrap();
     store.db.flush().unwrap();
     drop((store, docs, ids, vectors));
-    let err = Store::open(dir.path(), 4, 2).err().expect("refused");
+    let err = Store::open(dir.path(), 4, 2, DEFAULT_CACHE_BYTES).err().expect("refused");
     assert!(err.to_string().contains("holds 1 documents and 0 version records, its writes left 2 and 0"), "{err}");
     // And one that went back to an older state whole: its watermark is ahead.
     let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(dir.path(), 4, 2).unwrap();
+    let mut store = Store::open(dir.path(), 4, 2, DEFAULT_CACHE_BYTES).unwrap();
     store.upsert(&[(doc("a", "x"), Tokens::Raw(vec![1.0; 4]))]).unwrap();
     let older = std::fs::read(dir.path().join("jacolbert.watermark")).unwrap();
     store.upsert(&[(doc("b", "y"), Tokens::Raw(vec![2.0; 4]))]).unwrap();
@@ -255,7 +259,7 @@ fn a_store_that_lost_acknowledged_writes_is_refused() {
     store.meta.insert(check::TALLY, check::Tally { sequence: 1, docs: 2, versions: 0 }.to_bytes()).unwrap();
     store.db.flush().unwrap();
     drop(store);
-    let err = Store::open(dir.path(), 4, 2).err().expect("refused");
+    let err = Store::open(dir.path(), 4, 2, DEFAULT_CACHE_BYTES).err().expect("refused");
     assert!(
         err.to_string().contains("sled recovered an older state: it holds 1 durable writes, 2 were acknowledged"),
         "{err}"
@@ -265,7 +269,7 @@ fn a_store_that_lost_acknowledged_writes_is_refused() {
 #[test]
 fn ids_no_document_has_are_found_and_one_in_use_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(dir.path(), 4, 2).unwrap();
+    let mut store = Store::open(dir.path(), 4, 2, DEFAULT_CACHE_BYTES).unwrap();
     let batch: Vec<_> = ["a", "b", "c", "d"].iter().map(|id| (doc(id, "x"), Tokens::Raw(vec![1.0; 4]))).collect();
     store.upsert(&batch).unwrap();
     store.delete(&["b".into(), "d".into()]).unwrap();
@@ -278,7 +282,7 @@ fn ids_no_document_has_are_found_and_one_in_use_is_refused() {
     let w = store.upsert_versioned(&[(doc("e", "x"), Tokens::Raw(vec![0.0; 4]))], &[0], &[1], |_| {}).unwrap();
     assert_eq!(w, [Some(Written { id: 1, replaced: None })]);
     drop(store);
-    let store = Store::open(dir.path(), 4, 2).unwrap();
+    let store = Store::open(dir.path(), 4, 2, DEFAULT_CACHE_BYTES).unwrap();
     assert_eq!(store.unused_ids().unwrap(), [0, 3]);
     assert_eq!((store.get("e").unwrap().unwrap().0, store.manifest().next_id), (1, 5));
 }
@@ -286,7 +290,7 @@ fn ids_no_document_has_are_found_and_one_in_use_is_refused() {
 #[test]
 fn tokens_of_a_write_that_did_not_finish_or_apply_are_not_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), 4, 2).unwrap();
+    let store = Store::open(dir.path(), 4, 2, DEFAULT_CACHE_BYTES).unwrap();
     store.versioned(&[(doc("a", "x"), Tokens::Raw(vec![1.0; 4]))], &[5]).unwrap();
     // An older version of a does not apply: its id is left unused, tokens and all.
     let w = store.versioned(&[(doc("a", "old"), Tokens::Raw(vec![9.0; 4]))], &[4]).unwrap();
@@ -298,7 +302,7 @@ fn tokens_of_a_write_that_did_not_finish_or_apply_are_not_kept() {
     store.vectors.insert(key(1), Tokens::Raw(vec![2.0; 4]).to_bytes()).unwrap();
     store.db.flush().unwrap();
     drop(store);
-    let mut store = Store::open(dir.path(), 4, 2).unwrap();
+    let mut store = Store::open(dir.path(), 4, 2, DEFAULT_CACHE_BYTES).unwrap();
     let all: Vec<u32> = store.all_tokens().map(|t| t.unwrap().0).collect();
     assert_eq!(all, [0], "the unfinished write's tokens are gone, a's stay");
     assert_eq!(store.get("a").unwrap(), Some((0, doc("a", "x"))));
