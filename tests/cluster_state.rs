@@ -263,6 +263,7 @@ fn kill_at(store: &str, args: &[&str], failpoint: &str) {
     let mover = Node(child);
     let name = failpoint.split(':').next().unwrap();
     let started = Instant::now();
+    let mut said = Vec::new();
     for line in stderr.lines() {
         let line = line.unwrap();
         if line.contains(&format!("failpoint {name} reached")) {
@@ -270,8 +271,9 @@ fn kill_at(store: &str, args: &[&str], failpoint: &str) {
             println!("killed the mover at {failpoint} after {:?}", started.elapsed());
             return;
         }
+        said.push(line);
     }
-    panic!("the mover ended without reaching {failpoint}");
+    panic!("the mover ended without reaching {failpoint} after {:?}; it said:\n{}", started.elapsed(), said.join("\n"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

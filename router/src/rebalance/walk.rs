@@ -162,12 +162,12 @@ impl Mover {
         let id = state.next_id;
         let shard = Shard::new(id, replicas);
         check_empty(&Replicas::connect(&shard, self.tls.as_ref(), &HashMap::new())?).await?;
-        let next = state.changed(|s| {
+        self.commit_state(&state, |s| {
             s.moving = Some(Move::new(MoveKind::Add { shard: id }, s.shards.clone()));
             s.shards.push(shard.clone());
             s.next_id += 1;
-        });
-        self.replace(&state, next, "adding the shard").await
+        })
+        .await
     }
 
     /// Takes the shard at `position` out of the map (the last one takes its place); its
@@ -180,12 +180,12 @@ impl Mover {
         if shards == 1 {
             return Err(Error::Precondition("the last shard cannot be removed".into()));
         }
-        let next = state.changed(|s| {
+        self.commit_state(&state, |s| {
             let from = s.shards.clone();
             let gone = s.shards.swap_remove(position);
             s.moving = Some(Move::new(MoveKind::Remove { shard: gone.id }, from));
-        });
-        self.replace(&state, next, "draining the shard").await
+        })
+        .await
     }
 
     /// The state with the move changed by `change`, stored.
@@ -193,9 +193,11 @@ impl Mover {
         self.commit_state(state, |s| change(s.moving.as_mut().expect("a move is under way"))).await
     }
 
-    /// `change` applied to the stored state. Routers change replica states while a move runs
-    /// (a failed write marks a replica stale): on such a change the step is applied to the
-    /// state as it is now; any other change means another process moves.
+    /// `change` applied to the stored state. Routers change replica states at any time, a
+    /// move's first step included (a failed write marks a replica stale, a router records a new
+    /// replica's store): on such a change the step is applied to the state as it is now. Any
+    /// other change means another process moves; an unchanged state that still cannot be
+    /// replaced means this process lost the move lock.
     async fn commit_state(
         &self,
         state: &ClusterState,
@@ -208,20 +210,16 @@ impl Mover {
                 return Ok(next);
             }
             match self.store.load().await? {
-                Some(stored) if progress(&stored) == progress(state) => now = stored,
-                _ => return self.replace(&now, next, "recording the move").await,
+                Some(stored) if stored != now && progress(&stored) == progress(state) => now = stored,
+                _ => {
+                    return Err(Error::Precondition(
+                        "the cluster state changed under this move (the move lock was lost, or another \
+                         process moved); run the command again to resume"
+                            .into(),
+                    ))
+                }
             }
         }
-    }
-
-    async fn replace(&self, state: &ClusterState, next: ClusterState, what: &str) -> Result<ClusterState, Error> {
-        if self.store.replace(Some(state), &next, Some(&self.owner)).await? {
-            return Ok(next);
-        }
-        Err(Error::Precondition(format!(
-            "{what}: the cluster state changed under this move (the move lock was lost, or another process \
-             moved); run the command again to resume"
-        )))
     }
 
     /// `shard`'s replicas as the move's state has them now (their channels kept by address).
@@ -316,4 +314,66 @@ where
 fn progress(state: &ClusterState) -> (Vec<u64>, Option<(MoveKind, usize, String, Phase, u64)>) {
     let m = state.moving.as_ref().map(|m| (m.kind.clone(), m.source, m.after.clone(), m.phase.clone(), m.moved));
     (state.shards.iter().map(|s| s.id).collect(), m)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::state::{replica, ClusterStore, FileStore, MOVE_LOCK};
+
+    /// A durable store of three one-replica shards, the move lock held by "mover".
+    async fn three_shards(dir: &std::path::Path) -> (Arc<FileStore>, Mover) {
+        let store = Arc::new(FileStore::open(&dir.join("cluster.json")).unwrap());
+        let shards: Vec<Vec<String>> = (0..3).map(|i| vec![format!("127.0.0.1:{}", 7000 + i)]).collect();
+        assert!(store.replace(None, &ClusterState::new(vec!["e:1".into()], &shards), None).await.unwrap());
+        assert_eq!(store.lock(MOVE_LOCK, "mover").await.unwrap(), None);
+        (store.clone(), Mover { store, owner: "mover".into(), tls: None })
+    }
+
+    /// What a router does at any moment, a move's first step included: records the store of a
+    /// replica that has none recorded.
+    async fn router_records_a_store(store: &dyn ClusterStore) {
+        let recorded = replica::update(store, |s| {
+            Ok(Some(s.changed(|s| {
+                s.change_replica(2, "127.0.0.1:7002", |r| r.store = Some("store-of-2".into()));
+            })))
+        })
+        .await
+        .unwrap();
+        assert!(recorded.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_move_starts_over_a_replica_change_made_since_it_read_the_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, mover) = three_shards(dir.path()).await;
+        let read = store.load().await.unwrap().unwrap();
+        router_records_a_store(store.as_ref()).await;
+        // The removal is applied to the state as it is now: the router's change is kept.
+        let started = mover.start_remove(read, 1).await.unwrap();
+        assert_eq!(store.load().await.unwrap().unwrap(), started);
+        assert_eq!(started.moving.as_ref().map(|m| m.kind.clone()), Some(MoveKind::Remove { shard: 1 }));
+        assert_eq!(started.shards.iter().map(|s| s.id).collect::<Vec<_>>(), [0, 2]);
+        assert_eq!(started.shard(2).unwrap().replicas[0].store.as_deref(), Some("store-of-2"));
+    }
+
+    #[tokio::test]
+    async fn a_move_refuses_another_movers_change_and_a_lost_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, mover) = three_shards(dir.path()).await;
+        let read = store.load().await.unwrap().unwrap();
+        // Another process changed the map since: this one must not start over it.
+        let moved = read.changed(|s| drop(s.shards.pop()));
+        assert!(store.replace(Some(&read), &moved, None).await.unwrap());
+        let refused = mover.start_remove(read, 1).await.unwrap_err();
+        assert!(matches!(refused, Error::Precondition(_)), "{refused:?}");
+        // The lock gone to another owner, an unchanged state is refused too (and at once, not
+        // by retrying for ever).
+        store.unlock(MOVE_LOCK, "mover").await.unwrap();
+        assert_eq!(store.lock(MOVE_LOCK, "other").await.unwrap(), None);
+        let refused = tokio::time::timeout(Duration::from_secs(5), mover.start_remove(moved, 0)).await.unwrap();
+        assert!(matches!(refused, Err(Error::Precondition(_))), "{refused:?}");
+    }
 }
