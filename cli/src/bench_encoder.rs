@@ -53,6 +53,10 @@ struct Report {
     /// Measured f32 FMA peak of one core, and of all the threads together.
     peak_gflops_per_core: f64,
     peak_gflops: f64,
+    /// Measured peak of AVX512-BF16's dot product on one core (`None` without it): the most a
+    /// bf16 path could run at; one that keeps PyLate's 1e-4 needs three bf16 products per f32
+    /// product (amx.rs), so it beats f32 only where this is over three times the FMA peak.
+    bf16_dot_peak_gflops_per_core: Option<f64>,
     shapes: Vec<Shape>,
     peak_rss_mb: f64,
 }
@@ -130,6 +134,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         threads,
         peak_gflops_per_core: per_core,
         peak_gflops: per_core * threads as f64,
+        bf16_dot_peak_gflops_per_core: kernels::cpu::bf16_dot_peak_gflops(300),
         shapes,
         peak_rss_mb: peak_rss_mb(),
     };
@@ -154,6 +159,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "threads {}, FMA peak {:.0} GFLOP/s ({:.0} per core), peak RSS {:.0} MB",
             report.threads, report.peak_gflops, report.peak_gflops_per_core, report.peak_rss_mb
         );
+        if let Some(bf16) = report.bf16_dot_peak_gflops_per_core {
+            println!("bf16 dot (vdpbf16ps) peak {bf16:.0} GFLOP/s per core");
+        }
     }
     Ok(())
 }

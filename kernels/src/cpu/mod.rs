@@ -30,4 +30,4 @@ pub use linear::{linear, matmul_transposed};
 pub use maxsim::{maxsim, maxsim_matches, maxsim_matrix, QueryScorer};
 pub use norm::{l2_normalize_rows, layer_norm};
 pub use ops::Cpu;
-pub use peak::fma_peak_gflops;
+pub use peak::{bf16_dot_peak_gflops, fma_peak_gflops};
