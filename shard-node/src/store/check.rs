@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use super::codec_bytes::{open, seal};
-use super::{key, Store, Tokens};
+use super::{key, Store};
 use crate::{Error, Result};
 
 /// What to do with a store that fails its check, for the error's message.
@@ -103,6 +103,8 @@ pub struct Damage {
     pub first: Option<String>,
     /// Internal ids of documents that cannot be served whole.
     pub documents: HashSet<u32>,
+    /// Bytes of the originals files the documents' values name.
+    pub originals_bytes: u64,
 }
 
 impl Damage {
@@ -130,9 +132,13 @@ impl Store {
                 }
             };
             internal.insert(id);
+            let tokens = self.vectors.get(key(id))?.map(|v| self.parse_tokens(&v, id));
+            if let Some(Ok((_, at))) = &tokens {
+                damage.originals_bytes += super::originals::bytes_of(at);
+            }
             let whole = id < head.manifest.next_id
                 && self.ids.get(key(id))?.is_some_and(|e| *e == *external.as_bytes())
-                && self.vectors.get(key(id))?.is_some_and(|v| Tokens::from_bytes(&v, "", &self.path).is_ok());
+                && tokens.is_some_and(|t| t.is_ok());
             if !whole {
                 damage.note(format!("the id entry or vectors of document {external:?} (internal {id})"));
                 damage.documents.insert(id);

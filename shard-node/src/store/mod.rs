@@ -13,6 +13,7 @@
 mod check;
 mod codec_bytes;
 mod generations;
+mod originals;
 mod tokens;
 pub mod versions;
 
@@ -77,6 +78,8 @@ pub struct Store {
     ids: sled::Tree,
     vectors: sled::Tree,
     versions: sled::Tree,
+    /// The documents' originals, out of sled (originals.rs).
+    originals: originals::Originals,
     path: String,
     /// The manifest and the tally, changed by writes: one write at a time holds this from its
     /// transaction to its watermark, so the sequence on disk follows the order of writes.
@@ -138,7 +141,10 @@ impl Store {
     pub fn open(path: &std::path::Path, dim: u32, nbits: u32, cache_bytes: u64) -> Result<Store> {
         let (store, damage) = Store::salvage(path, dim, nbits, cache_bytes)?;
         match damage.first {
-            None => Ok(store),
+            None => {
+                store.compact_originals(damage.originals_bytes)?;
+                Ok(store)
+            }
             Some(first) => Err(Error::Corrupt {
                 path: store.path.clone(),
                 reason: format!("{} damaged entries, the first: {first}; {}", damage.count, check::REMEDY),
@@ -200,7 +206,8 @@ impl Store {
         };
         let tally = check::Tally::stored(&meta, docs.len(), versions.len(), &shown)?;
         let head = std::sync::Mutex::new(Head { manifest, tally });
-        let store = Store { db, meta, docs, ids, vectors, versions, path: shown, head, identity };
+        let originals = originals::Originals::open(path)?;
+        let store = Store { db, meta, docs, ids, vectors, versions, originals, path: shown, head, identity };
         store.unfinished_writes()?;
         if manifest.codec > 0 {
             store.codec(manifest.codec)?;
@@ -265,8 +272,9 @@ impl Store {
                 return Err(Error::Corrupt { path: path.clone(), reason });
             }
         }
-        for (&id, (_, tokens)) in given.iter().zip(batch) {
-            self.vectors.insert(key(id), tokens.to_bytes())?;
+        let tokens: Vec<&Tokens> = batch.iter().map(|(_, t)| t).collect();
+        for (&id, value) in given.iter().zip(self.values(&tokens, &[])?) {
+            self.vectors.insert(key(id), value)?;
         }
         let result = self.upsert_transaction(batch, versions, given, manifest, before);
         let unused = |written: &[Option<Written>]| {
@@ -434,56 +442,15 @@ impl Store {
         Ok(self.ids.get(key(id))?.map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
-    pub fn tokens(&self, id: u32) -> Result<Option<Tokens>> {
-        match self.vectors.get(key(id))? {
-            Some(bytes) => Ok(Some(Tokens::from_bytes(&bytes, &format!("tokens of document {id}"), &self.path)?)),
-            None => Ok(None),
-        }
-    }
-
-    /// Replaces document `id`'s tokens with `new` if they are still `old` (a write since may
-    /// have replaced or deleted the document); whether they were. Not flushed: both are valid
-    /// encodings of the same vectors, and the next flush or a restart settles which one stays.
-    pub fn swap_tokens(&self, id: u32, old: &Tokens, new: &Tokens) -> Result<bool> {
-        let swapped = self.vectors.compare_and_swap(key(id), Some(old.to_bytes()), Some(new.to_bytes()))?;
-        Ok(swapped.is_ok())
-    }
-
-    /// Every stored document's tokens, in internal id order.
-    pub fn all_tokens(&self) -> impl Iterator<Item = Result<(u32, Tokens)>> + '_ {
-        self.vectors.iter().map(|entry| {
-            let (k, v) = entry?;
-            let id = id_of(&k, &self.path)?;
-            Ok((id, Tokens::from_bytes(&v, &format!("tokens of document {id}"), &self.path)?))
-        })
-    }
-
     /// Makes everything written so far durable.
     pub fn flush(&self) -> Result<()> {
         self.db.flush()?;
         Ok(())
     }
 
-    /// Replaces stored documents' tokens (same internal ids), in batches of at most 1,000.
-    pub fn rewrite(&self, tokens: impl Iterator<Item = (u32, Tokens)>) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        let mut pending = 0;
-        for (id, t) in tokens {
-            batch.insert(&key(id), t.to_bytes());
-            pending += 1;
-            if pending == 1000 {
-                self.vectors.apply_batch(std::mem::take(&mut batch))?;
-                pending = 0;
-            }
-        }
-        self.vectors.apply_batch(batch)?;
-        self.db.flush()?;
-        Ok(())
-    }
-
-    /// Bytes sled uses on disk.
+    /// Bytes sled and the originals files use on disk.
     pub fn disk_bytes(&self) -> Result<u64> {
-        Ok(self.db.size_on_disk()?)
+        Ok(self.db.size_on_disk()? + self.originals.bytes())
     }
 }
 

@@ -48,12 +48,9 @@ fn upsert_get_replace_delete_and_reopen() {
     assert!(Store::open(dir.path(), 8, 2, DEFAULT_CACHE_BYTES).is_err(), "another dim is refused");
 }
 
-#[test]
-fn codec_generations_are_kept_and_documents_can_be_rewritten() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(dir.path(), 4, 2, DEFAULT_CACHE_BYTES).unwrap();
-    store.upsert(&[(doc("a", ""), Tokens::Raw(vec![0.5; 4]))]).unwrap();
-    let codec = Codec {
+/// A codec of dim 4 (what it encodes to does not matter to the store).
+fn tiny_codec() -> Codec {
+    Codec {
         dim: 4,
         centroids: vec![half::f16::ZERO; 4],
         quantizer: crate::codec::Quantizer {
@@ -63,14 +60,21 @@ fn codec_generations_are_kept_and_documents_can_be_rewritten() {
             weights: vec![0.0; 16],
             table: Default::default(),
         },
-    };
-    assert_eq!(store.install_codec(&codec, 1).unwrap(), 1);
+    }
+}
+
+#[test]
+fn codec_generations_are_kept_and_documents_can_be_rewritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path(), 4, 2, DEFAULT_CACHE_BYTES).unwrap();
+    store.upsert(&[(doc("a", ""), Tokens::Raw(vec![0.5; 4]))]).unwrap();
+    assert_eq!(store.install_codec(&tiny_codec(), 1).unwrap(), 1);
     let encoded = Tokens::Encoded { codec: 1, codes: vec![0], residuals: vec![7], originals: None };
     store.rewrite([(0, encoded.clone())].into_iter()).unwrap();
     drop(store);
     let store = Store::open(dir.path(), 4, 2, DEFAULT_CACHE_BYTES).unwrap();
     assert_eq!(store.manifest().codec, 1);
-    assert_eq!(store.codec(1).unwrap(), codec);
+    assert_eq!(store.codec(1).unwrap(), tiny_codec());
     assert_eq!(store.tokens(0).unwrap(), Some(encoded));
     assert!(store.codec(2).is_err());
 }
@@ -298,8 +302,8 @@ fn tokens_of_a_write_that_did_not_finish_or_apply_are_not_kept() {
     assert_eq!((store.tokens(1).unwrap(), store.tokens(0).unwrap()), (None, Some(Tokens::Raw(vec![1.0; 4]))));
     // A crash between a write's tokens and its transaction: tokens under an id no document has,
     // past `next_id` (2) and among the unused ones (1).
-    store.vectors.insert(key(7), Tokens::Raw(vec![2.0; 4]).to_bytes()).unwrap();
-    store.vectors.insert(key(1), Tokens::Raw(vec![2.0; 4]).to_bytes()).unwrap();
+    store.vectors.insert(key(7), Tokens::Raw(vec![2.0; 4]).to_bytes_at(None)).unwrap();
+    store.vectors.insert(key(1), Tokens::Raw(vec![2.0; 4]).to_bytes_at(None)).unwrap();
     store.db.flush().unwrap();
     drop(store);
     let mut store = Store::open(dir.path(), 4, 2, DEFAULT_CACHE_BYTES).unwrap();
@@ -308,4 +312,95 @@ fn tokens_of_a_write_that_did_not_finish_or_apply_are_not_kept() {
     assert_eq!(store.get("a").unwrap(), Some((0, doc("a", "x"))));
     store.upsert(&[(doc("b", "y"), Tokens::Raw(vec![3.0; 4]))]).unwrap();
     assert_eq!(store.damage().unwrap().first, None);
+}
+
+/// `n` tokens of dim 4 encoded by generation 1, with originals that depend on `seed`.
+fn encoded(seed: u32, n: usize) -> Tokens {
+    let originals = (0..n as u32 * 4).map(|i| half::f16::from_f32(((i + seed) % 97) as f32 * 0.01)).collect();
+    Tokens::Encoded { codec: 1, codes: vec![0; n], residuals: vec![seed as u8; n], originals: Some(originals) }
+}
+
+/// Bytes of the originals files, by file name.
+fn originals_files(dir: &std::path::Path) -> Vec<(String, u64)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("originals"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.metadata().unwrap().len()))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn originals_live_in_their_files_and_a_reencoding_keeps_their_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path(), 4, 2, DEFAULT_CACHE_BYTES).unwrap();
+    store.install_codec(&tiny_codec(), 1).unwrap();
+    let (a, b) = (encoded(1, 300), encoded(2, 200));
+    store.upsert(&[(doc("a", ""), a.clone()), (doc("b", ""), b.clone())]).unwrap();
+    assert_eq!(originals_files(dir.path()), [("00000001.f16".to_string(), (300 + 200) * 4 * 2)]);
+    assert_eq!((store.tokens(0).unwrap(), store.tokens(1).unwrap()), (Some(a.clone()), Some(b.clone())));
+    let value = store.vectors.get(key(0)).unwrap().unwrap();
+    assert!(value.len() < 300 * 4 * 2, "the value holds the originals ({} bytes)", value.len());
+    // Re-encoded with the same originals (a retraining; a document brought to the codec):
+    // nothing is appended.
+    let again = |t: &Tokens| match t.clone() {
+        Tokens::Encoded { codec, codes, originals, .. } => {
+            Tokens::Encoded { codec, codes, residuals: vec![9], originals }
+        }
+        raw => raw,
+    };
+    assert!(!store.swap_tokens(0, &b, &again(&a)).unwrap(), "swapped from tokens it does not hold");
+    assert!(store.swap_tokens(0, &a, &again(&a)).unwrap());
+    store.rewrite([(1, again(&b))].into_iter()).unwrap();
+    assert_eq!(originals_files(dir.path())[0].1, (300 + 200) * 4 * 2);
+    drop(store);
+    let store = Store::open(dir.path(), 4, 2, DEFAULT_CACHE_BYTES).unwrap();
+    assert_eq!((store.tokens(0).unwrap(), store.tokens(1).unwrap()), (Some(again(&a)), Some(again(&b))));
+}
+
+#[test]
+fn damaged_originals_are_refused_by_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path(), 4, 2, DEFAULT_CACHE_BYTES).unwrap();
+    store.install_codec(&tiny_codec(), 1).unwrap();
+    store.upsert(&[(doc("a", ""), encoded(1, 10)), (doc("b", ""), encoded(2, 10))]).unwrap();
+    drop(store);
+    let path = dir.path().join("originals/00000001.f16");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[100] ^= 0x10; // in b's originals (a's are the first 80 bytes)
+    std::fs::write(&path, bytes).unwrap();
+    let refused = Store::open(dir.path(), 4, 2, DEFAULT_CACHE_BYTES).err().expect("a damaged store was opened");
+    assert!(refused.to_string().contains("document \"b\""), "{refused}");
+    let (store, damage) = Store::salvage(dir.path(), 4, 2, DEFAULT_CACHE_BYTES).unwrap();
+    assert_eq!((damage.count, damage.documents.iter().collect::<Vec<_>>()), (1, vec![&1]));
+    assert_eq!(store.tokens(0).unwrap(), Some(encoded(1, 10)), "the intact document is served");
+}
+
+#[test]
+fn dead_originals_are_compacted_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path(), 4, 2, DEFAULT_CACHE_BYTES).unwrap();
+    store.install_codec(&tiny_codec(), 1).unwrap();
+    let batch = |version: u32| -> Vec<(Document, Tokens)> {
+        (0..50).map(|i| (doc(&format!("d{i}"), ""), encoded(version * 100 + i, 2000))).collect()
+    };
+    let live = 50 * 2000 * 4 * 2;
+    for version in 0..3 {
+        store.upsert(&batch(version)).unwrap();
+    }
+    store.delete(&["d0".into()]).unwrap();
+    assert_eq!(originals_files(dir.path()), [("00000001.f16".to_string(), 3 * live)]);
+    drop(store);
+    // Three times the live bytes, over a MiB dead: rewritten into generation 2 at open.
+    let store = Store::open(dir.path(), 4, 2, DEFAULT_CACHE_BYTES).unwrap();
+    assert_eq!(originals_files(dir.path()), [("00000002.f16".to_string(), live / 50 * 49)]);
+    for (i, (doc, tokens)) in batch(2).into_iter().enumerate().skip(1) {
+        let (id, _) = store.get(&doc.id).unwrap().unwrap();
+        assert_eq!(store.tokens(id).unwrap(), Some(tokens), "document {i}");
+    }
+    drop(store);
+    let store = Store::open(dir.path(), 4, 2, DEFAULT_CACHE_BYTES).unwrap();
+    assert_eq!(originals_files(dir.path()), [("00000002.f16".to_string(), live / 50 * 49)], "compacted once");
+    assert_eq!(store.get("d0").unwrap(), None);
 }

@@ -1,0 +1,235 @@
+//! The originals (each token's vector as given, in f16) of encoded documents, kept out of sled:
+//! appended to files `originals/<generation>.f16` in the store's folder, a document's value in
+//! `vectors` holding only where its originals lie and their CRC-32 (`Location`). Exact
+//! re-scoring reads a few hundred documents' originals per search; from sled, a store larger
+//! than its page cache pays a node read and rebuild per document (tens of milliseconds a
+//! search at 10 M tokens), from these files a positioned read the OS's page cache serves.
+//!
+//! A write appends its documents' originals and syncs the file before their values go into
+//! sled, so a stored location never names bytes a crash could lose; a crash in between leaves
+//! bytes no value names. Replaced and deleted documents leave theirs too: `compact` rewrites
+//! the live originals into a new generation when the dead pass half of the files, at open.
+//! A re-encoding (retraining, or a document brought to the current codec) keeps the location
+//! its originals already have.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use half::f16;
+
+use super::{Store, Tokens};
+use crate::{Error, Result};
+
+/// Where one document's originals lie: `halves` f16 values at byte `offset` of generation
+/// `generation`'s file, and their CRC-32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    pub generation: u32,
+    pub offset: u64,
+    pub halves: u32,
+    pub crc: u32,
+}
+
+/// The originals files of one store.
+pub(super) struct Originals {
+    dir: PathBuf,
+    /// Every generation's file, for positioned reads (a file compacted away stays readable to
+    /// a read that took it before it was unlinked).
+    files: RwLock<BTreeMap<u32, Arc<File>>>,
+    /// The generation appended to, and its length: one append at a time.
+    active: Mutex<(u32, u64)>,
+}
+
+impl Originals {
+    /// The files in `store`'s folder (made on the first append).
+    pub fn open(store: &Path) -> Result<Originals> {
+        let dir = store.join("originals");
+        let failed = |e: std::io::Error| io_error(&dir, e);
+        let mut files = BTreeMap::new();
+        if dir.exists() {
+            for entry in std::fs::read_dir(&dir).map_err(failed)? {
+                let path = entry.map_err(failed)?.path();
+                let generation = path.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse::<u32>().ok());
+                if let (Some(generation), Some("f16")) = (generation, path.extension().and_then(|e| e.to_str())) {
+                    let file = File::options().read(true).append(true).open(&path).map_err(failed)?;
+                    files.insert(generation, Arc::new(file));
+                }
+            }
+        }
+        let generation = files.keys().next_back().copied().unwrap_or(1);
+        let len = match files.get(&generation) {
+            Some(file) => file.metadata().map_err(failed)?.len(),
+            None => 0,
+        };
+        Ok(Originals { dir, files: RwLock::new(files), active: Mutex::new((generation, len)) })
+    }
+
+    fn path(&self, generation: u32) -> PathBuf {
+        self.dir.join(format!("{generation:08}.f16"))
+    }
+
+    fn file(&self, generation: u32) -> Option<Arc<File>> {
+        self.files.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&generation).cloned()
+    }
+
+    /// Appends each of `batch` to the active generation and syncs it; their locations.
+    pub fn append(&self, batch: &[&[f16]]) -> Result<Vec<Location>> {
+        let mut active = self.active.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (generation, start) = *active;
+        let file = match self.file(generation) {
+            Some(file) => file,
+            None => {
+                std::fs::create_dir_all(&self.dir).map_err(|e| io_error(&self.dir, e))?;
+                let path = self.path(generation);
+                let file = File::options().create(true).read(true).append(true).open(&path);
+                let file = Arc::new(file.map_err(|e| io_error(&path, e))?);
+                self.files.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(generation, file.clone());
+                file
+            }
+        };
+        let mut bytes = Vec::with_capacity(batch.iter().map(|o| o.len() * 2).sum());
+        let mut locations = Vec::with_capacity(batch.len());
+        for originals in batch {
+            let at = bytes.len();
+            originals.iter().for_each(|x| bytes.extend(x.to_le_bytes()));
+            let crc = crc32fast::hash(&bytes[at..]);
+            let (offset, halves) = (start + at as u64, originals.len() as u32);
+            locations.push(Location { generation, offset, halves, crc });
+        }
+        let path = self.path(generation);
+        // A failed append may have left part of the bytes: the length is read again, so the
+        // next append starts after them (they are named by no value).
+        let written = (&*file).write_all(&bytes).and_then(|()| file.sync_data());
+        active.1 = file.metadata().map_err(|e| io_error(&path, e))?.len();
+        written.map_err(|e| io_error(&path, e))?;
+        Ok(locations)
+    }
+
+    /// The originals at `at`, once their checksum holds.
+    pub fn read(&self, at: &Location, what: &str, store: &str) -> Result<Vec<f16>> {
+        let corrupt = |reason: String| Error::Corrupt { path: store.to_string(), reason: format!("{what}: {reason}") };
+        let file = self.file(at.generation).ok_or_else(|| corrupt(format!("no originals file {}", at.generation)))?;
+        let mut bytes = vec![0u8; at.halves as usize * 2];
+        file.read_exact_at(&mut bytes, at.offset)
+            .map_err(|e| corrupt(format!("originals at {}:{} unreadable: {e}", at.generation, at.offset)))?;
+        if crc32fast::hash(&bytes) != at.crc {
+            return Err(corrupt(format!("originals at {}:{}: checksum mismatch", at.generation, at.offset)));
+        }
+        Ok(bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]])).collect())
+    }
+
+    /// Bytes in all generations' files.
+    pub fn bytes(&self) -> u64 {
+        let files = self.files.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        files.values().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum()
+    }
+
+    /// Starts a new generation for appends; the one before.
+    fn next_generation(&self) -> u32 {
+        let mut active = self.active.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let before = active.0;
+        *active = (before + 1, 0);
+        before
+    }
+
+    /// Unlinks every generation's file below `generation`.
+    fn drop_below(&self, generation: u32) -> Result<()> {
+        let mut files = self.files.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let old: Vec<u32> = files.range(..generation).map(|(g, _)| *g).collect();
+        for g in old {
+            files.remove(&g);
+            let path = self.path(g);
+            std::fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
+        }
+        Ok(())
+    }
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> Error {
+    Error::Storage(sled::Error::Io(std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))))
+}
+
+impl Store {
+    /// A `vectors` value as tokens, their originals read from the originals files.
+    pub(super) fn parse_tokens(&self, bytes: &[u8], id: u32) -> Result<(Tokens, Option<Location>)> {
+        let what = format!("tokens of document {id}");
+        let (mut tokens, at) = Tokens::from_bytes(bytes, &what, &self.path)?;
+        if let (Tokens::Encoded { originals, .. }, Some(at)) = (&mut tokens, &at) {
+            *originals = Some(self.originals.read(at, &what, &self.path)?);
+        }
+        Ok((tokens, at))
+    }
+
+    /// The `vectors` values of `batch`: originals appended to the files (one sync for all),
+    /// except where `kept[i]` (what the value holds now, and where its originals lie) has the
+    /// same originals, whose location is reused.
+    pub(super) fn values(
+        &self,
+        batch: &[&Tokens],
+        kept: &[Option<(Tokens, Option<Location>)>],
+    ) -> Result<Vec<Vec<u8>>> {
+        let reused: Vec<Option<Location>> = batch
+            .iter()
+            .zip(kept.iter().chain(std::iter::repeat(&None)))
+            .map(|(new, kept)| match (originals(new), kept) {
+                (Some(o), Some((old, Some(at)))) if originals(old) == Some(o) => Some(*at),
+                _ => None,
+            })
+            .collect();
+        let fresh: Vec<&[f16]> = batch
+            .iter()
+            .zip(&reused)
+            .filter_map(|(new, reused)| reused.is_none().then(|| originals(new)).flatten())
+            .collect();
+        let mut appended = if fresh.is_empty() { Vec::new() } else { self.originals.append(&fresh)? }.into_iter();
+        Ok(batch
+            .iter()
+            .zip(reused)
+            .map(|(new, reused)| {
+                let at = reused.or_else(|| originals(new).and_then(|_| appended.next()));
+                new.to_bytes_at(at)
+            })
+            .collect())
+    }
+
+    /// Rewrites the live originals into a new generation when the files hold more than twice
+    /// their bytes (and over `COMPACT_DEAD_BYTES` dead), and drops the older generations. Run
+    /// at open, before anything else uses the store. `live` is the bytes the values name (the
+    /// check's sum).
+    pub(super) fn compact_originals(&self, live: u64) -> Result<()> {
+        const COMPACT_DEAD_BYTES: u64 = 1 << 20;
+        let total = self.originals.bytes();
+        if total <= 2 * live || total - live <= COMPACT_DEAD_BYTES {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let before = self.originals.next_generation();
+        let located = self.stored_tokens().filter_map(|entry| match entry {
+            Ok((id, (tokens, Some(_)))) => Some(Ok((id, tokens))),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        });
+        self.write_tokens(located, false)?;
+        self.originals.drop_below(before + 1)?;
+        tracing::info!(path = %self.path, dead_bytes = total - live, live_bytes = live,
+            elapsed_ms = started.elapsed().as_millis() as u64, "compacted the originals");
+        Ok(())
+    }
+}
+
+/// A document's originals, if its tokens carry them.
+fn originals(tokens: &Tokens) -> Option<&[f16]> {
+    match tokens {
+        Tokens::Encoded { originals: Some(o), .. } => Some(o),
+        _ => None,
+    }
+}
+
+/// `halves` f16 values' bytes, for the check's sum of live bytes.
+pub(super) fn bytes_of(at: &Option<Location>) -> u64 {
+    at.map_or(0, |at| at.halves as u64 * 2)
+}
