@@ -26,11 +26,10 @@ pub struct ShardConfig {
     /// memory): exact re-scoring, exact searches, retraining, moves and repair then read
     /// them, not the lossy codes.
     pub keep_originals: bool,
-    /// sled's page cache, in MiB. Exact re-scoring reads each candidate's originals from the
-    /// store: once the store outgrows the cache (about 520 bytes a token with originals),
-    /// those reads miss it. At 10 M tokens (a 5.2 GB store) search p50 was 71 ms with the
-    /// default and 18 ms with 8,000 (`shard-bench --store-cache-mb`): give it the store's size
-    /// where memory allows.
+    /// sled's page cache, in MiB. sled holds each document's codes, residuals and text (about
+    /// 90 bytes a token); the originals are in files of their own, cached by the OS. When the
+    /// originals were in sled (520 bytes a token), a 10 M-token store outgrew the default and
+    /// search p50 was 71 ms against 18 ms with 8,000 (`shard-bench --store-cache-mb`).
     pub store_cache_mb: u64,
     /// Retrain in the background once the shard holds this many times the tokens its codec
     /// was trained for (0: never by itself).
