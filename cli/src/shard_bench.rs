@@ -226,7 +226,7 @@ fn grow(shard: &Shard, data: &Collection, range: std::ops::Range<usize>) -> anyh
                 let still = indexing.load(std::sync::atomic::Ordering::SeqCst);
                 match shard.maintain()? {
                     Some(Maintenance::Retrained(r)) => done.push(r),
-                    Some(Maintenance::Compacted(_)) => {}
+                    Some(Maintenance::Compacted(_) | Maintenance::CompactedOriginals(_)) => {}
                     None if !still => return Ok(done),
                     None => std::thread::sleep(std::time::Duration::from_millis(100)),
                 }

@@ -44,6 +44,8 @@ pub enum Maintenance {
     Retrained(Retrained),
     /// Dead tokens dropped from the runs.
     Compacted(usize),
+    /// Dead bytes dropped from the originals files.
+    CompactedOriginals(u64),
 }
 
 /// Clears the retraining flag however the retraining ends.
@@ -56,8 +58,9 @@ impl Drop for Running<'_> {
 }
 
 impl Shard {
-    /// Does what is due now (a retraining, else a compaction): the service calls it every
-    /// second from a thread of its own; anyone driving a shard directly may too.
+    /// Does what is due now (a retraining, else a compaction of the runs, else of the
+    /// originals files): the service calls it every second from a thread of its own; anyone
+    /// driving a shard directly may too.
     pub fn maintain(&self) -> Result<Option<Maintenance>> {
         if self.salvaged.is_some() {
             return Ok(None);
@@ -65,7 +68,10 @@ impl Shard {
         if self.retrain_due()? {
             return Ok(self.retrain()?.map(Maintenance::Retrained));
         }
-        Ok(self.compact_if_due().map(Maintenance::Compacted))
+        if let Some(dead) = self.compact_if_due() {
+            return Ok(Some(Maintenance::Compacted(dead)));
+        }
+        Ok(self.store.compact_originals_if_due()?.map(Maintenance::CompactedOriginals))
     }
 
     /// Whether the shard holds `retrain_growth` times the tokens its codec was trained for.

@@ -12,6 +12,7 @@
 
 mod check;
 mod codec_bytes;
+mod compact;
 mod generations;
 mod originals;
 mod tokens;
@@ -142,7 +143,7 @@ impl Store {
         let (store, damage) = Store::salvage(path, dim, nbits, cache_bytes)?;
         match damage.first {
             None => {
-                store.compact_originals(damage.originals_bytes)?;
+                store.compact_originals_at_open(damage.originals_bytes)?;
                 Ok(store)
             }
             Some(first) => Err(Error::Corrupt {

@@ -7,10 +7,10 @@
 //!
 //! A write appends its documents' originals and syncs the file before their values go into
 //! sled, so a stored location never names bytes a crash could lose; a crash in between leaves
-//! bytes no value names. Replaced and deleted documents leave theirs too: `compact` rewrites
-//! the live originals into a new generation when the dead pass half of the files, at open.
-//! A re-encoding (retraining, or a document brought to the current codec) keeps the location
-//! its originals already have.
+//! bytes no value names. Replaced and deleted documents leave theirs too: compaction
+//! (compact.rs) moves the live originals into a new generation once the dead pass half of the
+//! files. A re-encoding (retraining, or a document brought to the current codec) keeps the
+//! location its originals already have.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -18,6 +18,7 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use half::f16;
 
@@ -42,7 +43,15 @@ pub(super) struct Originals {
     files: RwLock<BTreeMap<u32, Arc<File>>>,
     /// The generation appended to, and its length: one append at a time.
     active: Mutex<(u32, u64)>,
+    /// Generations compacted away, and when: unlinked at once, their open files kept a while
+    /// for reads that took a location just before the move (`RETIRED_GRACE`).
+    retired: Mutex<Vec<(Instant, u32)>>,
+    /// The files' bytes at the last count of the live ones (compact.rs), and when it was.
+    pub counted: Mutex<(u64, Instant)>,
 }
+
+/// How long a compacted generation's file stays readable after it was unlinked.
+const RETIRED_GRACE: Duration = Duration::from_secs(60);
 
 impl Originals {
     /// The files in `store`'s folder (made on the first append).
@@ -65,7 +74,13 @@ impl Originals {
             Some(file) => file.metadata().map_err(failed)?.len(),
             None => 0,
         };
-        Ok(Originals { dir, files: RwLock::new(files), active: Mutex::new((generation, len)) })
+        Ok(Originals {
+            dir,
+            files: RwLock::new(files),
+            active: Mutex::new((generation, len)),
+            retired: Mutex::default(),
+            counted: Mutex::new((0, Instant::now())),
+        })
     }
 
     fn path(&self, generation: u32) -> PathBuf {
@@ -130,30 +145,51 @@ impl Originals {
         Ok(values)
     }
 
-    /// Bytes in all generations' files.
+    /// Bytes in all generations' files, those retired left out.
     pub fn bytes(&self) -> u64 {
+        let retired: Vec<u32> =
+            self.retired.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().map(|(_, g)| *g).collect();
         let files = self.files.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        files.values().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum()
+        let kept = files.iter().filter(|(g, _)| !retired.contains(g));
+        kept.filter_map(|(_, f)| f.metadata().ok()).map(|m| m.len()).sum()
     }
 
     /// Starts a new generation for appends; the one before.
-    fn next_generation(&self) -> u32 {
+    pub fn next_generation(&self) -> u32 {
         let mut active = self.active.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let before = active.0;
         *active = (before + 1, 0);
         before
     }
 
-    /// Unlinks every generation's file below `generation`.
-    fn drop_below(&self, generation: u32) -> Result<()> {
-        let mut files = self.files.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let old: Vec<u32> = files.range(..generation).map(|(g, _)| *g).collect();
-        for g in old {
-            files.remove(&g);
+    /// Unlinks the files of every generation up to `generation` (no value names them any
+    /// more), keeping them open for `RETIRED_GRACE`.
+    pub fn retire_up_to(&self, generation: u32) -> Result<()> {
+        let old: Vec<u32> = {
+            let files = self.files.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            files.range(..=generation).map(|(g, _)| *g).collect()
+        };
+        let mut retired = self.retired.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let fresh: Vec<u32> = old.into_iter().filter(|g| !retired.iter().any(|(_, r)| r == g)).collect();
+        for g in fresh {
             let path = self.path(g);
             std::fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
+            retired.push((Instant::now(), g));
         }
         Ok(())
+    }
+
+    /// Closes the retired files past their grace (their disk space is freed then).
+    pub fn forget_retired(&self) {
+        let mut retired = self.retired.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut files = self.files.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        retired.retain(|(at, g)| {
+            let keep = at.elapsed() < RETIRED_GRACE;
+            if !keep {
+                files.remove(g);
+            }
+            keep
+        });
     }
 }
 
@@ -202,30 +238,6 @@ impl Store {
                 new.to_bytes_at(at)
             })
             .collect())
-    }
-
-    /// Rewrites the live originals into a new generation when the files hold more than twice
-    /// their bytes (and over `COMPACT_DEAD_BYTES` dead), and drops the older generations. Run
-    /// at open, before anything else uses the store. `live` is the bytes the values name (the
-    /// check's sum).
-    pub(super) fn compact_originals(&self, live: u64) -> Result<()> {
-        const COMPACT_DEAD_BYTES: u64 = 1 << 20;
-        let total = self.originals.bytes();
-        if total <= 2 * live || total - live <= COMPACT_DEAD_BYTES {
-            return Ok(());
-        }
-        let started = std::time::Instant::now();
-        let before = self.originals.next_generation();
-        let located = self.stored_tokens().filter_map(|entry| match entry {
-            Ok((id, (tokens, Some(_)))) => Some(Ok((id, tokens))),
-            Ok(_) => None,
-            Err(e) => Some(Err(e)),
-        });
-        self.write_tokens(located, false)?;
-        self.originals.drop_below(before + 1)?;
-        tracing::info!(path = %self.path, dead_bytes = total - live, live_bytes = live,
-            elapsed_ms = started.elapsed().as_millis() as u64, "compacted the originals");
-        Ok(())
     }
 }
 

@@ -128,34 +128,20 @@ impl Store {
 
     /// Every stored document's tokens, in internal id order.
     pub fn all_tokens(&self) -> impl Iterator<Item = Result<(u32, Tokens)>> + '_ {
-        self.stored_tokens().map(|entry| entry.map(|(id, (tokens, _))| (id, tokens)))
-    }
-
-    /// `all_tokens`, with where each document's originals lie.
-    pub(super) fn stored_tokens(&self) -> impl Iterator<Item = Result<(u32, (Tokens, Option<Location>))>> + '_ {
         self.vectors.iter().map(|entry| {
             let (k, v) = entry?;
             let id = id_of(&k, &self.path)?;
-            Ok((id, self.parse_tokens(&v, id)?))
+            Ok((id, self.parse_tokens(&v, id)?.0))
         })
     }
 
     /// Replaces stored documents' tokens (same internal ids), in batches of at most 1,000.
     /// Originals already in the originals files keep their place.
     pub fn rewrite(&self, tokens: impl Iterator<Item = (u32, Tokens)>) -> Result<()> {
-        self.write_tokens(tokens.map(Ok), true)
-    }
-
-    /// `rewrite`; originals appended afresh unless `keep_places`.
-    pub(super) fn write_tokens(
-        &self,
-        tokens: impl Iterator<Item = Result<(u32, Tokens)>>,
-        keep_places: bool,
-    ) -> Result<()> {
         let mut pending = Vec::new();
         let write = |pending: &mut Vec<(u32, Tokens)>| -> Result<()> {
             let mut kept = Vec::with_capacity(pending.len());
-            for (id, _) in pending.iter().filter(|_| keep_places) {
+            for (id, _) in pending.iter() {
                 kept.push(self.vectors.get(key(*id))?.map(|v| self.parse_tokens(&v, *id)).transpose()?);
             }
             let new: Vec<&Tokens> = pending.iter().map(|(_, t)| t).collect();
@@ -168,7 +154,7 @@ impl Store {
             Ok(())
         };
         for entry in tokens {
-            pending.push(entry?);
+            pending.push(entry);
             if pending.len() == 1000 {
                 write(&mut pending)?;
             }
