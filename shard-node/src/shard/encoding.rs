@@ -125,14 +125,6 @@ pub(super) fn vectors<'a, 'c>(tokens: &'a Tokens, codec_of: impl Fn(u32) -> &'c 
     }
 }
 
-/// A document's stored originals, if it has them.
-pub(super) fn originals(tokens: &Tokens) -> Option<&[f16]> {
-    match tokens {
-        Tokens::Encoded { originals: Some(o), .. } => Some(o),
-        _ => None,
-    }
-}
-
 pub(super) fn decode_all(codec: &Codec, codes: &[u32], residuals: &[u8]) -> Vec<f32> {
     let (dim, bytes) = (codec.dim, codec.residual_bytes());
     let mut out = vec![0.0f32; codes.len() * dim];

@@ -14,7 +14,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::encoding::{background_pool, originals, without_made_up_originals, Codecs};
+use super::encoding::{background_pool, without_made_up_originals, Codecs};
 use super::{locked, Shard, State};
 use crate::codec::{centroid_count, Codec};
 use crate::index::Index;
@@ -246,7 +246,7 @@ impl Shard {
             }
         }
         let given: Vec<_> = stored.iter().map(|(_, _, v)| std::borrow::Cow::Borrowed(v.as_slice())).collect();
-        let kept: Vec<_> = stored.iter().map(|(_, t, _)| originals(t)).collect();
+        let kept: Vec<_> = stored.iter().map(|(_, t, _)| t.originals()).collect();
         let encoded = self.encode(index.codec(), generation, &given, &kept)?;
         for ((id, old, _), new) in stored.iter().zip(encoded) {
             let new = without_made_up_originals(old, new);

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
 
 use crate::codec::Codec;
-use encoding::{originals, without_made_up_originals, Codecs};
+use encoding::{without_made_up_originals, Codecs};
 use ids::{Epoch, Ids, View};
 
 use crate::fields::FieldIndex;
@@ -222,7 +222,7 @@ impl Shard {
             let tokens = match tokens {
                 Tokens::Encoded { codec: g, .. } if g == generation => tokens,
                 other => {
-                    let again = self.encode(&codec, generation, &[codecs.vectors(&other)?], &[originals(&other)])?;
+                    let again = self.encode(&codec, generation, &[codecs.vectors(&other)?], &[other.originals()])?;
                     let again = without_made_up_originals(&other, again.into_iter().next().expect("one document"));
                     stale.push((id, again.clone()));
                     again

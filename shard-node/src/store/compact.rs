@@ -2,9 +2,10 @@
 //! a MiB), every document whose originals lie in an older generation has them copied into a
 //! new one, its value swapped only if it is unchanged or re-encoded since with its originals
 //! where they were (a write since wins; the pass is made again until no value names an older
-//! generation); then sled is flushed and the older files are retired. At open, before the store serves; in service, from the shard's
-//! maintenance, counting the live bytes when the files have grown by half since the last count
-//! or ten minutes after it (a count reads every value, not the originals).
+//! generation); then sled is flushed and the older files are retired. At open, before the
+//! store serves; in service, from the shard's maintenance, counting the live bytes when the
+//! files have grown by half since the last count or ten minutes after it (a count reads every
+//! value, not the originals).
 
 use std::time::{Duration, Instant};
 
@@ -29,9 +30,9 @@ fn due(total: u64, live: u64) -> bool {
 impl Store {
     /// At open: compacts when `live` (the check's sum) says so.
     pub(super) fn compact_originals_at_open(&self, live: u64) -> Result<()> {
-        *self.originals.counted.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-            (self.originals.bytes(), Instant::now());
-        if due(self.originals.bytes(), live) {
+        let total = self.originals.bytes();
+        *self.originals.counted.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = (total, Instant::now());
+        if due(total, live) {
             self.move_originals(live)?;
         }
         Ok(())
@@ -52,10 +53,8 @@ impl Store {
             *counted = (total, Instant::now());
         }
         let mut live = 0;
-        for entry in self.vectors.iter() {
-            let (k, v) = entry?;
-            let id = id_of(&k, &self.path)?;
-            live += bytes_of(&Tokens::from_bytes(&v, &format!("tokens of document {id}"), &self.path)?.1);
+        for entry in self.located() {
+            live += bytes_of(&entry?.3);
         }
         if !due(total, live) {
             return Ok(None);
@@ -72,10 +71,8 @@ impl Store {
         let mut moved = 0;
         loop {
             let (mut found, mut pending) = (0, Vec::new());
-            for entry in self.vectors.iter() {
-                let (k, v) = entry?;
-                let id = id_of(&k, &self.path)?;
-                let (tokens, at) = Tokens::from_bytes(&v, &format!("tokens of document {id}"), &self.path)?;
+            for entry in self.located() {
+                let (k, v, tokens, at) = entry?;
                 if let Some(at) = at.filter(|at| at.generation <= last_old) {
                     found += 1;
                     pending.push((k, v, tokens, at));
@@ -95,6 +92,16 @@ impl Store {
         tracing::info!(path = %self.path, documents = moved, dead_bytes = total.saturating_sub(live), live_bytes = live,
             elapsed_ms = started.elapsed().as_millis() as u64, "compacted the originals");
         Ok(())
+    }
+
+    /// Every value with its key, its tokens (originals not read) and where its originals lie.
+    fn located(&self) -> impl Iterator<Item = Result<(IVec, IVec, Tokens, Option<Location>)>> + '_ {
+        self.vectors.iter().map(|entry| {
+            let (k, v) = entry?;
+            let id = id_of(&k, &self.path)?;
+            let (tokens, at) = Tokens::from_bytes(&v, &format!("tokens of document {id}"), &self.path)?;
+            Ok((k, v, tokens, at))
+        })
     }
 
     /// Copies the originals of `pending` (key, value, its tokens, where its originals lie) into

@@ -180,8 +180,13 @@ impl Originals {
     }
 
     /// Closes the retired files past their grace (their disk space is freed then).
+    /// Called every second: the files' map, which every read takes, is locked for writing
+    /// only when a file is past its grace.
     pub fn forget_retired(&self) {
         let mut retired = self.retired.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if retired.iter().all(|(at, _)| at.elapsed() < RETIRED_GRACE) {
+            return;
+        }
         let mut files = self.files.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         retired.retain(|(at, g)| {
             let keep = at.elapsed() < RETIRED_GRACE;
@@ -219,33 +224,25 @@ impl Store {
         let reused: Vec<Option<Location>> = batch
             .iter()
             .zip(kept.iter().chain(std::iter::repeat(&None)))
-            .map(|(new, kept)| match (originals(new), kept) {
-                (Some(o), Some((old, Some(at)))) if originals(old) == Some(o) => Some(*at),
+            .map(|(new, kept)| match (new.originals(), kept) {
+                (Some(o), Some((old, Some(at)))) if old.originals() == Some(o) => Some(*at),
                 _ => None,
             })
             .collect();
         let fresh: Vec<&[f16]> = batch
             .iter()
             .zip(&reused)
-            .filter_map(|(new, reused)| reused.is_none().then(|| originals(new)).flatten())
+            .filter_map(|(new, reused)| reused.is_none().then(|| new.originals()).flatten())
             .collect();
         let mut appended = if fresh.is_empty() { Vec::new() } else { self.originals.append(&fresh)? }.into_iter();
         Ok(batch
             .iter()
             .zip(reused)
             .map(|(new, reused)| {
-                let at = reused.or_else(|| originals(new).and_then(|_| appended.next()));
+                let at = reused.or_else(|| new.originals().and_then(|_| appended.next()));
                 new.to_bytes_at(at)
             })
             .collect())
-    }
-}
-
-/// A document's originals, if its tokens carry them.
-fn originals(tokens: &Tokens) -> Option<&[f16]> {
-    match tokens {
-        Tokens::Encoded { originals: Some(o), .. } => Some(o),
-        _ => None,
     }
 }
 

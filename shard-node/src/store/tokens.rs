@@ -32,6 +32,14 @@ pub enum Tokens {
 }
 
 impl Tokens {
+    /// The originals these tokens carry, if any.
+    pub fn originals(&self) -> Option<&[f16]> {
+        match self {
+            Tokens::Encoded { originals: Some(o), .. } => Some(o),
+            _ => None,
+        }
+    }
+
     /// The value, with the originals' location `at` in place of the originals when given.
     pub(super) fn to_bytes_at(&self, at: Option<Location>) -> Vec<u8> {
         let mut out = Vec::new();
