@@ -168,6 +168,28 @@ pub(super) fn background_pool(
         .build()
 }
 
+/// Runs `work` on a thread of its own at `priority` and waits for it: for background work that
+/// uses sled, which the pools' threads never do. Here, if no thread can be started.
+pub(super) fn on_background_thread<T: Send>(priority: Background, work: impl FnOnce() -> T + Send) -> T {
+    // Where the thread cannot start, the work is still in its slot.
+    let slot = std::sync::Mutex::new(Some(work));
+    let run = || slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take().map(|work| work());
+    let done = std::thread::scope(|s| {
+        let lowered = || {
+            lower_priority(priority);
+            run()
+        };
+        match std::thread::Builder::new().name("background".into()).spawn_scoped(s, lowered) {
+            Ok(thread) => thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(e) => {
+                tracing::warn!(error = %e, "no thread for background work: it runs at full priority");
+                run()
+            }
+        }
+    });
+    done.expect("the work is taken from its slot once, by the thread or else here")
+}
+
 /// Lowers the calling thread's CPU priority to `priority.nice`, then (if `idle`) puts it under
 /// SCHED_IDLE. On Linux both calls with who/pid 0 apply to the calling thread alone.
 fn lower_priority(priority: Background) {
@@ -192,5 +214,28 @@ pub(super) fn without_made_up_originals(source: &Tokens, encoded: Tokens) -> Tok
             Tokens::Encoded { codec, codes, residuals, originals: None }
         }
         (_, encoded) => encoded,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nice_here() -> i32 {
+        // SAFETY: plain system call; nice values 0 to 19 are never its error value, -1.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
+    }
+
+    #[test]
+    fn background_work_runs_below_the_callers_priority_and_hands_back_its_result_or_panic() {
+        let (here, priority) = (nice_here(), Background { nice: 7, idle: true });
+        // SAFETY: plain system call on the calling thread.
+        let (nice, policy) = on_background_thread(priority, || (nice_here(), unsafe { libc::sched_getscheduler(0) }));
+        assert!(nice >= 7, "the work ran at nice {nice}");
+        assert_eq!(policy, libc::SCHED_IDLE);
+        assert_eq!(nice_here(), here, "the caller's priority is left as it was");
+        let panicked = std::panic::catch_unwind(|| on_background_thread(priority, || panic!("in the background")));
+        let message = panicked.expect_err("the panic reaches the caller");
+        assert_eq!(message.downcast_ref::<&str>(), Some(&"in the background"));
     }
 }

@@ -14,7 +14,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::encoding::{background_pool, without_made_up_originals, Codecs};
+use super::encoding::{background_pool, on_background_thread, without_made_up_originals, Codecs};
 use super::{locked, Shard, State};
 use crate::codec::{centroid_count, Codec};
 use crate::index::Index;
@@ -71,7 +71,11 @@ impl Shard {
         if let Some(dead) = self.compact_if_due() {
             return Ok(Some(Maintenance::Compacted(dead)));
         }
-        Ok(self.store.compact_originals_if_due()?.map(Maintenance::CompactedOriginals))
+        if !self.store.originals_count_due() {
+            return Ok(None);
+        }
+        let compacted = on_background_thread(self.config.background(), || self.store.compact_originals())?;
+        Ok(compacted.map(Maintenance::CompactedOriginals))
     }
 
     /// Whether the shard holds `retrain_growth` times the tokens its codec was trained for.

@@ -3,9 +3,9 @@
 //! new one, its value swapped only if it is unchanged or re-encoded since with its originals
 //! where they were (a write since wins; the pass is made again until no value names an older
 //! generation); then sled is flushed and the older files are retired. At open, before the
-//! store serves; in service, from the shard's maintenance, counting the live bytes when the
-//! files have grown by half since the last count or ten minutes after it (a count reads every
-//! value, not the originals).
+//! store serves; in service, from the shard's maintenance (on a thread below the searches'
+//! CPU priority), counting the live bytes when the files have grown by half since the last
+//! count or ten minutes after it (a count reads every value, not the originals).
 
 use std::time::{Duration, Instant};
 
@@ -38,20 +38,26 @@ impl Store {
         Ok(())
     }
 
-    /// In service: counts the live bytes when a count is due, and compacts when they say so;
-    /// the dead bytes dropped.
-    pub fn compact_originals_if_due(&self) -> Result<Option<u64>> {
+    /// In service, cheap and called often: whether the live bytes are due a count (the files
+    /// grew by half since the last, or changed and ten minutes passed); if so the count is
+    /// recorded as made, and the caller runs `compact_originals`.
+    pub fn originals_count_due(&self) -> bool {
         self.originals.forget_retired();
         let total = self.originals.bytes();
-        {
-            let mut counted = self.originals.counted.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let (last, at) = *counted;
-            let grown = total > last + last / 2;
-            if total == last || !(grown || at.elapsed() >= COUNT_EVERY) {
-                return Ok(None);
-            }
-            *counted = (total, Instant::now());
+        let mut counted = self.originals.counted.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (last, at) = *counted;
+        let grown = total > last + last / 2;
+        if total == last || !(grown || at.elapsed() >= COUNT_EVERY) {
+            return false;
         }
+        *counted = (total, Instant::now());
+        true
+    }
+
+    /// Counts the live bytes and compacts when they say so; the dead bytes dropped. Both read
+    /// every value and give way to searches as they go (`give_way::step`).
+    pub fn compact_originals(&self) -> Result<Option<u64>> {
+        let total = self.originals.bytes();
         let mut live = 0;
         for entry in self.located() {
             live += bytes_of(&entry?.3);
@@ -89,6 +95,9 @@ impl Store {
         // The new values durable before the files they no longer name go.
         self.db.flush()?;
         self.originals.retire_up_to(last_old)?;
+        // The next count when the compacted files have grown by half.
+        *self.originals.counted.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            (self.originals.bytes(), Instant::now());
         tracing::info!(path = %self.path, documents = moved, dead_bytes = total.saturating_sub(live), live_bytes = live,
             elapsed_ms = started.elapsed().as_millis() as u64, "compacted the originals");
         Ok(())
@@ -97,6 +106,7 @@ impl Store {
     /// Every value with its key, its tokens (originals not read) and where its originals lie.
     fn located(&self) -> impl Iterator<Item = Result<(IVec, IVec, Tokens, Option<Location>)>> + '_ {
         self.vectors.iter().map(|entry| {
+            crate::give_way::step();
             let (k, v) = entry?;
             let id = id_of(&k, &self.path)?;
             let (tokens, at) = Tokens::from_bytes(&v, &format!("tokens of document {id}"), &self.path)?;
