@@ -256,7 +256,8 @@ struct Built<'a> {
 
 /// Searches the shard holding exactly `data` with each setting and prints one JSON line each:
 /// recall against the exact mode and against exhaustive MaxSim over the raw vectors, memory,
-/// disk, build time and latency. Returns the queries and the first setting.
+/// disk, build time and latency (of a second pass of the queries). Returns the queries and
+/// the first setting.
 fn measure(
     args: &Args,
     built: &Built,
@@ -302,6 +303,11 @@ fn measure(
         })
         .collect();
     for params in &settings {
+        // One untimed pass first: the latencies are of a shard in service, not of the first
+        // reads of a store just opened (sled's cache and the OS's page cache).
+        for q in &refs {
+            shard.search(q, params, None)?;
+        }
         let mut latencies = Vec::with_capacity(queries.len());
         let mut results = Vec::with_capacity(queries.len());
         let search_started = Instant::now();
