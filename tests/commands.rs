@@ -169,3 +169,64 @@ fn local_keeps_its_shard_count_and_its_data_directory_to_itself() {
         serde_json::from_slice(&std::fs::read(dir.path().join("cluster.json")).unwrap()).unwrap();
     assert_eq!(state["shards"].as_array().unwrap().len(), 2);
 }
+
+/// `shard-bench --grow` as the README runs it, small: a report at a size on the way and at the
+/// whole (building counted up to each, retraining included), latency beside a writer, the
+/// vectors and our top-k for the peer script; the kept shard is measured again, not rebuilt.
+#[test]
+fn shard_bench_grows_a_shard_reports_on_the_way_and_measures_it_again_when_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (shard, vectors) = (dir.path().join("shard"), dir.path().join("vectors"));
+    let run = |extra: &[&std::ffi::OsStr]| -> Vec<serde_json::Value> {
+        let out = jacolbert()
+            .args(["shard-bench", "--docs", "3000", "--tokens-per-doc", "8", "--queries", "8", "--json"])
+            .args(["--grow", "--train-tokens", "1000", "--keep"])
+            .arg(&shard)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let extra = ["--report-at", "8000", "--under-writes", "--passes", "1", "--write-vectors"];
+    let mut extra: Vec<&std::ffi::OsStr> = extra.iter().map(std::ffi::OsStr::new).collect();
+    extra.push(vectors.as_os_str());
+    let lines = run(&extra);
+    assert_eq!(lines.len(), 3, "a size on the way, the whole, the writer: {lines:?}");
+    let (on_the_way, whole, writer) = (&lines[0], &lines[1], &lines[2]);
+    let number = |v: &serde_json::Value, key: &str| v[key].as_f64().unwrap_or_else(|| panic!("{key} in {v}"));
+    assert!((8000.0..number(whole, "tokens")).contains(&number(on_the_way, "tokens")), "{on_the_way}");
+    assert_eq!(whole["docs"], 3000);
+    assert!(number(whole, "build_s") >= number(on_the_way, "build_s"), "build time counts all building before");
+    // Trained on its first upsert (500 documents, about 4,000 tokens), so retrained once it
+    // held four times that (retrain_growth 4).
+    assert!(!whole["retrainings"].as_array().unwrap().is_empty(), "{whole}");
+    for report in [on_the_way, whole] {
+        for recall in ["recall_at_k", "recall_at_k_raw"] {
+            assert!(number(report, recall) >= 0.9, "{recall} in {report}");
+        }
+        // 32 bytes of 2-bit residual a token in memory; its f16 original (256) on disk.
+        assert!((32.0..64.0).contains(&number(report, "bytes_per_token")), "{report}");
+        assert!(number(report, "disk_bytes_per_token") > 256.0, "{report}");
+        assert!(number(report, "p50_ms") <= number(report, "p99_ms"), "{report}");
+    }
+    assert_eq!(writer["under_writes"], true);
+    assert!(number(writer, "documents_written") > 0.0 && number(writer, "retraining_s") > 0.0, "{writer}");
+    for phase in ["alone", "beside_writer", "beside_writer_and_retraining"] {
+        assert!(number(&writer[phase], "searches") >= 8.0, "{writer}");
+    }
+
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(vectors.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["tokens"].as_f64(), whole["tokens"].as_f64());
+    let floats = std::fs::metadata(vectors.join("vectors.f32")).unwrap().len();
+    assert_eq!(floats, meta["tokens"].as_u64().unwrap() * 128 * 4);
+    let ours: Vec<Vec<usize>> =
+        serde_json::from_slice(&std::fs::read(vectors.join("jacolbert_topk.json")).unwrap()).unwrap();
+    assert!(ours.len() == 8 && ours.iter().all(|hits| hits.len() == 10 && hits.iter().all(|&d| d < 3000)), "{ours:?}");
+
+    let again = run(&[]);
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0]["build_s"], serde_json::Value::Null, "a kept shard is measured, not built");
+    assert_eq!(again[0]["tokens"], whole["tokens"]);
+    assert!(number(&again[0], "recall_at_k_raw") >= 0.9, "{}", again[0]);
+}
