@@ -177,7 +177,7 @@ fn local_keeps_its_shard_count_and_its_data_directory_to_itself() {
 fn shard_bench_grows_a_shard_reports_on_the_way_and_measures_it_again_when_kept() {
     let dir = tempfile::tempdir().unwrap();
     let (shard, vectors) = (dir.path().join("shard"), dir.path().join("vectors"));
-    let run = |extra: &[&std::ffi::OsStr]| -> Vec<serde_json::Value> {
+    let run = |extra: &[&str]| -> Vec<serde_json::Value> {
         let out = jacolbert()
             .args(["shard-bench", "--docs", "3000", "--tokens-per-doc", "8", "--queries", "8", "--json"])
             .args(["--grow", "--train-tokens", "1000", "--keep"])
@@ -188,10 +188,8 @@ fn shard_bench_grows_a_shard_reports_on_the_way_and_measures_it_again_when_kept(
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
     };
-    let extra = ["--report-at", "8000", "--under-writes", "--passes", "1", "--write-vectors"];
-    let mut extra: Vec<&std::ffi::OsStr> = extra.iter().map(std::ffi::OsStr::new).collect();
-    extra.push(vectors.as_os_str());
-    let lines = run(&extra);
+    let vectors_arg = vectors.to_str().unwrap();
+    let lines = run(&["--report-at", "8000", "--under-writes", "--passes", "1", "--write-vectors", vectors_arg]);
     assert_eq!(lines.len(), 3, "a size on the way, the whole, the writer: {lines:?}");
     let (on_the_way, whole, writer) = (&lines[0], &lines[1], &lines[2]);
     let number = |v: &serde_json::Value, key: &str| v[key].as_f64().unwrap_or_else(|| panic!("{key} in {v}"));

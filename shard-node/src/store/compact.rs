@@ -30,17 +30,19 @@ fn due(total: u64, live: u64) -> bool {
 impl Store {
     /// At open: compacts when `live` (the check's sum) says so.
     pub(super) fn compact_originals_at_open(&self, live: u64) -> Result<()> {
-        let total = self.originals.bytes();
-        *self.originals.counted.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = (total, Instant::now());
-        if due(total, live) {
-            self.move_originals(live)?;
+        match due(self.originals.bytes(), live) {
+            true => self.move_originals(live),
+            false => {
+                self.counted_now();
+                Ok(())
+            }
         }
-        Ok(())
     }
 
     /// In service, cheap and called often: whether the live bytes are due a count (the files
     /// grew by half since the last, or changed and ten minutes passed); if so the count is
-    /// recorded as made, and the caller runs `compact_originals`.
+    /// recorded as made, and the caller runs `compact_originals`. It also closes the files
+    /// compacted away once past their grace.
     pub fn originals_count_due(&self) -> bool {
         self.originals.forget_retired();
         let total = self.originals.bytes();
@@ -96,11 +98,16 @@ impl Store {
         self.db.flush()?;
         self.originals.retire_up_to(last_old)?;
         // The next count when the compacted files have grown by half.
-        *self.originals.counted.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-            (self.originals.bytes(), Instant::now());
+        self.counted_now();
         tracing::info!(path = %self.path, documents = moved, dead_bytes = total.saturating_sub(live), live_bytes = live,
             elapsed_ms = started.elapsed().as_millis() as u64, "compacted the originals");
         Ok(())
+    }
+
+    /// Records the files as they are now as counted.
+    fn counted_now(&self) {
+        *self.originals.counted.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            (self.originals.bytes(), Instant::now());
     }
 
     /// Every value with its key, its tokens (originals not read) and where its originals lie.
